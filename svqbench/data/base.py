@@ -1,0 +1,161 @@
+"""What every dataset shares: its facts, the prepared-folder format, and the window loader.
+
+A prepared dataset lives in ``ROOT/NAME/``::
+
+    manifest.json          facts, options, sources, counts; written last (its presence = complete)
+    SPLIT/frames.npy       (F, C, H, W) frames, uint8 (video) or float16/float32 (physical fields)
+    SPLIT/starts.npy       (N,) int64: first frame index of each window of frames_in + frames_out frames
+
+Loaders memory-map ``frames.npy`` and read one window at a time, so opening a split costs
+almost no RAM whatever its size.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, ClassVar
+
+import numpy as np
+import torch
+from torch.utils.data import Dataset
+
+from svqbench.errors import SvqbenchError
+
+MANIFEST = "manifest.json"
+FORMAT_VERSION = 1
+
+
+@dataclass(frozen=True)
+class DatasetInfo:
+    """The facts of one dataset, stated once, in its module."""
+
+    name: str
+    frames_in: int
+    frames_out: int
+    channels: int
+    height: int
+    width: int
+    metrics: tuple[str, ...] = ("mae", "mse", "ssim", "psnr")
+    splits: tuple[str, ...] = ("train", "val", "test")
+    physical: bool = False  # values are z-scored physical fields: metrics de-normalise first
+    description: str = ""
+    protocol: str = ""
+
+    @property
+    def window(self) -> int:
+        return self.frames_in + self.frames_out
+
+    @property
+    def shape_in(self) -> tuple[int, int, int, int]:
+        """(T_in, C, H, W) of one input clip."""
+        return (self.frames_in, self.channels, self.height, self.width)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> "DatasetInfo":
+        known = {f.name for f in dataclasses.fields(cls)}
+        kw = {k: v for k, v in d.items() if k in known}
+        for key in ("metrics", "splits"):
+            if key in kw:
+                kw[key] = tuple(kw[key])
+        return cls(**kw)
+
+
+class DatasetSpec:
+    """One benchmark: subclasses set ``info`` and implement ``prepare``.
+
+    ``prepare(target, src, **options)`` fills the empty folder ``target`` (splits via
+    :func:`write_split`) and returns extra manifest entries (sources, hashes, counts).
+    ``open`` returns the torch Dataset of a split; the default reads stored windows.
+    """
+
+    info: ClassVar[DatasetInfo]
+
+    def prepare(self, target: Path, src: Path | None, **options: Any) -> dict[str, Any]:
+        raise NotImplementedError
+
+    def open(self, folder: Path, split: str, manifest: dict[str, Any]) -> Dataset:
+        return WindowDataset(folder / split, DatasetInfo.from_dict(manifest["info"]), manifest)
+
+
+def write_split(target: Path, split: str, frames: np.ndarray, starts: np.ndarray) -> dict[str, int]:
+    """Store one split: ``frames`` (F, C, H, W) and window ``starts`` (N,). Returns its counts."""
+    if frames.ndim != 4:
+        raise ValueError(f"frames must be (F, C, H, W), got shape {frames.shape}")
+    out = target / split
+    out.mkdir(parents=True, exist_ok=True)
+    np.save(out / "frames.npy", frames)
+    np.save(out / "starts.npy", np.asarray(starts, dtype=np.int64))
+    return {"frames": int(frames.shape[0]), "windows": int(len(starts))}
+
+
+def open_frames_for_writing(target: Path, split: str, shape: tuple[int, ...], dtype: Any) -> np.memmap:
+    """A writable (F, C, H, W) ``frames.npy`` memmap, for splits too large to build in RAM."""
+    out = target / split
+    out.mkdir(parents=True, exist_ok=True)
+    return np.lib.format.open_memmap(out / "frames.npy", mode="w+", dtype=dtype, shape=shape)
+
+
+def write_starts(target: Path, split: str, starts: np.ndarray) -> None:
+    np.save(target / split / "starts.npy", np.asarray(starts, dtype=np.int64))
+
+
+def read_manifest(folder: Path) -> dict[str, Any] | None:
+    """The manifest of a complete prepared folder, or None when there is none."""
+    path = folder / MANIFEST
+    if not path.is_file():
+        return None
+    try:
+        manifest = json.loads(path.read_text())
+    except json.JSONDecodeError as e:
+        raise SvqbenchError(f"{path}: not valid JSON ({e}); re-run the prep with --force") from None
+    if not manifest.get("complete"):
+        return None
+    return manifest
+
+
+class WindowDataset(Dataset):
+    """Windows of a prepared split, read lazily from a memory-mapped frame array.
+
+    Item ``i`` is ``(inputs, targets)`` of shapes ``(T_in, C, H, W)`` and ``(T_out, C, H, W)``,
+    float32; uint8 frames are scaled to [0, 1], float frames are returned as stored.
+    """
+
+    def __init__(self, split_dir: Path, info: DatasetInfo, manifest: dict[str, Any] | None = None):
+        if not (split_dir / "frames.npy").is_file():
+            raise SvqbenchError(f"{split_dir}: split not prepared (no frames.npy)")
+        self.info = info
+        self.manifest = manifest or {}
+        self.frames = np.load(split_dir / "frames.npy", mmap_mode="r")
+        self.starts = np.load(split_dir / "starts.npy")
+
+    def __len__(self) -> int:
+        return len(self.starts)
+
+    def __getitem__(self, i: int) -> tuple[torch.Tensor, torch.Tensor]:
+        s = int(self.starts[i])
+        clip = np.asarray(self.frames[s : s + self.info.window])
+        x = torch.from_numpy(clip.astype(np.float32))
+        if clip.dtype == np.uint8:
+            x = x.div_(255.0)
+        return x[: self.info.frames_in], x[self.info.frames_in :]
+
+
+@dataclass
+class Normalisation:
+    """Per-channel z-score statistics (of the training split) carried with physical datasets."""
+
+    mean: list[float] = field(default_factory=list)
+    std: list[float] = field(default_factory=list)
+
+    def denormalise(self, x: torch.Tensor) -> torch.Tensor:
+        """x: (B, T, C, H, W) z-scored -> physical units."""
+        shape = (1, 1, -1, 1, 1)
+        mean = torch.tensor(self.mean, dtype=x.dtype, device=x.device).view(shape)
+        std = torch.tensor(self.std, dtype=x.dtype, device=x.device).view(shape)
+        return x * std + mean
