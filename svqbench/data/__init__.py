@@ -12,12 +12,14 @@ import inspect
 import os
 import shutil
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
+
+import torch
 
 from torch.utils.data import Dataset
 
 from svqbench import __version__
-from svqbench.data.base import FORMAT_VERSION, MANIFEST, DatasetInfo, DatasetSpec, read_manifest
+from svqbench.data.base import FORMAT_VERSION, MANIFEST, DatasetInfo, DatasetSpec, Normalisation, read_manifest
 from svqbench.errors import SvqbenchError
 from svqbench.fileio import atomic_dir, write_json
 from svqbench.registry import Registry
@@ -135,6 +137,17 @@ def info(name: str, root: str | os.PathLike | None = None) -> DatasetInfo:
     if manifest is not None:
         return DatasetInfo.from_dict(manifest["info"])
     return DATASETS.get(name).info
+
+
+def denormaliser(name: str, root: str | os.PathLike | None = None) -> Callable[[torch.Tensor], torch.Tensor] | None:
+    """(B,T,C,H,W) z-scored -> physical units, for datasets stored normalised; None otherwise."""
+    stats = load_manifest(name, root).get("normalisation")
+    return Normalisation(**stats).denormalise if stats else None
+
+
+def latitudes(name: str, root: str | os.PathLike | None = None) -> list[float] | None:
+    """Grid latitudes (degrees, one per row) of gridded datasets, for latitude-weighted metrics."""
+    return load_manifest(name, root).get("latitudes")
 
 
 def create(name: str, split: str, root: str | os.PathLike | None = None) -> Dataset:
