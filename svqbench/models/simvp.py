@@ -17,7 +17,7 @@ from torch import nn
 from svqbench.data.base import DatasetInfo
 from svqbench.errors import SvqbenchError
 from svqbench.models import MODELS, Forecast
-from svqbench.models.quantizers import build_quantizer
+from svqbench.models.svq import SVQ
 from svqbench.models.translators import TRANSLATORS
 
 
@@ -120,9 +120,11 @@ class SimVP(nn.Module):
         self.post_vq = post_vq
 
     def _quantize(self, latent: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Quantizers return the quantized latent, or (quantized, auxiliary loss) for hard VQ."""
         if self.quantizer is None:
             return latent, latent.new_zeros(())
-        return self.quantizer(latent)
+        out = self.quantizer(latent)
+        return out if isinstance(out, tuple) else (out, latent.new_zeros(()))
 
     def forward(self, inputs: torch.Tensor) -> Forecast:
         """inputs (B, T, C, H, W) -> Forecast(frames (B, T, C, H, W), aux_loss)."""
@@ -181,9 +183,7 @@ def simvp_svq(
     post_vq: bool = False,
 ) -> SimVP:
     """SimVP with SVQ on every latent vector (before the translator, or after it with ``post_vq``)."""
-    quantizer = build_quantizer(
-        "svq", hid_S, codebook_size=codebook_size, hidden_dim=svq_hidden, nonlinear=nonlinear,
-        hid_relu=hid_relu, out_relu=out_relu, freeze_codebook=freeze_codebook, init=init,
-    )
+    quantizer = SVQ(hid_S, codebook_size, hidden_dim=svq_hidden, nonlinear=nonlinear, hid_relu=hid_relu,
+                    out_relu=out_relu, freeze_codebook=freeze_codebook, init=init)
     return SimVP(info, hid_S, hid_T, N_S, N_T, translator, mlp_ratio, drop, drop_path,
                  spatio_kernel_enc, spatio_kernel_dec, quantizer=quantizer, post_vq=post_vq)
