@@ -23,7 +23,7 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
 )
-out = Console()
+out = Console(width=None if sys.stdout.isatty() else 160)  # tables are not cut when piped to a file
 err = Console(stderr=True)
 
 DEVICE = typer.Option("auto", "--device", help="auto | cpu | cuda | cuda:N")
@@ -241,9 +241,10 @@ def leaderboard_(
         table = leaderboard.read(name)
         if convention:
             table = table[table["convention"] == convention]
-        for conv, group in table.groupby("convention", sort=True):
+        for (conv, split), group in table.groupby(["convention", "split"], sort=True):
+            group = group.drop(columns=["convention", "split"])
             best = leaderboard.best_rows(group)
-            view = Table(title=f"{name} ({conv})")
+            view = Table(title=f"{name}: {split} split, {conv} convention")
             for column in group.columns:
                 view.add_column(column, justify="right" if column not in ("run", "model", "recipe") else "left")
             for index, row in group.iterrows():

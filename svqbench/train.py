@@ -7,6 +7,7 @@ import json
 import math
 import random
 import time
+import warnings
 from contextlib import nullcontext
 from pathlib import Path
 from typing import Callable
@@ -50,6 +51,14 @@ def make_scheduler(cfg: TrainConfig, optimizer: torch.optim.Optimizer, total_ste
 
         return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
     return torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: 1.0)
+
+
+def fast_forward(scheduler, steps: int) -> None:
+    """Advance a freshly built per-step scheduler to ``steps`` without touching the weights."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)  # "scheduler.step() before optimizer.step()"
+        for _ in range(steps):
+            scheduler.step()
 
 
 def autocast(device: torch.device, precision: str):
@@ -123,10 +132,11 @@ def train(
     if resume:
         state = load_checkpoint(checkpoint_path(run_dir, "last"), device)
         model.load_state_dict(state["model"])
+        start_epoch, step, best_val = state["epoch"], state["step"], state["best_val"]
         if optimizer:
             optimizer.load_state_dict(state["optimizer"])
-            scheduler.load_state_dict(state["scheduler"])
-        start_epoch, step, best_val = state["epoch"], state["step"], state["best_val"]
+            scheduler = make_scheduler(cfg, optimizer, total_steps, steps_per_epoch)
+            fast_forward(scheduler, step)  # the schedule follows the (possibly extended) recipe
         reporter.message(f"resuming {run_dir} at epoch {start_epoch}, step {step}")
 
     def checkpoint(name: str, epoch: int) -> None:
@@ -134,7 +144,6 @@ def train(
             run_dir / name,
             model=model.state_dict(),
             optimizer=optimizer.state_dict() if optimizer else {},
-            scheduler=scheduler.state_dict() if scheduler else {},
             epoch=epoch,
             step=step,
             best_val=best_val,

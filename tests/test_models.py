@@ -1,0 +1,78 @@
+"""Every registered model: output shapes, rollout, finite values, and gradients reach its parameters."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from svqbench.data.base import DatasetInfo
+from svqbench.errors import SvqbenchError
+from svqbench.models import MODELS, count_parameters, create_model, forecast
+
+from conftest import TINY_MODEL
+
+INFO = DatasetInfo("toy", frames_in=4, frames_out=4, channels=2, height=16, width=16)
+SMALL_ARGS = {"simvp": TINY_MODEL, "simvp_svq": {**TINY_MODEL, "codebook_size": 16}}
+
+
+@pytest.mark.parametrize("name", MODELS.names())
+def test_model_shapes_and_backward(name):
+    torch.manual_seed(0)
+    model = create_model(name, INFO, **SMALL_ARGS.get(name, {}))
+    inputs = torch.rand(2, *INFO.shape_in, requires_grad=True)
+    out = forecast(model, inputs, INFO.frames_out)
+    assert out.frames.shape == (2, INFO.frames_out, INFO.channels, INFO.height, INFO.width)
+    assert torch.isfinite(out.frames).all() and torch.isfinite(out.aux_loss)
+    (out.frames.square().mean() + out.aux_loss).backward()
+    assert torch.isfinite(inputs.grad).all()
+    for pname, p in model.named_parameters():
+        if p.requires_grad:
+            assert p.grad is not None and torch.isfinite(p.grad).all(), pname
+
+
+@pytest.mark.parametrize("frames_out", [1, 3, 4, 9])
+def test_rollout_truncates_and_extends(frames_out):
+    model = create_model("simvp", INFO, **TINY_MODEL)
+    inputs = torch.rand(1, *INFO.shape_in)
+    frames = forecast(model, inputs, frames_out).frames
+    assert frames.shape[1] == frames_out
+    one_pass = model(inputs).frames
+    torch.testing.assert_close(frames[:, : min(frames_out, 4)], one_pass[:, : min(frames_out, 4)])
+    if frames_out > 4:  # the second pass is fed the first pass's prediction
+        torch.testing.assert_close(frames[:, 4:8], model(one_pass).frames)
+
+
+def test_persistence_repeats_last_frame():
+    inputs = torch.rand(3, *INFO.shape_in)
+    frames = forecast(create_model("persistence", INFO), inputs, 6).frames
+    assert frames.shape[1] == 6
+    assert torch.equal(frames, inputs[:, -1:].expand(-1, 6, -1, -1, -1))
+
+
+def test_published_kth_parameter_counts():
+    kth = DatasetInfo("kth", frames_in=10, frames_out=20, channels=1, height=128, width=128)
+    args = {"hid_S": 64, "hid_T": 256, "N_S": 2, "N_T": 6}
+    assert round(count_parameters(create_model("simvp", kth, translator="incepu", **args)) / 1e6, 1) == 12.2
+    assert round(count_parameters(create_model("simvp", kth, translator="gsta", **args)) / 1e6, 1) == 15.6
+
+
+def test_svq_sits_before_translator_or_after():
+    pre = create_model("simvp_svq", INFO, **TINY_MODEL, codebook_size=16)
+    post = create_model("simvp_svq", INFO, **TINY_MODEL, codebook_size=16, post_vq=True)
+    assert pre.post_vq is False and post.post_vq is True
+    assert pre.quantizer.codebook.shape == (16, TINY_MODEL["hid_S"])
+
+
+@pytest.mark.parametrize(
+    "name, args, key",
+    [
+        ("nope", {}, "unknown model 'nope'"),
+        ("simvp", {"hid_Z": 3}, "no argument 'hid_Z'"),
+        ("simvp", {**TINY_MODEL, "translator": "lstm"}, "unknown translator 'lstm'"),
+        ("simvp", {**TINY_MODEL, "N_S": 6}, "model.N_S=6"),
+    ],
+)
+def test_bad_model_arguments_are_one_line_errors(name, args, key):
+    odd = DatasetInfo("odd", 4, 4, 1, 20, 20)
+    with pytest.raises(SvqbenchError, match=key.replace("(", r"\(")):
+        create_model(name, odd, **args)
