@@ -1,0 +1,281 @@
+"""The ``svqbench`` command: thin Typer commands that parse options, call the library, print.
+
+User mistakes (:class:`SvqbenchError`) become one line on stderr and exit code 1.
+"""
+
+from __future__ import annotations
+
+import functools
+import sys
+from pathlib import Path
+from typing import Callable, List, Optional
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from svqbench.errors import SvqbenchError
+
+app = typer.Typer(
+    name="svqbench",
+    help="Spatio-temporal / video prediction with SimVP and SVQ: prep, train, eval, render, compare.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+out = Console()
+err = Console(stderr=True)
+
+DEVICE = typer.Option("auto", "--device", help="auto | cpu | cuda | cuda:N")
+ROOT = typer.Option(None, "--root", help="data root (default $SVQBENCH_DATA or ./data)")
+
+
+def command(fn: Callable | None = None, *, name: str | None = None) -> Callable:
+    """Register a command; SvqbenchError -> 'error: ...' and exit 1, Ctrl-C -> exit 130."""
+
+    def register(fn: Callable) -> Callable:
+        @functools.wraps(fn)
+        def wrapper(*args, **kwargs):
+            try:
+                return fn(*args, **kwargs)
+            except SvqbenchError as e:
+                err.print(f"[bold red]error:[/] {e}", highlight=False, soft_wrap=True)
+                raise typer.Exit(1) from None
+            except KeyboardInterrupt:
+                err.print("interrupted")
+                raise typer.Exit(130) from None
+
+        return app.command(name=name)(wrapper)
+
+    return register(fn) if fn is not None else register
+
+
+def _split_options(pairs: list[str]) -> dict[str, str]:
+    options = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key:
+            raise SvqbenchError(f"--opt {pair!r}: expected key=value")
+        options[key.replace("-", "_")] = value
+    return options
+
+
+@command
+def prep(
+    name: str = typer.Argument(..., help="dataset: digits, kth, kth40, mmnist, human, kitticaltech, taxibj, weather_*, videos"),
+    root: Optional[Path] = ROOT,
+    src: Optional[Path] = typer.Option(None, "--src", help="folder of already-downloaded source files"),
+    force: bool = typer.Option(False, "--force", help="prepare again even if complete"),
+    folder_name: Optional[str] = typer.Option(None, "--name", help="store under this name (videos)"),
+    opt: List[str] = typer.Option([], "--opt", help="dataset option key=value, e.g. --opt train=512"),
+) -> None:
+    """Download (or take from --src) and prepare a dataset.
+
+    Example: svqbench prep digits   |   svqbench prep kth --src ~/archives/kth
+    """
+    from svqbench import data
+
+    folder = data.prepare(name, root=root, src=src, force=force, folder_name=folder_name, **_split_options(opt))
+    out.print(str(folder))
+
+
+@command
+def recipes() -> None:
+    """List the named recipes (use them as `svqbench train DATASET/RECIPE`).
+
+    Example: svqbench recipes
+    """
+    from svqbench.config import list_recipes
+
+    for name in list_recipes():
+        out.print(name, highlight=False)
+
+
+@command
+def train(
+    recipe: str = typer.Argument(..., help="a .yaml path, a dataset (its default recipe) or DATASET/RECIPE"),
+    set_: List[str] = typer.Option([], "--set", help="override a key: --set train.lr=1e-3 --set model.hid_S=32"),
+    run_dir: Optional[Path] = typer.Option(None, "--run-dir", help="where to write (default runs/NAME-TIME)"),
+    resume: bool = typer.Option(False, "--resume", help="continue --run-dir from its last.pt"),
+    root: Optional[Path] = ROOT,
+    device: str = DEVICE,
+    quiet: bool = typer.Option(False, "--quiet", help="print only the run directory"),
+) -> None:
+    """Train a recipe; prints the run directory.
+
+    Example: svqbench train digits/simvp --set train.epochs=2 --device cuda
+    """
+    from svqbench.config import load_recipe
+    from svqbench.device import resolve_device
+    from svqbench.progress import Reporter
+    from svqbench.runs import new_run_dir
+    from svqbench.train import train as train_recipe
+
+    if resume and run_dir is None:
+        raise SvqbenchError("--resume needs --run-dir DIR of the run to continue")
+    cfg = load_recipe(recipe, set_)
+    target = run_dir or new_run_dir(cfg)
+    train_recipe(cfg, target, resolve_device(device), data_root=root, resume=resume, reporter=Reporter(quiet))
+    out.print(str(target), highlight=False)
+
+
+def _parse_metrics(text: Optional[str]) -> Optional[tuple[str, ...]]:
+    from svqbench.metrics import METRIC_NAMES
+
+    if not text:
+        return None
+    names = tuple(m.strip().lower() for m in text.split(",") if m.strip())
+    for name in names:
+        if name not in METRIC_NAMES:
+            raise SvqbenchError(f"--metrics: unknown metric {name!r}; valid: {', '.join(METRIC_NAMES)}")
+    return names
+
+
+@command(name="eval")
+def eval_(
+    run_dir: Path = typer.Argument(..., help="a run directory written by `svqbench train`"),
+    metrics: Optional[str] = typer.Option(None, "--metrics", help="comma list: mae,mse,rmse,ssim,psnr,lpips"),
+    split: Optional[str] = typer.Option(None, "--split", help="test (default) or val"),
+    convention: Optional[str] = typer.Option(None, "--convention", help="standard (default) or openstl"),
+    batch_size: Optional[int] = typer.Option(None, "--batch-size"),
+    lpips_weights: Optional[Path] = typer.Option(None, "--lpips-weights", help="LPIPS weight file"),
+    plot: bool = typer.Option(False, "--plot", help="also draw RUN/horizon.png (metric per frame)"),
+    root: Optional[Path] = ROOT,
+    device: str = DEVICE,
+) -> None:
+    """Evaluate a run's best checkpoint; writes RUN/metrics.json and a leaderboard row.
+
+    Example: svqbench eval runs/digits-simvp_svq-20261124-120000 --metrics mae,mse,ssim,psnr,lpips
+    """
+    from svqbench.device import resolve_device
+    from svqbench.evaluate import evaluate
+
+    if split not in (None, "test", "val"):
+        raise SvqbenchError(f"--split {split!r}: valid: test, val")
+    report = evaluate(run_dir, resolve_device(device), _parse_metrics(metrics), split, convention, root,
+                      batch_size, lpips_weights, plot)
+    table = Table(title=f"{report['run']} ({report['split']}, {report['convention']})")
+    for name in report["overall"]:
+        table.add_column(name, justify="right")
+    table.add_row(*(f"{v:.5g}" for v in report["overall"].values()))
+    out.print(table)
+
+
+@command
+def render(
+    run_dir: Path = typer.Argument(..., help="a run directory"),
+    index: int = typer.Option(0, "--index", help="which test sample"),
+    out_file: Optional[Path] = typer.Option(None, "--out", help="GIF path (default RUN/render-INDEX.gif)"),
+    split: str = typer.Option("test", "--split"),
+    root: Optional[Path] = ROOT,
+    device: str = DEVICE,
+) -> None:
+    """GIF (and PNG strip) of input, ground truth, prediction and |error| for one sample.
+
+    Example: svqbench render runs/digits-simvp_svq-20261124-120000 --index 3 --out pred.gif
+    """
+    from svqbench.device import resolve_device
+    from svqbench.predict import predict_sample
+    from svqbench.render import comparison_frames, strip, write_gif, write_png
+    from svqbench.runs import LoadedRun
+
+    run = LoadedRun(run_dir, resolve_device(device))
+    inputs, truth, pred = predict_sample(run, index, split, root)
+    gif = out_file or run.dir / f"render-{index}.gif"
+    if gif.suffix.lower() != ".gif":
+        raise SvqbenchError(f"--out {gif}: must end in .gif")
+    write_gif(comparison_frames(inputs, truth, pred), gif)
+    png = write_png(strip(inputs, truth, pred), gif.with_suffix(".png"))
+    out.print(f"{gif}\n{png}", highlight=False)
+
+
+@command
+def predict(
+    run_dir: Path = typer.Argument(..., help="a run directory"),
+    video: Path = typer.Argument(..., help="your clip (any format OpenCV reads); its last T_in frames are used"),
+    out_file: Path = typer.Option(Path("prediction.gif"), "--out", help=".gif, or .npy for raw (T,C,H,W) floats"),
+    frames: Optional[int] = typer.Option(None, "--frames", help="frames to predict (default: the dataset's)"),
+    device: str = DEVICE,
+) -> None:
+    """Continue your own clip with a trained model.
+
+    Example: svqbench predict runs/kth-simvp_svq-20261124-120000 walk.avi --out walk_pred.gif
+    """
+    import numpy as np
+
+    from svqbench.device import resolve_device
+    from svqbench.fileio import atomic_path
+    from svqbench.predict import predict_clip
+    from svqbench.render import to_display, write_gif
+    from svqbench.runs import LoadedRun
+
+    if not video.is_file():
+        raise SvqbenchError(f"{video}: no such file")
+    if out_file.suffix.lower() not in (".gif", ".npy"):
+        raise SvqbenchError(f"--out {out_file}: must end in .gif or .npy")
+    run = LoadedRun(run_dir, resolve_device(device))
+    inputs, pred = predict_clip(run, video, frames)
+    if out_file.suffix.lower() == ".npy":
+        with atomic_path(out_file) as tmp:
+            np.save(tmp, pred.numpy())
+    else:
+        write_gif(list(to_display(inputs)) + list(to_display(pred)), out_file)
+    out.print(str(out_file), highlight=False)
+
+
+@command(name="leaderboard")
+def leaderboard_(
+    dataset: Optional[str] = typer.Argument(None, help="dataset name (default: every leaderboard)"),
+    convention: Optional[str] = typer.Option(None, "--convention", help="only rows of this convention"),
+) -> None:
+    """Show leaderboards with the best value per metric marked.
+
+    Example: svqbench leaderboard digits
+    """
+    from svqbench import leaderboard
+
+    names = [dataset] if dataset else sorted(p.stem for p in leaderboard.leaderboards_dir().glob("*.csv"))
+    if not names:
+        raise SvqbenchError(f"no leaderboards in {leaderboard.leaderboards_dir()}; run `svqbench eval RUN` first")
+    for name in names:
+        table = leaderboard.read(name)
+        if convention:
+            table = table[table["convention"] == convention]
+        for conv, group in table.groupby("convention", sort=True):
+            best = leaderboard.best_rows(group)
+            view = Table(title=f"{name} ({conv})")
+            for column in group.columns:
+                view.add_column(column, justify="right" if column not in ("run", "model", "recipe") else "left")
+            for index, row in group.iterrows():
+                view.add_row(*(
+                    f"[bold green]{leaderboard.format_value(v)}*[/]" if best.get(c) == index else leaderboard.format_value(v)
+                    for c, v in row.items()
+                ))
+            out.print(view)
+    out.print("* best value in its column", style="dim")
+
+
+@command
+def quickstart(
+    root: Optional[Path] = ROOT,
+    device: str = DEVICE,
+    runs: Path = typer.Option(Path("runs/quickstart"), "--runs", help="where the runs go"),
+    gif: Path = typer.Option(Path("assets/quickstart.gif"), "--gif", help="where the GIF goes"),
+) -> None:
+    """Prep `digits`, train persistence / SimVP / SimVP+SVQ (quick recipes), evaluate, render, compare.
+
+    Example: svqbench quickstart --device cuda
+    """
+    from svqbench.device import resolve_device
+    from svqbench.quickstart import run_quickstart
+
+    table = run_quickstart(resolve_device(device), root, runs, gif, console=out)
+    out.print(table)
+
+
+def main() -> None:  # pragma: no cover - the console script entry point
+    app(prog_name="svqbench")
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,185 @@
+"""Recipes: YAML -> validated, frozen objects. Unknown keys and wrong types are one-line errors.
+
+A recipe names a dataset, a model with its arguments, and the training and evaluation settings::
+
+    dataset: digits
+    model: {name: simvp_svq, hid_S: 32, translator: incepu, codebook_size: 1024}
+    train: {epochs: 10, batch_size: 16, lr: 1.0e-3, schedule: onecycle, loss: l1}
+    eval: {metrics: [mae, mse, ssim, psnr]}
+
+``svqbench train RECIPE`` takes a path or a name: ``digits`` (the dataset's default recipe,
+``recipes/digits/simvp_svq.yaml``) or ``digits/simvp``.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from svqbench.errors import SvqbenchError
+
+DEFAULT_RECIPE = "simvp_svq"
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class TrainConfig(_Strict):
+    epochs: int = Field(10, ge=1)
+    max_steps: int = Field(0, ge=0, description="stop after this many optimiser steps (0: no limit)")
+    batch_size: int = Field(16, ge=1)
+    lr: float = Field(1e-3, gt=0)
+    weight_decay: float = Field(0.0, ge=0)
+    schedule: Literal["onecycle", "cosine", "constant"] = "onecycle"
+    warmup_epochs: float = Field(0.0, ge=0, description="linear warm-up before a cosine schedule")
+    loss: Literal["l1", "mse"] = "mse"
+    seed: int = 42
+    precision: Literal["fp32", "bf16"] = "fp32"
+    clip_grad: float = Field(0.0, ge=0, description="max gradient norm (0: no clipping)")
+    num_workers: int = Field(2, ge=0)
+    train_samples: int = Field(0, ge=0, description="use only the first N training windows (0: all)")
+
+
+class EvalConfig(_Strict):
+    metrics: tuple[str, ...] = ("mae", "mse", "ssim", "psnr")
+    convention: str = "standard"
+    batch_size: int = Field(32, ge=1)
+    split: Literal["test", "val"] = "test"
+
+
+class Recipe(_Strict):
+    dataset: str
+    model: dict[str, Any]
+    train: TrainConfig = TrainConfig()
+    eval: EvalConfig = EvalConfig()
+    name: str = ""
+
+    @property
+    def model_name(self) -> str:
+        return self.model["name"]
+
+    @property
+    def model_args(self) -> dict[str, Any]:
+        return {k: v for k, v in self.model.items() if k != "name"}
+
+    def to_dict(self) -> dict[str, Any]:
+        return self.model_dump(mode="json")
+
+
+def recipes_dir() -> Path:
+    """Where named recipes live: ``$SVQBENCH_RECIPES``, ``./recipes``, or the repository's ``recipes/``."""
+    if "SVQBENCH_RECIPES" in os.environ:
+        return Path(os.environ["SVQBENCH_RECIPES"])
+    local = Path("recipes")
+    if local.is_dir():
+        return local
+    return Path(__file__).resolve().parents[1] / "recipes"
+
+
+def list_recipes() -> list[str]:
+    """Names ``dataset/recipe`` of every recipe file under :func:`recipes_dir`."""
+    base = recipes_dir()
+    return sorted(str(p.relative_to(base).with_suffix("")) for p in base.glob("*/*.yaml"))
+
+
+def find_recipe(name_or_path: str) -> Path:
+    path = Path(name_or_path)
+    if path.suffix in (".yaml", ".yml"):
+        if not path.is_file():
+            raise SvqbenchError(f"recipe file {path} does not exist")
+        return path
+    name = name_or_path if "/" in name_or_path else f"{name_or_path}/{DEFAULT_RECIPE}"
+    candidate = recipes_dir() / f"{name}.yaml"
+    if not candidate.is_file():
+        raise SvqbenchError(
+            f"unknown recipe {name_or_path!r}; valid: {', '.join(list_recipes())} (or a .yaml path)"
+        )
+    return candidate
+
+
+def parse_override(text: str) -> tuple[list[str], Any]:
+    """``"train.lr=1e-3"`` -> (["train", "lr"], 0.001); the value is read as YAML."""
+    key, sep, value = text.partition("=")
+    if not sep or not key:
+        raise SvqbenchError(f"--set {text!r}: expected key.sub=value, e.g. train.lr=1e-3")
+    return key.split("."), yaml.safe_load(value) if value else ""
+
+
+def _apply_override(raw: dict[str, Any], keys: list[str], value: Any) -> None:
+    from svqbench.models import model_arguments
+
+    dotted = ".".join(keys)
+    section = keys[0]
+    if section in ("train", "eval"):
+        schema = TrainConfig if section == "train" else EvalConfig
+        if len(keys) != 2 or keys[1] not in schema.model_fields:
+            valid = ", ".join(f"{section}.{k}" for k in schema.model_fields)
+            raise SvqbenchError(f"--set {dotted}: no such key; valid: {valid}")
+        raw.setdefault(section, {})[keys[1]] = value
+    elif section == "model":
+        model = raw.setdefault("model", {})
+        if len(keys) != 2:
+            raise SvqbenchError(f"--set {dotted}: expected model.<argument>")
+        if keys[1] != "name":
+            valid = model_arguments(model.get("name", ""))
+            if keys[1] not in valid:
+                raise SvqbenchError(
+                    f"--set {dotted}: model {model.get('name')!r} has no argument {keys[1]!r}; "
+                    f"valid: {', '.join(valid)}"
+                )
+        model[keys[1]] = value
+    elif section in ("dataset", "name") and len(keys) == 1:
+        raw[section] = value
+    else:
+        raise SvqbenchError(f"--set {dotted}: no such key; valid sections: dataset, model.*, train.*, eval.*")
+
+
+def _format_validation_error(source: str, err: ValidationError) -> str:
+    first = err.errors()[0]
+    where = ".".join(str(p) for p in first["loc"])
+    if first["type"] == "extra_forbidden":
+        return f"{source}: unknown key {where!r}"
+    if first["type"] == "missing":
+        return f"{source}: missing key {where!r}"
+    return f"{source}: {where}: {first['msg']} (got {first.get('input')!r})"
+
+
+def load_recipe(name_or_path: str, overrides: list[str] = ()) -> Recipe:
+    """Read, override (``key.sub=value`` strings) and validate a recipe."""
+    path = find_recipe(name_or_path)
+    try:
+        raw = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as e:
+        raise SvqbenchError(f"{path}: not valid YAML ({str(e).splitlines()[0]})") from None
+    if not isinstance(raw, dict):
+        raise SvqbenchError(f"{path}: expected a mapping of keys (dataset, model, train, eval)")
+    raw.setdefault("name", f"{path.parent.name}/{path.stem}")
+    for text in overrides:
+        _apply_override(raw, *parse_override(text))
+    return validate_recipe(raw, str(path))
+
+
+def validate_recipe(raw: dict[str, Any], source: str = "recipe") -> Recipe:
+    from svqbench.metrics import CONVENTIONS, METRIC_NAMES
+    from svqbench.models import check_model_args
+
+    try:
+        recipe = Recipe.model_validate(raw)
+    except ValidationError as e:
+        raise SvqbenchError(_format_validation_error(source, e)) from None
+    if "name" not in recipe.model:
+        raise SvqbenchError(f"{source}: missing key 'model.name'")
+    check_model_args(recipe.model_name, recipe.model_args, source)
+    for metric in recipe.eval.metrics:
+        if metric not in METRIC_NAMES:
+            raise SvqbenchError(f"{source}: eval.metrics: unknown metric {metric!r}; valid: {', '.join(METRIC_NAMES)}")
+    if recipe.eval.convention not in CONVENTIONS:
+        raise SvqbenchError(
+            f"{source}: eval.convention: unknown {recipe.eval.convention!r}; valid: {', '.join(CONVENTIONS)}"
+        )
+    return recipe

@@ -1,0 +1,164 @@
+"""Datasets: one registry, one prepared-folder format, one entry point each for prep and loading.
+
+>>> from svqbench import data
+>>> data.prepare("digits", root="data")          # writes data/digits/ (no-op when already there)
+>>> ds = data.create("digits", "train", "data")   # torch Dataset of (inputs, targets)
+>>> x, y = ds[0]                                  # (T_in, C, H, W), (T_out, C, H, W), float32 in [0, 1]
+"""
+
+from __future__ import annotations
+
+import inspect
+import os
+import shutil
+from pathlib import Path
+from typing import Any, Callable
+
+import torch
+
+from torch.utils.data import Dataset
+
+from svqbench import __version__
+from svqbench.data.base import FORMAT_VERSION, MANIFEST, DatasetInfo, DatasetSpec, Normalisation, read_manifest
+from svqbench.errors import SvqbenchError
+from svqbench.fileio import atomic_dir, write_json
+from svqbench.registry import Registry
+
+DATASETS: Registry[type[DatasetSpec]] = Registry("dataset")
+
+
+def default_root() -> Path:
+    """Data root: ``$SVQBENCH_DATA`` or ``./data``."""
+    return Path(os.environ.get("SVQBENCH_DATA", "data"))
+
+
+def _spec_options(spec: DatasetSpec, options: dict[str, Any]) -> dict[str, Any]:
+    """Check ``options`` against ``spec.prepare``'s keyword arguments and coerce them to their types."""
+    params = {
+        p.name: p
+        for p in inspect.signature(spec.prepare).parameters.values()
+        if p.kind is inspect.Parameter.KEYWORD_ONLY
+    }
+    checked = {}
+    for key, value in options.items():
+        if key not in params:
+            valid = ", ".join(params) or "none"
+            raise SvqbenchError(f"unknown option {key!r} for prep {spec.info.name}; valid: {valid}")
+        default = params[key].default
+        if isinstance(value, str) and default is not None and not isinstance(default, str):
+            try:
+                value = type(default)(value)
+            except ValueError:
+                raise SvqbenchError(
+                    f"option {key}={value!r} for prep {spec.info.name}: expected {type(default).__name__}"
+                ) from None
+        checked[key] = value
+    return checked
+
+
+def prepare(
+    name: str,
+    root: str | os.PathLike | None = None,
+    src: str | os.PathLike | None = None,
+    force: bool = False,
+    folder_name: str | None = None,
+    **options: Any,
+) -> Path:
+    """Prepare dataset ``name`` into ``root/(folder_name or name)`` and return that folder.
+
+    Work happens in a temporary folder that is renamed at the end, and the manifest is written
+    last, so an interrupted prep never leaves a folder that looks complete. A second call with the
+    same options is a no-op; ``force`` redoes it.
+    """
+    spec = DATASETS.get(name)()
+    root = Path(root) if root is not None else default_root()
+    folder = root / (folder_name or name)
+    options = _spec_options(spec, options)
+    manifest = read_manifest(folder)
+    if manifest is not None and not force:
+        if manifest.get("options", {}) != _jsonable(options) and options:
+            raise SvqbenchError(
+                f"{folder} was prepared with options {manifest.get('options')}; "
+                f"add --force to re-prepare with {options}"
+            )
+        return folder
+    _remove_stale_partials(folder)
+    src_path = Path(src) if src is not None else None
+    if src_path is not None and not src_path.is_dir():
+        raise SvqbenchError(f"--src {src_path}: not a folder")
+    with atomic_dir(folder) as tmp:
+        extra = spec.prepare(tmp, src_path, **options)
+        info = extra.pop("info", spec.info)
+        write_json(
+            tmp / MANIFEST,
+            {
+                "dataset": folder.name,
+                "spec": name,
+                "format_version": FORMAT_VERSION,
+                "svqbench_version": __version__,
+                "info": info.to_dict(),
+                "options": _jsonable(options),
+                **extra,
+                "complete": True,
+            },
+        )
+    return folder
+
+
+def _jsonable(options: dict[str, Any]) -> dict[str, Any]:
+    return {k: (str(v) if isinstance(v, Path) else v) for k, v in options.items()}
+
+
+def _remove_stale_partials(folder: Path) -> None:
+    """Drop temporary folders left by an interrupted prep of the same dataset."""
+    for stale in folder.parent.glob(f".{folder.name}.*.partial"):
+        shutil.rmtree(stale, ignore_errors=True)
+
+
+def load_manifest(name: str, root: str | os.PathLike | None = None) -> dict[str, Any]:
+    """The manifest of a prepared dataset; a one-line error naming the prep command when absent."""
+    root = Path(root) if root is not None else default_root()
+    folder = root / name
+    manifest = read_manifest(folder)
+    if manifest is None:
+        if name not in DATASETS and not folder.exists():
+            DATASETS.get(name)  # raises: unknown dataset, with the valid names
+        state = "is incomplete" if folder.exists() else "is not prepared"
+        raise SvqbenchError(
+            f"dataset {name!r} {state} in {folder}: run `svqbench prep {name} --root {root}`"
+        )
+    return manifest
+
+
+def info(name: str, root: str | os.PathLike | None = None) -> DatasetInfo:
+    """Facts of a dataset: from its manifest when prepared, else from its registered module."""
+    root = Path(root) if root is not None else default_root()
+    manifest = read_manifest(root / name)
+    if manifest is not None:
+        return DatasetInfo.from_dict(manifest["info"])
+    return DATASETS.get(name).info
+
+
+def denormaliser(name: str, root: str | os.PathLike | None = None) -> Callable[[torch.Tensor], torch.Tensor] | None:
+    """(B,T,C,H,W) z-scored -> physical units, for datasets stored normalised; None otherwise."""
+    stats = load_manifest(name, root).get("normalisation")
+    return Normalisation(**stats).denormalise if stats else None
+
+
+def latitudes(name: str, root: str | os.PathLike | None = None) -> list[float] | None:
+    """Grid latitudes (degrees, one per row) of gridded datasets, for latitude-weighted metrics."""
+    return load_manifest(name, root).get("latitudes")
+
+
+def create(name: str, split: str, root: str | os.PathLike | None = None) -> Dataset:
+    """Torch Dataset of a prepared split; items ``(inputs, targets)``, ``(T_in,C,H,W)``, ``(T_out,C,H,W)``."""
+    root = Path(root) if root is not None else default_root()
+    manifest = load_manifest(name, root)
+    spec = DATASETS.get(manifest["spec"])()
+    splits = manifest["info"]["splits"]
+    if split not in splits:
+        raise SvqbenchError(f"dataset {name!r} has no split {split!r}; valid: {', '.join(splits)}")
+    return spec.open(root / name, split, manifest)
+
+
+from svqbench.data import digits  # noqa: E402,F401  (registers the built-in datasets)

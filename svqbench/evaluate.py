@@ -1,0 +1,91 @@
+"""Streaming evaluation of a run: batches -> metric sums on the device -> metrics.json -> leaderboard row."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from svqbench import data, leaderboard
+from svqbench.config import EvalConfig
+from svqbench.fileio import write_json
+from svqbench.metrics import MetricAccumulator, plot_horizon
+from svqbench.models import count_parameters, forecast
+from svqbench.runs import LoadedRun
+from svqbench.train import autocast, make_loader
+
+
+@torch.no_grad()
+def evaluate(
+    run_dir: Path,
+    device: torch.device,
+    metrics: tuple[str, ...] | None = None,
+    split: str | None = None,
+    convention: str | None = None,
+    data_root: Path | None = None,
+    batch_size: int | None = None,
+    lpips_weights: Path | None = None,
+    plot: bool = False,
+    update_leaderboard: bool = True,
+) -> dict[str, Any]:
+    """Evaluate the best checkpoint of ``run_dir`` on a split; writes ``run_dir/metrics.json``.
+
+    Unset arguments fall back to the recipe's ``eval`` section. The split is streamed in
+    batches; only running sums live in memory.
+    """
+    run = LoadedRun(run_dir, device)
+    cfg: EvalConfig = run.recipe.eval
+    metrics = tuple(metrics or cfg.metrics)
+    split = split or cfg.split
+    convention = convention or cfg.convention
+    dataset = run.recipe.dataset
+    test_set = data.create(dataset, split, data_root)
+    loader = make_loader(test_set, batch_size or cfg.batch_size, False, run.recipe.train.num_workers, device)
+    accumulator = MetricAccumulator(
+        metrics,
+        convention=convention,
+        frames_out=run.info.frames_out,
+        device=device,
+        denormalise=data.denormaliser(dataset, data_root),
+        latitudes=data.latitudes(dataset, data_root),
+        lpips_weights=lpips_weights,
+    )
+    started = time.perf_counter()
+    for inputs, targets in loader:
+        inputs, targets = inputs.to(device, non_blocking=True), targets.to(device, non_blocking=True)
+        with autocast(device, run.recipe.train.precision):
+            pred = forecast(run.model, inputs, run.info.frames_out).frames
+        accumulator.update(pred.float(), targets)
+    result = accumulator.result()
+    report = {
+        "run": run.dir.name,
+        "dataset": dataset,
+        "split": split,
+        "checkpoint": run.checkpoint_file.name,
+        "epoch": run.epoch,
+        "model": run.recipe.model_name,
+        "recipe": run.recipe.name,
+        "parameters": count_parameters(run.model),
+        "seconds": round(time.perf_counter() - started, 3),
+        **result,
+    }
+    write_json(run.dir / "metrics.json", report)
+    if plot:
+        plot_horizon(result["per_frame"], run.dir / "horizon.png")
+    if update_leaderboard:
+        leaderboard.add_row(
+            dataset,
+            {
+                "run": run.dir.name,
+                "model": run.recipe.model_name,
+                "recipe": run.recipe.name,
+                "params": report["parameters"],
+                "epochs": run.epoch,
+                "convention": result["convention"],
+                "split": split,
+                **result["overall"],
+            },
+        )
+    return report

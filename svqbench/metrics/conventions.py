@@ -1,0 +1,61 @@
+"""The named metric conventions: which formula each metric name means.
+
+``openstl`` reproduces the numbers OpenSTL-based papers report (SVQ included); ``standard`` is the
+textbook definition and the default for new work. See docs of each field for the difference.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from svqbench.errors import SvqbenchError
+
+METRIC_NAMES = ("mae", "mse", "rmse", "ssim", "psnr", "lpips")
+CONVENTIONS = ("standard", "openstl")
+
+
+@dataclass(frozen=True)
+class Convention:
+    """How each metric is reduced.
+
+    errors_summed_over_frame: MAE/MSE are per-frame sums over C*H*W (openstl on image data) instead of
+        per-pixel means. Physical fields always use per-pixel means (openstl's weather protocol).
+    ssim_window: side of the square SSIM window, in pixels.
+    ssim_sigma: Gaussian window of this sigma; None means a uniform window.
+    ssim_sample_covariance: divide local (co)variances by n-1 instead of n.
+    ssim_data_range: the dynamic range L in the SSIM constants (K1 L)^2 and (K2 L)^2.
+    """
+
+    name: str
+    errors_summed_over_frame: bool
+    ssim_window: int
+    ssim_sigma: float | None
+    ssim_sample_covariance: bool
+    ssim_data_range: float
+
+
+_CONVENTIONS = {
+    # scikit-image's defaults as OpenSTL called them; data_range 2.0 is what scikit-image <= 0.19
+    # silently used for float input, so the published SSIM values depend on it.
+    "openstl": Convention("openstl", True, 7, None, True, 2.0),
+    # Wang et al. 2004: 11x11 Gaussian window, sigma 1.5, population covariance, L = 1 for [0,1] data.
+    "standard": Convention("standard", False, 11, 1.5, False, 1.0),
+}
+
+
+def get_convention(name: str) -> Convention:
+    try:
+        return _CONVENTIONS[name]
+    except KeyError:
+        raise SvqbenchError(f"unknown metric convention {name!r}; valid: {', '.join(CONVENTIONS)}") from None
+
+
+def check_metric_names(metrics) -> tuple[str, ...]:
+    """Return ``metrics`` as a tuple, failing on any name not in METRIC_NAMES."""
+    metrics = (metrics,) if isinstance(metrics, str) else tuple(metrics)
+    for name in metrics:
+        if name not in METRIC_NAMES:
+            raise SvqbenchError(f"unknown metric {name!r}; valid: {', '.join(METRIC_NAMES)}")
+    if not metrics:
+        raise SvqbenchError(f"no metric requested; valid: {', '.join(METRIC_NAMES)}")
+    return metrics

@@ -1,0 +1,21 @@
+"""``persistence``: repeat the last input frame. The sanity floor every table should carry."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from svqbench.data.base import DatasetInfo
+from svqbench.models import MODELS, Forecast
+
+
+class Persistence(nn.Module):
+    def forward(self, inputs: torch.Tensor) -> Forecast:
+        """inputs (B, T, C, H, W) -> the last frame repeated T times."""
+        frames = inputs[:, -1:].expand_as(inputs)
+        return Forecast(frames, inputs.new_zeros(()))
+
+
+@MODELS.register("persistence")
+def persistence(info: DatasetInfo) -> Persistence:
+    return Persistence()

@@ -1,0 +1,189 @@
+"""SimVP (Gao et al. 2022; OpenSTL layout) and SimVP+SVQ (arXiv 2312.03406).
+
+SimVP = encoder (ConvSC stack, stride 2 on every second layer) -> translator over the
+``T * hid_S`` channels of the stacked latent frames -> decoder (skip from the first encoder
+layer) -> 1x1 readout. SimVP+SVQ quantizes every latent vector (dim ``hid_S``) of every frame
+after the encoder (``post_vq=False``) or after the translator (``post_vq=True``).
+
+Shapes: inputs (B, T, C, H, W) -> latent (B*T, hid_S, H/s, W/s), s = 2**(N_S // 2)
+-> translator (B, T*hid_S, H/s, W/s) -> frames (B, T, C, H, W).
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from svqbench.data.base import DatasetInfo
+from svqbench.errors import SvqbenchError
+from svqbench.models import MODELS, Forecast
+from svqbench.models.svq import SVQ
+from svqbench.models.translators import TRANSLATORS
+
+
+class ConvSC(nn.Module):
+    """3x3 conv (stride 2 to downsample, or conv + PixelShuffle to upsample) + GroupNorm + SiLU."""
+
+    def __init__(self, c_in: int, c_out: int, kernel: int = 3, downsample: bool = False, upsample: bool = False):
+        super().__init__()
+        stride = 2 if downsample else 1
+        padding = (kernel - stride + 1) // 2
+        if upsample:
+            self.conv = nn.Sequential(nn.Conv2d(c_in, c_out * 4, kernel, 1, padding), nn.PixelShuffle(2))
+        else:
+            self.conv = nn.Conv2d(c_in, c_out, kernel, stride, padding)
+        self.norm = nn.GroupNorm(2, c_out)
+        self.act = nn.SiLU(inplace=True)
+        for m in self.modules():
+            if isinstance(m, nn.Conv2d):
+                nn.init.trunc_normal_(m.weight, std=0.02)
+                nn.init.zeros_(m.bias)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.act(self.norm(self.conv(x)))
+
+
+def _resampling(n_layers: int) -> list[bool]:
+    """Which encoder layers stride by 2: every second one, starting with the second."""
+    return [i % 2 == 1 for i in range(n_layers)]
+
+
+class Encoder(nn.Module):
+    def __init__(self, c_in: int, c_hid: int, n_layers: int, kernel: int):
+        super().__init__()
+        strides = _resampling(n_layers)
+        self.layers = nn.ModuleList(
+            ConvSC(c_in if i == 0 else c_hid, c_hid, kernel, downsample=s) for i, s in enumerate(strides)
+        )
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """x (N, C, H, W) -> (latent (N, c_hid, H/s, W/s), skip (N, c_hid, H, W))."""
+        skip = latent = self.layers[0](x)
+        for layer in self.layers[1:]:
+            latent = layer(latent)
+        return latent, skip
+
+
+class Decoder(nn.Module):
+    def __init__(self, c_hid: int, c_out: int, n_layers: int, kernel: int):
+        super().__init__()
+        strides = list(reversed(_resampling(n_layers)))
+        self.layers = nn.ModuleList(ConvSC(c_hid, c_hid, kernel, upsample=s) for s in strides)
+        self.readout = nn.Conv2d(c_hid, c_out, 1)
+
+    def forward(self, hid: torch.Tensor, skip: torch.Tensor) -> torch.Tensor:
+        """hid (N, c_hid, H/s, W/s), skip (N, c_hid, H, W) -> (N, c_out, H, W)."""
+        for layer in self.layers[:-1]:
+            hid = layer(hid)
+        return self.readout(self.layers[-1](hid + skip))
+
+
+class SimVP(nn.Module):
+    def __init__(
+        self,
+        info: DatasetInfo,
+        hid_S: int,
+        hid_T: int,
+        N_S: int,
+        N_T: int,
+        translator: str,
+        mlp_ratio: float,
+        drop: float,
+        drop_path: float,
+        spatio_kernel_enc: int,
+        spatio_kernel_dec: int,
+        quantizer: nn.Module | None = None,
+        post_vq: bool = False,
+    ):
+        super().__init__()
+        stride = 2 ** (N_S // 2)
+        if N_S < 1:
+            raise SvqbenchError(f"model.N_S={N_S}: need at least one encoder layer")
+        if info.height % stride or info.width % stride:
+            raise SvqbenchError(
+                f"model.N_S={N_S}: frames of {info.height}x{info.width} are not divisible by the encoder "
+                f"stride {stride}; use an N_S with 2**(N_S//2) dividing both"
+            )
+        T = info.frames_in
+        self.encoder = Encoder(info.channels, hid_S, N_S, spatio_kernel_enc)
+        self.translator = TRANSLATORS.get(translator)(
+            T * hid_S,
+            hid_T,
+            N_T,
+            input_resolution=(info.height // stride, info.width // stride),
+            mlp_ratio=mlp_ratio,
+            drop=drop,
+            drop_path=drop_path,
+        )
+        self.decoder = Decoder(hid_S, info.channels, N_S, spatio_kernel_dec)
+        self.quantizer = quantizer
+        self.post_vq = post_vq
+
+    def _quantize(self, latent: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Quantizers return the quantized latent, or (quantized, auxiliary loss) for hard VQ."""
+        if self.quantizer is None:
+            return latent, latent.new_zeros(())
+        out = self.quantizer(latent)
+        return out if isinstance(out, tuple) else (out, latent.new_zeros(()))
+
+    def forward(self, inputs: torch.Tensor) -> Forecast:
+        """inputs (B, T, C, H, W) -> Forecast(frames (B, T, C, H, W), aux_loss)."""
+        B, T, C, H, W = inputs.shape
+        latent, skip = self.encoder(inputs.reshape(B * T, C, H, W))
+        _, c, h, w = latent.shape
+        aux = inputs.new_zeros(())
+        if not self.post_vq:
+            latent, aux = self._quantize(latent)
+        hid = self.translator(latent.reshape(B, T * c, h, w)).reshape(B * T, c, h, w)
+        if self.post_vq:
+            hid, aux = self._quantize(hid)
+        frames = self.decoder(hid, skip).reshape(B, T, C, H, W)
+        return Forecast(frames, aux)
+
+
+@MODELS.register("simvp")
+def simvp(
+    info: DatasetInfo,
+    hid_S: int = 64,
+    hid_T: int = 256,
+    N_S: int = 4,
+    N_T: int = 4,
+    translator: str = "gsta",
+    mlp_ratio: float = 8.0,
+    drop: float = 0.0,
+    drop_path: float = 0.0,
+    spatio_kernel_enc: int = 3,
+    spatio_kernel_dec: int = 3,
+) -> SimVP:
+    """SimVP with the given translator (defaults as OpenSTL's SimVP)."""
+    return SimVP(info, hid_S, hid_T, N_S, N_T, translator, mlp_ratio, drop, drop_path,
+                 spatio_kernel_enc, spatio_kernel_dec)
+
+
+@MODELS.register("simvp_svq")
+def simvp_svq(
+    info: DatasetInfo,
+    hid_S: int = 64,
+    hid_T: int = 256,
+    N_S: int = 4,
+    N_T: int = 4,
+    translator: str = "gsta",
+    mlp_ratio: float = 8.0,
+    drop: float = 0.0,
+    drop_path: float = 0.0,
+    spatio_kernel_enc: int = 3,
+    spatio_kernel_dec: int = 3,
+    codebook_size: int = 10000,
+    svq_hidden: int = 128,
+    nonlinear: bool = True,
+    hid_relu: bool = True,
+    out_relu: bool = False,
+    freeze_codebook: bool = False,
+    init: str = "kaiming",
+    post_vq: bool = False,
+) -> SimVP:
+    """SimVP with SVQ on every latent vector (before the translator, or after it with ``post_vq``)."""
+    quantizer = SVQ(hid_S, codebook_size, hidden_dim=svq_hidden, nonlinear=nonlinear, hid_relu=hid_relu,
+                    out_relu=out_relu, freeze_codebook=freeze_codebook, init=init)
+    return SimVP(info, hid_S, hid_T, N_S, N_T, translator, mlp_ratio, drop, drop_path,
+                 spatio_kernel_enc, spatio_kernel_dec, quantizer=quantizer, post_vq=post_vq)
