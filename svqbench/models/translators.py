@@ -12,6 +12,7 @@ channels_in = T * hid_S and (H, W) = input_resolution.
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 from typing import Callable
 
 import torch
@@ -21,9 +22,6 @@ from svqbench.errors import SvqbenchError
 from svqbench.registry import Registry
 
 TRANSLATORS: Registry[Callable[..., nn.Module]] = Registry("translator")
-
-BlockFactory = Callable[[int, float, int], nn.Module]  # (channels, drop_path, layer_index) -> block
-
 
 class DropPath(nn.Module):
     """Stochastic depth: zero a whole sample's residual branch with probability p, rescale the rest."""
@@ -70,6 +68,53 @@ def init_linear_trunc_normal(module: nn.Module) -> None:
 def _check_depth(name: str, depth: int) -> None:
     if depth < 2:
         raise SvqbenchError(f"translator {name!r}: depth (N_T) = {depth}; valid: an integer >= 2")
+
+
+@dataclass(frozen=True)
+class TranslatorSettings:
+    """What every block of one translator shares."""
+
+    input_resolution: tuple[int, int]
+    mlp_ratio: float
+    drop: float
+
+
+# (channels_in, channels_hid, depth, drop_path, settings) -> translator
+Construct = Callable[[int, int, int, float, TranslatorSettings], nn.Module]
+# (channels, layer index, drop path, settings) -> one MetaFormer block
+BlockFactory = Callable[[int, int, float, TranslatorSettings], nn.Module]
+# (channels, layer index, drop path) -> one block of a given translator
+MakeLayerBlock = Callable[[int, int, float], nn.Module]
+
+
+def register_translator(name: str, construct: Construct) -> None:
+    """Register `construct` under `name` behind the common factory signature (see the module docstring)."""
+
+    def build(
+        channels_in: int,
+        channels_hid: int,
+        depth: int,
+        *,
+        input_resolution: tuple[int, int],
+        mlp_ratio: float = 8.0,
+        drop: float = 0.0,
+        drop_path: float = 0.0,
+    ) -> nn.Module:
+        _check_depth(name, depth)
+        settings = TranslatorSettings(tuple(input_resolution), mlp_ratio, drop)
+        return construct(channels_in, channels_hid, depth, drop_path, settings)
+
+    TRANSLATORS.register(name)(build)
+
+
+def register_meta_translator(name: str, make_block: BlockFactory) -> None:
+    """Register a MetaTranslator (defined below) built of `make_block` blocks."""
+    register_translator(
+        name,
+        lambda c_in, c_hid, depth, drop_path, settings: MetaTranslator(
+            c_in, c_hid, depth, drop_path, lambda c, i, rate: make_block(c, i, rate, settings)
+        ),
+    )
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -138,20 +183,8 @@ class IncepUTranslator(nn.Module):
         return x
 
 
-@TRANSLATORS.register("incepu")
-def incepu(
-    channels_in: int,
-    channels_hid: int,
-    depth: int,
-    *,
-    input_resolution: tuple[int, int],
-    mlp_ratio: float = 8.0,
-    drop: float = 0.0,
-    drop_path: float = 0.0,
-) -> nn.Module:
-    """SimVP v1's IncepU; resolution, mlp_ratio, drop and drop_path do not apply to it (as in OpenSTL)."""
-    _check_depth("incepu", depth)
-    return IncepUTranslator(channels_in, channels_hid, depth)
+# Resolution, mlp_ratio, drop and drop_path do not apply to IncepU (as in OpenSTL).
+register_translator("incepu", lambda c_in, c_hid, depth, drop_path, settings: IncepUTranslator(c_in, c_hid, depth))
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -174,7 +207,9 @@ class MetaLayer(nn.Module):
 class MetaTranslator(nn.Module):
     """(B, channels_in, H, W) -> same: `depth` blocks, channels_in -> hid -> ... -> hid -> channels_in."""
 
-    def __init__(self, channels_in: int, channels_hid: int, depth: int, drop_path: float, make_block: BlockFactory):
+    def __init__(
+        self, channels_in: int, channels_hid: int, depth: int, drop_path: float, make_block: MakeLayerBlock
+    ):
         super().__init__()
         # OpenSTL's schedule: linear from 0.01 to drop_path over the first depth-1 blocks' slots, the last
         # block at drop_path itself; so the early blocks use drop path even when drop_path is 0.
@@ -182,11 +217,12 @@ class MetaTranslator(nn.Module):
         rates[-1] = drop_path
         widths = [channels_in] + [channels_hid] * (depth - 1) + [channels_in]
         self.layers = nn.Sequential(
-            *(MetaLayer(make_block(widths[i], rates[i], i), widths[i], widths[i + 1]) for i in range(depth))
+            *(MetaLayer(make_block(widths[i], i, rates[i]), widths[i], widths[i + 1]) for i in range(depth))
         )
 
     def forward(self, x: Tensor) -> Tensor:
         return self.layers(x)
+
 
 
 class MixMlp(nn.Module):
@@ -268,22 +304,7 @@ def gsta_block(channels: int, mlp_ratio: float, drop: float, drop_path: float) -
     return block
 
 
-@TRANSLATORS.register("gsta")
-def gsta(
-    channels_in: int,
-    channels_hid: int,
-    depth: int,
-    *,
-    input_resolution: tuple[int, int],
-    mlp_ratio: float = 8.0,
-    drop: float = 0.0,
-    drop_path: float = 0.0,
-) -> nn.Module:
-    """SimVP v2's gated spatio-temporal attention (gSTA) blocks."""
-    _check_depth("gsta", depth)
-    return MetaTranslator(
-        channels_in, channels_hid, depth, drop_path, lambda c, rate, _: gsta_block(c, mlp_ratio, drop, rate)
-    )
+register_meta_translator("gsta", lambda c, i, rate, s: gsta_block(c, s.mlp_ratio, s.drop, rate))
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -322,22 +343,7 @@ def tau_block(channels: int, mlp_ratio: float, drop: float, drop_path: float) ->
     return block
 
 
-@TRANSLATORS.register("tau")
-def tau(
-    channels_in: int,
-    channels_hid: int,
-    depth: int,
-    *,
-    input_resolution: tuple[int, int],
-    mlp_ratio: float = 8.0,
-    drop: float = 0.0,
-    drop_path: float = 0.0,
-) -> nn.Module:
-    """TAU's temporal attention units."""
-    _check_depth("tau", depth)
-    return MetaTranslator(
-        channels_in, channels_hid, depth, drop_path, lambda c, rate, _: tau_block(c, mlp_ratio, drop, rate)
-    )
+register_meta_translator("tau", lambda c, i, rate, s: tau_block(c, s.mlp_ratio, s.drop, rate))
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -366,22 +372,8 @@ class ConvNeXtBlock(nn.Module):
         return x + self.drop_path(self.gamma * self.mlp(self.norm(self.conv_dw(x))))
 
 
-@TRANSLATORS.register("convnext")
-def convnext(
-    channels_in: int,
-    channels_hid: int,
-    depth: int,
-    *,
-    input_resolution: tuple[int, int],
-    mlp_ratio: float = 8.0,
-    drop: float = 0.0,
-    drop_path: float = 0.0,
-) -> nn.Module:
-    """ConvNeXt blocks; `drop` does not apply (OpenSTL's ConvNeXt block has no dropout)."""
-    _check_depth("convnext", depth)
-    return MetaTranslator(
-        channels_in, channels_hid, depth, drop_path, lambda c, rate, _: ConvNeXtBlock(c, mlp_ratio, rate)
-    )
+# OpenSTL's ConvNeXt block has no dropout: `drop` does not apply.
+register_meta_translator("convnext", lambda c, i, rate, s: ConvNeXtBlock(c, s.mlp_ratio, rate))
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -475,26 +467,9 @@ class SwinBlock(nn.Module):
         return tokens.permute(0, 3, 1, 2)
 
 
-@TRANSLATORS.register("swin")
-def swin(
-    channels_in: int,
-    channels_hid: int,
-    depth: int,
-    *,
-    input_resolution: tuple[int, int],
-    mlp_ratio: float = 8.0,
-    drop: float = 0.0,
-    drop_path: float = 0.0,
-) -> nn.Module:
-    """Swin Transformer blocks with 8 heads; both widths must be multiples of 8."""
-    _check_depth("swin", depth)
-    return MetaTranslator(
-        channels_in,
-        channels_hid,
-        depth,
-        drop_path,
-        lambda c, rate, i: SwinBlock(c, tuple(input_resolution), i, mlp_ratio, drop, rate),
-    )
+register_meta_translator(
+    "swin", lambda c, i, rate, s: SwinBlock(c, s.input_resolution, i, s.mlp_ratio, s.drop, rate)
+)
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -577,19 +552,4 @@ class MogaBlock(nn.Module):
         return x + self.drop_path(self.layer_scale_2 * self.mlp(self.norm2(x)))
 
 
-@TRANSLATORS.register("moganet")
-def moganet(
-    channels_in: int,
-    channels_hid: int,
-    depth: int,
-    *,
-    input_resolution: tuple[int, int],
-    mlp_ratio: float = 8.0,
-    drop: float = 0.0,
-    drop_path: float = 0.0,
-) -> nn.Module:
-    """MogaNet blocks; both widths must be multiples of 8 (the 1:3:4 channel split)."""
-    _check_depth("moganet", depth)
-    return MetaTranslator(
-        channels_in, channels_hid, depth, drop_path, lambda c, rate, _: MogaBlock(c, mlp_ratio, drop, rate)
-    )
+register_meta_translator("moganet", lambda c, i, rate, s: MogaBlock(c, s.mlp_ratio, s.drop, rate))
