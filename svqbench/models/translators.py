@@ -12,6 +12,7 @@ channels_in = T * hid_S and (H, W) = input_resolution.
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 from typing import Callable
 
 import torch
@@ -21,9 +22,6 @@ from svqbench.errors import SvqbenchError
 from svqbench.registry import Registry
 
 TRANSLATORS: Registry[Callable[..., nn.Module]] = Registry("translator")
-
-BlockFactory = Callable[[int, float, int], nn.Module]  # (channels, drop_path, layer_index) -> block
-
 
 class DropPath(nn.Module):
     """Stochastic depth: zero a whole sample's residual branch with probability p, rescale the rest."""
@@ -70,6 +68,53 @@ def init_linear_trunc_normal(module: nn.Module) -> None:
 def _check_depth(name: str, depth: int) -> None:
     if depth < 2:
         raise SvqbenchError(f"translator {name!r}: depth (N_T) = {depth}; valid: an integer >= 2")
+
+
+@dataclass(frozen=True)
+class TranslatorSettings:
+    """What every block of one translator shares."""
+
+    input_resolution: tuple[int, int]
+    mlp_ratio: float
+    drop: float
+
+
+# (channels_in, channels_hid, depth, drop_path, settings) -> translator
+Construct = Callable[[int, int, int, float, TranslatorSettings], nn.Module]
+# (channels, layer index, drop path, settings) -> one MetaFormer block
+BlockFactory = Callable[[int, int, float, TranslatorSettings], nn.Module]
+# (channels, layer index, drop path) -> one block of a given translator
+MakeLayerBlock = Callable[[int, int, float], nn.Module]
+
+
+def register_translator(name: str, construct: Construct) -> None:
+    """Register `construct` under `name` behind the common factory signature (see the module docstring)."""
+
+    def build(
+        channels_in: int,
+        channels_hid: int,
+        depth: int,
+        *,
+        input_resolution: tuple[int, int],
+        mlp_ratio: float = 8.0,
+        drop: float = 0.0,
+        drop_path: float = 0.0,
+    ) -> nn.Module:
+        _check_depth(name, depth)
+        settings = TranslatorSettings(tuple(input_resolution), mlp_ratio, drop)
+        return construct(channels_in, channels_hid, depth, drop_path, settings)
+
+    TRANSLATORS.register(name)(build)
+
+
+def register_meta_translator(name: str, make_block: BlockFactory) -> None:
+    """Register a MetaTranslator (defined below) built of `make_block` blocks."""
+    register_translator(
+        name,
+        lambda c_in, c_hid, depth, drop_path, settings: MetaTranslator(
+            c_in, c_hid, depth, drop_path, lambda c, i, rate: make_block(c, i, rate, settings)
+        ),
+    )
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -138,20 +183,8 @@ class IncepUTranslator(nn.Module):
         return x
 
 
-@TRANSLATORS.register("incepu")
-def incepu(
-    channels_in: int,
-    channels_hid: int,
-    depth: int,
-    *,
-    input_resolution: tuple[int, int],
-    mlp_ratio: float = 8.0,
-    drop: float = 0.0,
-    drop_path: float = 0.0,
-) -> nn.Module:
-    """SimVP v1's IncepU; resolution, mlp_ratio, drop and drop_path do not apply to it (as in OpenSTL)."""
-    _check_depth("incepu", depth)
-    return IncepUTranslator(channels_in, channels_hid, depth)
+# Resolution, mlp_ratio, drop and drop_path do not apply to IncepU (as in OpenSTL).
+register_translator("incepu", lambda c_in, c_hid, depth, drop_path, settings: IncepUTranslator(c_in, c_hid, depth))
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -174,7 +207,9 @@ class MetaLayer(nn.Module):
 class MetaTranslator(nn.Module):
     """(B, channels_in, H, W) -> same: `depth` blocks, channels_in -> hid -> ... -> hid -> channels_in."""
 
-    def __init__(self, channels_in: int, channels_hid: int, depth: int, drop_path: float, make_block: BlockFactory):
+    def __init__(
+        self, channels_in: int, channels_hid: int, depth: int, drop_path: float, make_block: MakeLayerBlock
+    ):
         super().__init__()
         # OpenSTL's schedule: linear from 0.01 to drop_path over the first depth-1 blocks' slots, the last
         # block at drop_path itself; so the early blocks use drop path even when drop_path is 0.
@@ -182,11 +217,12 @@ class MetaTranslator(nn.Module):
         rates[-1] = drop_path
         widths = [channels_in] + [channels_hid] * (depth - 1) + [channels_in]
         self.layers = nn.Sequential(
-            *(MetaLayer(make_block(widths[i], rates[i], i), widths[i], widths[i + 1]) for i in range(depth))
+            *(MetaLayer(make_block(widths[i], i, rates[i]), widths[i], widths[i + 1]) for i in range(depth))
         )
 
     def forward(self, x: Tensor) -> Tensor:
         return self.layers(x)
+
 
 
 class MixMlp(nn.Module):
@@ -268,19 +304,252 @@ def gsta_block(channels: int, mlp_ratio: float, drop: float, drop_path: float) -
     return block
 
 
-@TRANSLATORS.register("gsta")
-def gsta(
-    channels_in: int,
-    channels_hid: int,
-    depth: int,
-    *,
-    input_resolution: tuple[int, int],
-    mlp_ratio: float = 8.0,
-    drop: float = 0.0,
-    drop_path: float = 0.0,
-) -> nn.Module:
-    """SimVP v2's gated spatio-temporal attention (gSTA) blocks."""
-    _check_depth("gsta", depth)
-    return MetaTranslator(
-        channels_in, channels_hid, depth, drop_path, lambda c, rate, _: gsta_block(c, mlp_ratio, drop, rate)
-    )
+register_meta_translator("gsta", lambda c, i, rate, s: gsta_block(c, s.mlp_ratio, s.drop, rate))
+
+
+# ---------------------------------------------------------------------------------------------------
+# TAU: gSTA's block with a temporal attention (large-kernel attention times a squeeze-excitation gate).
+
+
+class TemporalAttention(nn.Module):
+    """Depthwise + dilated depthwise convs and a 1x1 conv, times an SE gate over channels, times the input."""
+
+    def __init__(self, channels: int, kernel_size: int, dilation: int = 3, reduction: int = 16):
+        super().__init__()
+        small, small_pad, dilated, dilated_pad = _decomposed_kernel(kernel_size, dilation)
+        self.conv0 = nn.Conv2d(channels, channels, small, padding=small_pad, groups=channels)
+        self.conv_spatial = nn.Conv2d(
+            channels, channels, dilated, padding=dilated_pad, groups=channels, dilation=dilation
+        )
+        self.conv1 = nn.Conv2d(channels, channels, 1)
+        squeezed = channels // max(channels // reduction, 4)
+        self.fc = nn.Sequential(
+            nn.Linear(channels, squeezed, bias=False),
+            nn.ReLU(),
+            nn.Linear(squeezed, channels, bias=False),
+            nn.Sigmoid(),
+        )
+
+    def forward(self, x: Tensor) -> Tensor:
+        statical = self.conv1(self.conv_spatial(self.conv0(x)))
+        dynamical = self.fc(x.mean(dim=(2, 3)))[:, :, None, None]
+        return dynamical * statical * x
+
+
+def tau_block(channels: int, mlp_ratio: float, drop: float, drop_path: float) -> nn.Module:
+    block = gsta_block(channels, mlp_ratio, drop, drop_path)
+    # OpenSTL swaps the attention in after initialising the block: it keeps PyTorch's default init.
+    block.attn = AttentionUnit(channels, TemporalAttention(channels, kernel_size=21))
+    return block
+
+
+register_meta_translator("tau", lambda c, i, rate, s: tau_block(c, s.mlp_ratio, s.drop, rate))
+
+
+# ---------------------------------------------------------------------------------------------------
+# ConvNeXt: depthwise 7x7 conv, channel LayerNorm, 1x1-conv MLP, layer scale 1e-6.
+
+
+class ChannelLayerNorm(nn.LayerNorm):
+    """LayerNorm over the channels of a (B, C, H, W) map."""
+
+    def forward(self, x: Tensor) -> Tensor:
+        return super().forward(x.permute(0, 2, 3, 1)).permute(0, 3, 1, 2)
+
+
+class ConvNeXtBlock(nn.Module):
+    def __init__(self, channels: int, mlp_ratio: float, drop_path: float):
+        super().__init__()
+        hidden = int(mlp_ratio * channels)
+        self.conv_dw = nn.Conv2d(channels, channels, 7, padding=3, groups=channels)
+        self.norm = ChannelLayerNorm(channels, eps=1e-6)
+        self.mlp = nn.Sequential(nn.Conv2d(channels, hidden, 1), nn.GELU(), nn.Conv2d(hidden, channels, 1))
+        self.gamma = nn.Parameter(torch.full((channels, 1, 1), 1e-6))
+        self.drop_path = drop_path_or_identity(drop_path)
+        self.apply(init_fan_out_normal)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return x + self.drop_path(self.gamma * self.mlp(self.norm(self.conv_dw(x))))
+
+
+# OpenSTL's ConvNeXt block has no dropout: `drop` does not apply.
+register_meta_translator("convnext", lambda c, i, rate, s: ConvNeXtBlock(c, s.mlp_ratio, rate))
+
+
+# ---------------------------------------------------------------------------------------------------
+# Swin: windowed multi-head self-attention with a relative position bias, shifted on odd layers.
+
+
+def swin_window(input_resolution: tuple[int, int], layer_index: int) -> tuple[int, int]:
+    """OpenSTL's (window size, shift) for a latent of this size: 7 when the height is a multiple of 7,
+    else max(4, height // 16), at most 8; a window no smaller than the map covers it, unshifted."""
+    height = input_resolution[0]
+    window = min(8, 7 if height % 7 == 0 else max(4, height // 16))
+    shift = 0 if layer_index % 2 == 0 else window // 2
+    if min(input_resolution) <= window:
+        return min(input_resolution), 0
+    return window, shift
+
+
+class WindowAttention(nn.Module):
+    """Multi-head self-attention inside (window x window) token groups, plus a learnt relative bias."""
+
+    def __init__(self, channels: int, window: int, heads: int, drop: float):
+        super().__init__()
+        if channels % heads != 0:
+            raise SvqbenchError(
+                f"translator 'swin': {channels} channels (T*hid_S or hid_T) do not split into {heads} heads; "
+                f"valid: a multiple of {heads}"
+            )
+        self.heads = heads
+        self.qkv = nn.Linear(channels, 3 * channels)
+        self.proj = nn.Linear(channels, channels)
+        self.proj_drop = nn.Dropout(drop)
+        self.relative_position_bias_table = nn.Parameter(torch.zeros((2 * window - 1) ** 2, heads))
+        nn.init.trunc_normal_(self.relative_position_bias_table, std=0.02)
+        axis = torch.arange(window)
+        coords = torch.stack(torch.meshgrid(axis, axis, indexing="ij")).flatten(1)
+        offsets = (coords[:, :, None] - coords[:, None, :]).permute(1, 2, 0) + (window - 1)
+        index = offsets[..., 0] * (2 * window - 1) + offsets[..., 1]
+        self.register_buffer("relative_position_index", index, persistent=False)
+
+    def forward(self, windows: Tensor) -> Tensor:
+        """(windows, tokens, C) -> same."""
+        count, tokens, channels = windows.shape
+        q, k, v = self.qkv(windows).view(count, tokens, 3, self.heads, -1).permute(2, 0, 3, 1, 4)
+        bias = self.relative_position_bias_table[self.relative_position_index].permute(2, 0, 1)
+        attended = nn.functional.scaled_dot_product_attention(q, k, v, attn_mask=bias.to(q.dtype))
+        return self.proj_drop(self.proj(attended.transpose(1, 2).reshape(count, tokens, channels)))
+
+
+class SwinBlock(nn.Module):
+    """Swin block on a (B, C, H, W) map; maps not divisible by the window are zero-padded (as timm does).
+
+    As in OpenSTL, shifted windows are attended without the cross-boundary mask, so tokens wrapped
+    around by the cyclic shift attend to each other.
+    """
+
+    def __init__(self, channels: int, input_resolution: tuple[int, int], layer_index: int, mlp_ratio: float,
+                 drop: float, drop_path: float, heads: int = 8):
+        super().__init__()
+        self.window, self.shift = swin_window(input_resolution, layer_index)
+        self.norm1 = nn.LayerNorm(channels)
+        self.attn = WindowAttention(channels, self.window, heads, drop)
+        self.drop_path = drop_path_or_identity(drop_path)
+        self.norm2 = nn.LayerNorm(channels)
+        hidden = int(channels * mlp_ratio)
+        self.mlp = nn.Sequential(
+            nn.Linear(channels, hidden), nn.GELU(), nn.Dropout(drop), nn.Linear(hidden, channels), nn.Dropout(drop)
+        )
+        self.apply(init_linear_trunc_normal)
+
+    def _windowed_attention(self, x: Tensor) -> Tensor:
+        """(B, H, W, C) -> same."""
+        batch, height, width, channels = x.shape
+        w = self.window
+        pad_h, pad_w = (-height) % w, (-width) % w
+        x = nn.functional.pad(x, (0, 0, 0, pad_w, 0, pad_h))
+        if self.shift:
+            x = torch.roll(x, shifts=(-self.shift, -self.shift), dims=(1, 2))
+        rows, cols = x.shape[1] // w, x.shape[2] // w
+        windows = x.view(batch, rows, w, cols, w, channels).permute(0, 1, 3, 2, 4, 5)
+        windows = windows.reshape(-1, w * w, channels)
+        x = self.attn(windows).view(batch, rows, cols, w, w, channels).permute(0, 1, 3, 2, 4, 5)
+        x = x.reshape(batch, rows * w, cols * w, channels)
+        if self.shift:
+            x = torch.roll(x, shifts=(self.shift, self.shift), dims=(1, 2))
+        return x[:, :height, :width]
+
+    def forward(self, x: Tensor) -> Tensor:
+        tokens = x.permute(0, 2, 3, 1)
+        tokens = tokens + self.drop_path(self._windowed_attention(self.norm1(tokens)))
+        tokens = tokens + self.drop_path(self.mlp(self.norm2(tokens)))
+        return tokens.permute(0, 3, 1, 2)
+
+
+register_meta_translator(
+    "swin", lambda c, i, rate, s: SwinBlock(c, s.input_resolution, i, s.mlp_ratio, s.drop, rate)
+)
+
+
+# ---------------------------------------------------------------------------------------------------
+# MogaNet: multi-order gated aggregation (dilated depthwise convs on channel splits) and a channel-
+# aggregation FFN, both with a learnt "feature decomposition" scale sigma.
+
+
+class MultiOrderDepthwiseConv(nn.Module):
+    """Depthwise 5x5 on all channels, then 5x5 dilation 2 on 3/8 of them and 7x7 dilation 3 on the last
+    4/8; a 1x1 conv mixes the three orders."""
+
+    def __init__(self, channels: int):
+        super().__init__()
+        if channels % 8 != 0:
+            raise SvqbenchError(
+                f"translator 'moganet': {channels} channels (T*hid_S or hid_T); valid: a multiple of 8"
+            )
+        self.split_1 = int(3 / 8 * channels)
+        self.split_2 = int(4 / 8 * channels)
+        self.split_0 = channels - self.split_1 - self.split_2
+        self.DW_conv0 = nn.Conv2d(channels, channels, 5, padding=2, groups=channels)
+        self.DW_conv1 = nn.Conv2d(self.split_1, self.split_1, 5, padding=4, dilation=2, groups=self.split_1)
+        self.DW_conv2 = nn.Conv2d(self.split_2, self.split_2, 7, padding=9, dilation=3, groups=self.split_2)
+        self.PW_conv = nn.Conv2d(channels, channels, 1)
+
+    def forward(self, x: Tensor) -> Tensor:
+        x = self.DW_conv0(x)
+        first, middle, last = x.split([self.split_0, self.split_1, self.split_2], dim=1)
+        return self.PW_conv(torch.cat([first, self.DW_conv1(middle), self.DW_conv2(last)], dim=1))
+
+
+class MultiOrderGatedAggregation(nn.Module):
+    def __init__(self, channels: int):
+        super().__init__()
+        self.proj_1 = nn.Conv2d(channels, channels, 1)
+        self.gate = nn.Conv2d(channels, channels, 1)
+        self.value = MultiOrderDepthwiseConv(channels)
+        self.proj_2 = nn.Conv2d(channels, channels, 1)
+        self.sigma = nn.Parameter(torch.full((1, channels, 1, 1), 1e-5))
+
+    def forward(self, x: Tensor) -> Tensor:
+        features = self.proj_1(x)
+        features = features + self.sigma * (features - features.mean(dim=(2, 3), keepdim=True))
+        features = nn.functional.silu(features)
+        gated = nn.functional.silu(self.gate(features)) * nn.functional.silu(self.value(features))
+        return x + self.proj_2(gated)
+
+
+class ChannelAggregationFFN(nn.Module):
+    def __init__(self, channels: int, hidden: int, drop: float):
+        super().__init__()
+        self.fc1 = nn.Conv2d(channels, hidden, 1)
+        self.dwconv = nn.Conv2d(hidden, hidden, 3, padding=1, groups=hidden)
+        self.act = nn.GELU()
+        self.decompose = nn.Conv2d(hidden, 1, 1)
+        self.sigma = nn.Parameter(torch.full((1, hidden, 1, 1), 1e-5))
+        self.fc2 = nn.Conv2d(hidden, channels, 1)
+        self.drop = nn.Dropout(drop)
+
+    def forward(self, x: Tensor) -> Tensor:
+        x = self.drop(self.act(self.dwconv(self.fc1(x))))
+        x = x + self.sigma * (x - self.act(self.decompose(x)))
+        return self.drop(self.fc2(x))
+
+
+class MogaBlock(nn.Module):
+    def __init__(self, channels: int, mlp_ratio: float, drop: float, drop_path: float):
+        super().__init__()
+        self.norm1 = nn.BatchNorm2d(channels)
+        self.attn = MultiOrderGatedAggregation(channels)
+        self.drop_path = drop_path_or_identity(drop_path)
+        self.norm2 = nn.BatchNorm2d(channels)
+        self.mlp = ChannelAggregationFFN(channels, int(channels * mlp_ratio), drop)
+        self.layer_scale_1 = nn.Parameter(torch.full((channels, 1, 1), 1e-5))
+        self.layer_scale_2 = nn.Parameter(torch.full((channels, 1, 1), 1e-5))
+        self.apply(init_fan_out_normal)
+
+    def forward(self, x: Tensor) -> Tensor:
+        x = x + self.drop_path(self.layer_scale_1 * self.attn(self.norm1(x)))
+        return x + self.drop_path(self.layer_scale_2 * self.mlp(self.norm2(x)))
+
+
+register_meta_translator("moganet", lambda c, i, rate, s: MogaBlock(c, s.mlp_ratio, s.drop, rate))
