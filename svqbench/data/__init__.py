@@ -43,7 +43,9 @@ def _spec_options(spec: DatasetSpec, options: dict[str, Any]) -> dict[str, Any]:
             valid = ", ".join(params) or "none"
             raise SvqbenchError(f"unknown option {key!r} for prep {spec.info.name}; valid: {valid}")
         default = params[key].default
-        if isinstance(value, str) and default is not None and not isinstance(default, str):
+        if isinstance(value, str) and isinstance(default, bool):
+            value = _parse_bool(spec, key, value)
+        elif isinstance(value, str) and default is not None and not isinstance(default, str):
             try:
                 value = type(default)(value)
             except ValueError:
@@ -52,6 +54,14 @@ def _spec_options(spec: DatasetSpec, options: dict[str, Any]) -> dict[str, Any]:
                 ) from None
         checked[key] = value
     return checked
+
+
+def _parse_bool(spec: DatasetSpec, key: str, value: str) -> bool:
+    """``bool("false")`` is True, so option strings need their own parsing."""
+    words = {"true": True, "yes": True, "1": True, "false": False, "no": False, "0": False}
+    if value.lower() not in words:
+        raise SvqbenchError(f"option {key}={value!r} for prep {spec.info.name}: expected true or false")
+    return words[value.lower()]
 
 
 def prepare(
@@ -148,4 +158,4 @@ def create(name: str, split: str, root: str | os.PathLike | None = None) -> Data
     return spec.open(root / name, split, manifest)
 
 
-from svqbench.data import digits  # noqa: E402,F401  (registers the built-in datasets)
+from svqbench.data import digits, kth  # noqa: E402,F401  (registers the built-in datasets)
