@@ -71,29 +71,13 @@ def check_backend(backend: str) -> None:
         raise SvqbenchError(f"option backend={backend!r}; valid: {', '.join(BACKENDS)}")
 
 
-def iter_rgb_chunks(path: Path, backend: str = "auto") -> Iterator[np.ndarray]:
-    """Frames of a video as (n, H, W, 3) uint8 RGB chunks, decoded with decord or OpenCV.
-
-    ``auto`` uses decord and falls back to OpenCV when decord is missing or cannot open the file.
-    """
-    if backend in ("auto", "decord"):
-        try:
-            reader = _decord_reader(path)
-        except Exception as e:  # decord raises its own error types, and ImportError when absent
-            if backend == "decord":
-                raise SvqbenchError(f"{path}: decord cannot read this video ({_first_line(e)})") from None
-        else:
-            n = len(reader)
-            for i in range(0, n, CHUNK):
-                yield reader.get_batch(list(range(i, min(n, i + CHUNK)))).asnumpy()
-            return
-    yield from _opencv_chunks(path)
-
-
-def _decord_reader(path: Path):
+def _decord_chunks(path: Path) -> Iterator[np.ndarray]:
     import decord
 
-    return decord.VideoReader(str(path), ctx=decord.cpu(0), num_threads=1)
+    reader = decord.VideoReader(str(path), ctx=decord.cpu(0), num_threads=1)
+    n = len(reader)
+    for i in range(0, n, CHUNK):
+        yield reader.get_batch(list(range(i, min(n, i + CHUNK)))).asnumpy()
 
 
 def _opencv_chunks(path: Path) -> Iterator[np.ndarray]:
@@ -122,9 +106,24 @@ def _first_line(error: Exception) -> str:
 
 
 def decode_video(path: Path, transform: FrameTransform, backend: str = "auto") -> np.ndarray:
-    """All kept frames of one video: (T, C, H, W) uint8."""
+    """All kept frames of one video: (T, C, H, W) uint8.
+
+    ``auto`` uses decord and falls back to OpenCV when decord is missing or fails on the file
+    (decord rejects some frame sizes and containers that OpenCV reads).
+    """
+    if backend in ("auto", "decord"):
+        try:
+            return _keep_frames(_decord_chunks(path), transform, path)
+        except Exception as e:  # decord raises its own error types, and ImportError when absent
+            if backend == "decord":
+                raise SvqbenchError(f"{path}: decord cannot read this video ({_first_line(e)})") from None
+    return _keep_frames(_opencv_chunks(path), transform, path)
+
+
+def _keep_frames(chunks: Iterator[np.ndarray], transform: FrameTransform, path: Path) -> np.ndarray:
+    """Transform the frames ``transform`` keeps from (n, H, W, 3) RGB ``chunks``."""
     kept, seen = [], 0
-    for chunk in iter_rgb_chunks(path, backend):
+    for chunk in chunks:
         index = np.arange(seen, seen + len(chunk))
         keep = (index >= transform.offset) & ((index - transform.offset) % transform.every == 0)
         if keep.any():
