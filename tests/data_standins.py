@@ -40,3 +40,31 @@ def kth_archives(folder: Path, videos: dict[str, list[tuple[int, int]]]) -> dict
                 avi.unlink()
                 made[(person, action)] = frames
     return made
+
+
+def mnist_idx_gz(path: Path, count: int = 50, seed: int = 0) -> Path:
+    """A train-images-idx3-ubyte.gz of ``count`` random 28x28 'digits' (a bright blob each)."""
+    import gzip
+
+    rng = np.random.default_rng(seed)
+    images = np.zeros((count, 28, 28), np.uint8)
+    for image in images:
+        y, x = rng.integers(4, 16, 2)
+        image[y : y + 8, x : x + 8] = rng.integers(128, 256)
+    header = np.array([2051, count, 28, 28], ">u4").tobytes()
+    with gzip.open(path, "wb") as f:
+        f.write(header + images.tobytes())
+    return path
+
+
+def mnist_test_seq(path: Path, sequences: int = 6, seed: int = 0) -> Path:
+    """A mnist_test_seq.npy of shape (20, sequences, 64, 64) uint8; frame t of sequence i is filled with i*20+t."""
+    values = (np.arange(sequences)[None, :] * 20 + np.arange(20)[:, None]).astype(np.uint8)
+    np.save(path, np.broadcast_to(values[:, :, None, None], (20, sequences, 64, 64)).copy())
+    return path
+
+
+def md5(path: Path) -> str:
+    import hashlib
+
+    return hashlib.md5(path.read_bytes()).hexdigest()
