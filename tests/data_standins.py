@@ -68,3 +68,15 @@ def md5(path: Path) -> str:
     import hashlib
 
     return hashlib.md5(path.read_bytes()).hexdigest()
+
+
+def taxibj_npz(path: Path, train: int = 30, test: int = 7, seed: int = 0) -> Path:
+    """A dataset.npz like OpenSTL's TaxiBJ release: X/Y_train/test of shape (N, 4, 2, 32, 32) in [-1, 1]."""
+    rng = np.random.default_rng(seed)
+    arrays = {
+        f"{xy}_{split}": rng.uniform(-1, 1, (n, 4, 2, 32, 32))
+        for split, n in (("train", train), ("test", test))
+        for xy in "XY"
+    }
+    np.savez(path, **arrays)
+    return path

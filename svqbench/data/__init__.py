@@ -158,4 +158,4 @@ def create(name: str, split: str, root: str | os.PathLike | None = None) -> Data
     return spec.open(root / name, split, manifest)
 
 
-from svqbench.data import digits, kth, mmnist, videos  # noqa: E402,F401  (registers the built-in datasets)
+from svqbench.data import digits, kth, mmnist, taxibj, videos  # noqa: E402,F401  (registers the built-in datasets)
