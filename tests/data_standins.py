@@ -80,3 +80,25 @@ def taxibj_npz(path: Path, train: int = 30, test: int = 7, seed: int = 0) -> Pat
     }
     np.savez(path, **arrays)
     return path
+
+
+def weatherbench_year(folder: Path, name: str, variable: str, year: int, hours: int, levels=None, seed=0) -> Path:
+    """``folder/<name>/<name>_<year>_5.625deg.nc``: ``hours`` hourly steps from Jan 1 on the 32x64 grid."""
+    import xarray as xr
+
+    rng = np.random.default_rng(seed + year)
+    time = np.datetime64(f"{year}-01-01T00") + np.arange(hours) * np.timedelta64(1, "h")
+    lat = np.linspace(-87.1875, 87.1875, 32)
+    lon = np.arange(64) * 5.625
+    coords = {"time": time, "lat": lat, "lon": lon}
+    dims = ("time", "lat", "lon")
+    shape = (hours, 32, 64)
+    if levels is not None:
+        coords["level"] = np.asarray(levels)
+        dims = ("time", "level", "lat", "lon")
+        shape = (hours, len(levels), 32, 64)
+    values = (280 + 10 * rng.standard_normal(shape)).astype(np.float32)
+    out = folder / name / f"{name}_{year}_5.625deg.nc"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    xr.Dataset({variable: (dims, values)}, coords=coords).to_netcdf(out)
+    return out

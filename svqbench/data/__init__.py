@@ -12,12 +12,13 @@ import inspect
 import os
 import shutil
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
+import torch
 from torch.utils.data import Dataset
 
 from svqbench import __version__
-from svqbench.data.base import FORMAT_VERSION, MANIFEST, DatasetInfo, DatasetSpec, read_manifest
+from svqbench.data.base import FORMAT_VERSION, MANIFEST, DatasetInfo, DatasetSpec, Normalisation, read_manifest
 from svqbench.errors import SvqbenchError
 from svqbench.fileio import atomic_dir, write_json
 from svqbench.registry import Registry
@@ -147,6 +148,17 @@ def info(name: str, root: str | os.PathLike | None = None) -> DatasetInfo:
     return DATASETS.get(name).info
 
 
+def denormaliser(name: str, root: str | os.PathLike | None = None) -> Callable[[torch.Tensor], torch.Tensor] | None:
+    """(B,T,C,H,W) z-scored -> physical units, for datasets prepared with training statistics; else None."""
+    stats = load_manifest(name, root).get("normalisation")
+    return Normalisation(**stats).denormalise if stats else None
+
+
+def latitudes(name: str, root: str | os.PathLike | None = None) -> list[float] | None:
+    """Latitude (degrees) of each grid row, for latitude-weighted metrics; None for non-geographic data."""
+    return load_manifest(name, root).get("latitudes")
+
+
 def create(name: str, split: str, root: str | os.PathLike | None = None) -> Dataset:
     """Torch Dataset of a prepared split; items ``(inputs, targets)``, ``(T_in,C,H,W)``, ``(T_out,C,H,W)``."""
     root = Path(root) if root is not None else default_root()
@@ -158,4 +170,4 @@ def create(name: str, split: str, root: str | os.PathLike | None = None) -> Data
     return spec.open(root / name, split, manifest)
 
 
-from svqbench.data import digits, kth, mmnist, taxibj, videos  # noqa: E402,F401  (registers the built-in datasets)
+from svqbench.data import digits, kth, mmnist, taxibj, videos, weather  # noqa: E402,F401  (registers the built-in datasets)
