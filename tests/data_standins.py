@@ -102,3 +102,26 @@ def weatherbench_year(folder: Path, name: str, variable: str, year: int, hours: 
     out.parent.mkdir(parents=True, exist_ok=True)
     xr.Dataset({variable: (dims, values)}, coords=coords).to_netcdf(out)
     return out
+
+
+def norpix_seq(path: Path, frames: int, size: tuple[int, int] = (64, 48), seed: int = 0) -> Path:
+    """A Caltech-style Norpix .seq: a 1024-byte header, then JPEG frames separated by small headers."""
+    rng = np.random.default_rng(seed)
+    width, height = size
+    blobs = [b"\x00" * 1024]
+    for t in range(frames):
+        image = np.full((height, width, 3), (t * 5) % 256, np.uint8)
+        image[:, : width // 4] = rng.integers(0, 256, 3, dtype=np.uint8)
+        blobs.append(cv2.imencode(".jpg", image)[1].tobytes() + b"\x00" * 8)
+    path.write_bytes(b"".join(blobs))
+    return path
+
+
+def kitti_hickle(folder: Path, split: str, runs: dict[str, int], seed: int = 0) -> None:
+    """PredNet-style ``X_<split>.hkl`` (N, 128, 160, 3) uint8 and ``sources_<split>.hkl`` (N names)."""
+    import hickle
+
+    rng = np.random.default_rng(seed)
+    names = [name for name, n in runs.items() for _ in range(n)]
+    hickle.dump(rng.integers(0, 256, (len(names), 128, 160, 3), dtype=np.uint8), folder / f"X_{split}.hkl")
+    hickle.dump(names, folder / f"sources_{split}.hkl")

@@ -28,7 +28,7 @@ from svqbench.data import DATASETS
 from svqbench.data.archives import extract
 from svqbench.data.base import DatasetInfo, DatasetSpec
 from svqbench.data.download import Source, fetch
-from svqbench.data.video import FrameTransform, decode_videos, write_video_split
+from svqbench.data.video import FrameTransform, backward_window_starts, decode_videos, write_video_split
 from svqbench.errors import SvqbenchError
 
 ACTIONS = ("boxing", "handclapping", "handwaving", "walking", "jogging", "running")
@@ -44,9 +44,7 @@ PROTOCOL = "OpenSTL/PredRNN KTH: persons 01-16 train, 17-25 test, backward-scan 
 
 def window_starts(frames: int, window: int, action: str) -> np.ndarray:
     """Ascending first-frame indices of the windows OpenSTL takes from one video of ``frames`` frames."""
-    step = FAST_STEP if action in FAST_ACTIONS else window
-    ends = np.arange(frames - 1, window - 2, -step)
-    return np.sort(ends - window + 1)
+    return backward_window_starts(frames, window, FAST_STEP if action in FAST_ACTIONS else window)
 
 
 def parse_persons(text: str) -> tuple[int, ...]:

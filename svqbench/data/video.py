@@ -7,8 +7,10 @@ Each video is decoded and resized by a worker process into its own ``.npy`` part
 
 from __future__ import annotations
 
+import mmap
 import multiprocessing
 import os
+import re
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,6 +25,7 @@ from svqbench.errors import SvqbenchError
 
 CHUNK = 64
 BACKENDS = ("auto", "decord", "opencv")
+JPEG_START = re.compile(rb"\xff\xd8\xff[\xe0-\xef]")
 INTERPOLATION = {"linear": cv2.INTER_LINEAR, "area": cv2.INTER_AREA, "cubic": cv2.INTER_CUBIC}
 
 
@@ -105,12 +108,31 @@ def _first_line(error: Exception) -> str:
     return text[0] if text else type(error).__name__
 
 
+def _norpix_seq_chunks(path: Path) -> Iterator[np.ndarray]:
+    """Frames of a Norpix ``.seq`` file of JPEG images (Caltech Pedestrian), which FFmpeg cannot open."""
+    with open(path, "rb") as f, mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as blob:
+        starts = [m.start() for m in re.finditer(JPEG_START, blob)]
+        chunk = []
+        for begin, end in zip(starts, starts[1:] + [len(blob)]):
+            image = cv2.imdecode(np.frombuffer(blob[begin:end], np.uint8), cv2.IMREAD_COLOR)
+            if image is None:
+                raise SvqbenchError(f"{path}: frame at byte {begin} is not a decodable JPEG")
+            chunk.append(cv2.cvtColor(image, cv2.COLOR_BGR2RGB))
+            if len(chunk) == CHUNK:
+                yield np.stack(chunk)
+                chunk = []
+        if chunk:
+            yield np.stack(chunk)
+
+
 def decode_video(path: Path, transform: FrameTransform, backend: str = "auto") -> np.ndarray:
     """All kept frames of one video: (T, C, H, W) uint8.
 
     ``auto`` uses decord and falls back to OpenCV when decord is missing or fails on the file
     (decord rejects some frame sizes and containers that OpenCV reads).
     """
+    if path.suffix.lower() == ".seq":
+        return _keep_frames(_norpix_seq_chunks(path), transform, path)
     if backend in ("auto", "decord"):
         try:
             return _keep_frames(_decord_chunks(path), transform, path)
@@ -168,6 +190,15 @@ def decode_videos(
         results = pool.map(_decode_to_part, jobs, chunksize=1)
         lengths = list(track(results, total=len(jobs), description="decoding", transient=True))
     return parts, lengths
+
+
+def backward_window_starts(frames: int, window: int, step: int) -> np.ndarray:
+    """Ascending window starts of OpenSTL's backward scan over one run of ``frames`` frames.
+
+    A window ends at the last frame; after each window the scan end moves back by ``step``.
+    """
+    ends = np.arange(frames - 1, window - 2, -step)
+    return np.sort(ends - window + 1)
 
 
 def write_video_split(
