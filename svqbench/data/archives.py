@@ -12,7 +12,7 @@ import tarfile
 import zipfile
 import zlib
 from pathlib import Path, PurePosixPath
-from typing import Callable
+from typing import BinaryIO, Callable
 
 from svqbench.errors import SvqbenchError
 
@@ -62,14 +62,7 @@ def _extract_zip(archive: Path, dest: Path, wanted: Callable[[str], bool]) -> li
                 raise SvqbenchError(f"{archive}: member {info.filename!r} is a link; refusing it")
             members.append((info, relative))
         _check_space(archive, dest, sum(info.file_size for info, _ in members))
-        out = []
-        for info, relative in members:
-            path = dest.joinpath(*relative.parts)
-            path.parent.mkdir(parents=True, exist_ok=True)
-            with zf.open(info) as source, open(path, "wb") as sink:
-                shutil.copyfileobj(source, sink, 1 << 20)
-            out.append(path)
-        return out
+        return [_write(zf.open(info), dest, relative) for info, relative in members]
 
 
 def _extract_tar(archive: Path, dest: Path, wanted: Callable[[str], bool]) -> list[Path]:
@@ -85,12 +78,17 @@ def _extract_tar(archive: Path, dest: Path, wanted: Callable[[str], bool]) -> li
         _check_space(archive, dest, sum(m.size for m, _ in members))
         out = []
         for member, relative in members:
-            path = dest.joinpath(*relative.parts)
-            path.parent.mkdir(parents=True, exist_ok=True)
-            source = tf.extractfile(member)
-            with source, open(path, "wb") as sink:
-                shutil.copyfileobj(source, sink, 1 << 20)
+            path = _write(tf.extractfile(member), dest, relative)
             if path.stat().st_size != member.size:
                 raise SvqbenchError(f"{archive}: member {member.name!r} is truncated; delete it and re-run")
             out.append(path)
         return out
+
+
+def _write(source: BinaryIO, dest: Path, relative: PurePosixPath) -> Path:
+    """Copy an open archive member to ``dest/relative``; return that path."""
+    path = dest.joinpath(*relative.parts)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with source, open(path, "wb") as sink:
+        shutil.copyfileobj(source, sink, 1 << 20)
+    return path

@@ -83,22 +83,28 @@ def _decord_chunks(path: Path) -> Iterator[np.ndarray]:
         yield reader.get_batch(list(range(i, min(n, i + CHUNK)))).asnumpy()
 
 
-def _opencv_chunks(path: Path) -> Iterator[np.ndarray]:
+def _stacked(frames: Iterator[np.ndarray]) -> Iterator[np.ndarray]:
+    """Group single (H, W, 3) frames into (n <= CHUNK, H, W, 3) arrays."""
+    chunk = []
+    for frame in frames:
+        chunk.append(frame)
+        if len(chunk) == CHUNK:
+            yield np.stack(chunk)
+            chunk = []
+    if chunk:
+        yield np.stack(chunk)
+
+
+def _opencv_frames(path: Path) -> Iterator[np.ndarray]:
     capture = cv2.VideoCapture(str(path))
     if not capture.isOpened():
         raise SvqbenchError(f"{path}: cannot open this video (corrupt, truncated or an unknown codec)")
     try:
-        chunk = []
         while True:
             ok, frame = capture.read()
             if not ok:
-                break
-            chunk.append(cv2.cvtColor(frame, cv2.COLOR_BGR2RGB))
-            if len(chunk) == CHUNK:
-                yield np.stack(chunk)
-                chunk = []
-        if chunk:
-            yield np.stack(chunk)
+                return
+            yield cv2.cvtColor(frame, cv2.COLOR_BGR2RGB)
     finally:
         capture.release()
 
@@ -108,21 +114,15 @@ def _first_line(error: Exception) -> str:
     return text[0] if text else type(error).__name__
 
 
-def _norpix_seq_chunks(path: Path) -> Iterator[np.ndarray]:
+def _norpix_seq_frames(path: Path) -> Iterator[np.ndarray]:
     """Frames of a Norpix ``.seq`` file of JPEG images (Caltech Pedestrian), which FFmpeg cannot open."""
     with open(path, "rb") as f, mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as blob:
         starts = [m.start() for m in re.finditer(JPEG_START, blob)]
-        chunk = []
         for begin, end in zip(starts, starts[1:] + [len(blob)]):
             image = cv2.imdecode(np.frombuffer(blob[begin:end], np.uint8), cv2.IMREAD_COLOR)
             if image is None:
                 raise SvqbenchError(f"{path}: frame at byte {begin} is not a decodable JPEG")
-            chunk.append(cv2.cvtColor(image, cv2.COLOR_BGR2RGB))
-            if len(chunk) == CHUNK:
-                yield np.stack(chunk)
-                chunk = []
-        if chunk:
-            yield np.stack(chunk)
+            yield cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
 
 
 def decode_video(path: Path, transform: FrameTransform, backend: str = "auto") -> np.ndarray:
@@ -132,14 +132,14 @@ def decode_video(path: Path, transform: FrameTransform, backend: str = "auto") -
     (decord rejects some frame sizes and containers that OpenCV reads).
     """
     if path.suffix.lower() == ".seq":
-        return _keep_frames(_norpix_seq_chunks(path), transform, path)
+        return _keep_frames(_stacked(_norpix_seq_frames(path)), transform, path)
     if backend in ("auto", "decord"):
         try:
             return _keep_frames(_decord_chunks(path), transform, path)
         except Exception as e:  # decord raises its own error types, and ImportError when absent
             if backend == "decord":
                 raise SvqbenchError(f"{path}: decord cannot read this video ({_first_line(e)})") from None
-    return _keep_frames(_opencv_chunks(path), transform, path)
+    return _keep_frames(_stacked(_opencv_frames(path)), transform, path)
 
 
 def _keep_frames(chunks: Iterator[np.ndarray], transform: FrameTransform, path: Path) -> np.ndarray:
