@@ -15,7 +15,6 @@ from pathlib import Path
 from typing import Any, Callable
 
 import torch
-
 from torch.utils.data import Dataset
 
 from svqbench import __version__
@@ -45,7 +44,9 @@ def _spec_options(spec: DatasetSpec, options: dict[str, Any]) -> dict[str, Any]:
             valid = ", ".join(params) or "none"
             raise SvqbenchError(f"unknown option {key!r} for prep {spec.info.name}; valid: {valid}")
         default = params[key].default
-        if isinstance(value, str) and default is not None and not isinstance(default, str):
+        if isinstance(value, str) and isinstance(default, bool):
+            value = _parse_bool(spec, key, value)
+        elif isinstance(value, str) and default is not None and not isinstance(default, str):
             try:
                 value = type(default)(value)
             except ValueError:
@@ -54,6 +55,14 @@ def _spec_options(spec: DatasetSpec, options: dict[str, Any]) -> dict[str, Any]:
                 ) from None
         checked[key] = value
     return checked
+
+
+def _parse_bool(spec: DatasetSpec, key: str, value: str) -> bool:
+    """``bool("false")`` is True, so option strings need their own parsing."""
+    words = {"true": True, "yes": True, "1": True, "false": False, "no": False, "0": False}
+    if value.lower() not in words:
+        raise SvqbenchError(f"option {key}={value!r} for prep {spec.info.name}: expected true or false")
+    return words[value.lower()]
 
 
 def prepare(
@@ -140,13 +149,13 @@ def info(name: str, root: str | os.PathLike | None = None) -> DatasetInfo:
 
 
 def denormaliser(name: str, root: str | os.PathLike | None = None) -> Callable[[torch.Tensor], torch.Tensor] | None:
-    """(B,T,C,H,W) z-scored -> physical units, for datasets stored normalised; None otherwise."""
+    """(B,T,C,H,W) z-scored -> physical units, for datasets prepared with training statistics; else None."""
     stats = load_manifest(name, root).get("normalisation")
     return Normalisation(**stats).denormalise if stats else None
 
 
 def latitudes(name: str, root: str | os.PathLike | None = None) -> list[float] | None:
-    """Grid latitudes (degrees, one per row) of gridded datasets, for latitude-weighted metrics."""
+    """Latitude (degrees) of each grid row, for latitude-weighted metrics; None for non-geographic data."""
     return load_manifest(name, root).get("latitudes")
 
 
@@ -161,4 +170,4 @@ def create(name: str, split: str, root: str | os.PathLike | None = None) -> Data
     return spec.open(root / name, split, manifest)
 
 
-from svqbench.data import digits  # noqa: E402,F401  (registers the built-in datasets)
+from svqbench.data import digits, kitticaltech, kth, mmnist, taxibj, videos, weather  # noqa: E402,F401  (registers the built-in datasets)

@@ -1,0 +1,155 @@
+from pathlib import Path
+
+import numpy as np
+import pytest
+from data_standins import kth_archives
+
+from svqbench import data
+from svqbench.data import kth
+from svqbench.errors import SvqbenchError
+
+VIDEOS = {
+    "boxing": [(1, 35), (16, 55), (17, 31)],
+    "handclapping": [(2, 31)],
+    "handwaving": [(25, 30)],
+    "walking": [(3, 29)],
+    "jogging": [(20, 53)],
+    "running": [(1, 52), (16, 33), (17, 36)],
+}
+
+
+@pytest.fixture(scope="module")
+def kth_src(tmp_path_factory) -> tuple[Path, dict]:
+    folder = tmp_path_factory.mktemp("kth_src")
+    return folder, kth_archives(folder, VIDEOS)
+
+
+@pytest.fixture(scope="module")
+def prepared(kth_src, tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("root")
+    data.prepare("kth", root=root, src=kth_src[0], workers=1)
+    return root
+
+
+def openstl_scan(videos: list[tuple[str, str, int]], seq_len: int) -> set[tuple[str, int]]:
+    """OpenSTL's backward scan over all frames of ``videos`` (name, action, frames) laid end to end."""
+    marks, actions, names, local = [], [], [], []
+    for mark, (name, action, n) in enumerate(videos):
+        marks += [mark] * n
+        actions += [action] * n
+        names += [name] * n
+        local += list(range(n))
+    found = set()
+    index = len(marks) - 1
+    while index >= seq_len - 1:
+        if marks[index] == marks[index - seq_len + 1]:
+            found.add((names[index], local[index - seq_len + 1]))
+            index -= seq_len - 1 if actions[index] not in ("jogging", "running") else 2
+        index -= 1
+    return found
+
+
+def prepared_windows(root: Path, name: str, split: str) -> set[tuple[str, int]]:
+    manifest = data.load_manifest(name, root)
+    starts = np.load(root / name / split / "starts.npy")
+    offsets, found = {}, set()
+    offset = 0
+    for stem, frames, _ in manifest["videos"][split]:
+        offsets[stem] = (offset, frames)
+        offset += frames
+    for s in starts:
+        stem = next(k for k, (o, n) in offsets.items() if o <= s < o + n)
+        found.add((stem, int(s) - offsets[stem][0]))
+    return found
+
+
+def test_window_counts_follow_the_protocol_formula():
+    for n in (29, 30, 31, 59, 60, 61, 200):
+        assert len(kth.window_starts(n, 30, "boxing")) == n // 30
+        assert len(kth.window_starts(n, 30, "running")) == ((n - 30) // 3 + 1 if n >= 30 else 0)
+
+
+@pytest.mark.parametrize("split, persons", [("train", range(1, 17)), ("test", range(17, 26))])
+def test_windows_equal_openstl_scan(prepared, kth_src, split, persons):
+    _, made = kth_src
+    videos = [
+        (f"person{p:02d}_{a}_d1_uncomp", a, n) for (p, a), n in sorted(made.items()) if p in persons
+    ]
+    expected = openstl_scan(videos, 30)
+    assert expected and prepared_windows(prepared, "kth", split) == expected
+
+
+def test_splits_serve_documented_shapes_in_unit_range(prepared):
+    for split in ("train", "val", "test"):
+        ds = data.create("kth", split, prepared)
+        x, y = ds[len(ds) - 1]
+        assert x.shape == (10, 1, 128, 128) and y.shape == (20, 1, 128, 128)
+        assert 0.0 <= float(x.min()) and float(y.max()) <= 1.0 and float(x.max()) > 0.5
+    manifest = data.load_manifest("kth", prepared)
+    assert manifest["splits"]["val"]["persons"] == [15, 16]
+    assert {v[0][:8] for v in manifest["videos"]["val"]} == {"person16"}
+    assert all(len(record["sha256"]) == 64 for record in manifest["sources"])
+
+
+def test_holdout_removes_val_persons_from_train(kth_src, tmp_path):
+    data.prepare("kth", root=tmp_path, src=kth_src[0], workers=1, holdout="true", val_persons="1")
+    manifest = data.load_manifest("kth", tmp_path)
+    assert 1 not in manifest["splits"]["train"]["persons"]
+    assert {v[0][:8] for v in manifest["videos"]["val"]} == {"person01"}
+
+
+def test_kth40_uses_fifty_frame_windows(kth_src, tmp_path):
+    data.prepare("kth40", root=tmp_path, src=kth_src[0], workers=2)
+    ds = data.create("kth40", "train", tmp_path)
+    x, y = ds[0]
+    assert x.shape[0] == 10 and y.shape[0] == 40
+    # training videos of 50+ frames: person 16 boxing (55 // 50 = 1), person 01 running ((52 - 50) // 3 + 1 = 1)
+    assert len(ds) == 2
+
+
+def test_second_prep_is_a_noop_and_force_redoes(prepared, kth_src):
+    manifest = prepared / "kth" / "manifest.json"
+    before = manifest.stat().st_mtime_ns
+    data.prepare("kth", root=prepared, src=kth_src[0], workers=1)
+    assert manifest.stat().st_mtime_ns == before
+    data.prepare("kth", root=prepared, src=kth_src[0], workers=1, force=True)
+    assert manifest.stat().st_mtime_ns != before
+
+
+def test_interrupted_prep_leaves_nothing_that_looks_complete(kth_src, tmp_path, monkeypatch):
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(kth, "write_video_split", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        data.prepare("kth", root=tmp_path, src=kth_src[0], workers=1)
+    with pytest.raises(SvqbenchError, match="not prepared"):
+        data.create("kth", "train", tmp_path)
+    monkeypatch.undo()
+    data.prepare("kth", root=tmp_path, src=kth_src[0], workers=1)
+    assert len(data.create("kth", "test", tmp_path)) > 0
+    assert not list(tmp_path.glob(".kth.*.partial"))
+
+
+def test_missing_archive_is_a_one_line_error(kth_src, tmp_path):
+    src = tmp_path / "src"
+    src.mkdir()
+    (src / "boxing.zip").write_bytes((kth_src[0] / "boxing.zip").read_bytes())
+    with pytest.raises(SvqbenchError, match=r"handclapping\.zip not found in --src") as err:
+        data.prepare("kth", root=tmp_path / "root", src=src, workers=1)
+    assert "\n" not in str(err.value)
+    assert not (tmp_path / "root" / "kth").exists()
+
+
+def test_corrupt_video_is_a_one_line_error_naming_it(kth_src, tmp_path):
+    src = tmp_path / "src"
+    src.mkdir()
+    for action in VIDEOS:
+        (src / f"{action}.zip").write_bytes((kth_src[0] / f"{action}.zip").read_bytes())
+    bad = src / "extracted" / "person05_walking_d2_uncomp.avi"
+    bad.parent.mkdir()
+    bad.write_bytes(b"not a video" * 50)
+    with pytest.raises(SvqbenchError, match="person05_walking_d2_uncomp.avi") as err:
+        data.prepare("kth", root=tmp_path / "root", src=src, workers=1)
+    assert "\n" not in str(err.value)
+    assert not (tmp_path / "root" / "kth").exists()
