@@ -67,7 +67,14 @@ def autocast(device: torch.device, precision: str):
     return nullcontext()
 
 
+def epoch_aware(dataset) -> object | None:
+    """The dataset (possibly inside a Subset) that draws new samples per epoch via ``set_epoch``, if any."""
+    inner = dataset.dataset if isinstance(dataset, Subset) else dataset
+    return inner if hasattr(inner, "set_epoch") else None
+
+
 def make_loader(dataset, batch_size: int, shuffle: bool, workers: int, device: torch.device, seed: int = 0):
+    """Workers persist across epochs, except for datasets that must see ``set_epoch`` in each worker."""
     return DataLoader(
         dataset,
         batch_size=batch_size,
@@ -75,7 +82,7 @@ def make_loader(dataset, batch_size: int, shuffle: bool, workers: int, device: t
         num_workers=workers,
         pin_memory=device.type == "cuda",
         drop_last=shuffle and len(dataset) > batch_size,
-        persistent_workers=workers > 0,
+        persistent_workers=workers > 0 and epoch_aware(dataset) is None,
         generator=torch.Generator().manual_seed(seed),
     )
 
@@ -156,6 +163,8 @@ def train(
     model.train()
     for epoch in range(start_epoch, epochs):
         epoch_loss, seen, started = 0.0, 0, time.perf_counter()
+        if epoch_aware(train_set) is not None:
+            epoch_aware(train_set).set_epoch(epoch)
         if optimizer:
             with reporter.epoch(epoch + 1, epochs, min(steps_per_epoch, total_steps - step)) as bar:
                 for inputs, targets in loader:
