@@ -125,3 +125,46 @@ def kitti_hickle(folder: Path, split: str, runs: dict[str, int], seed: int = 0) 
     names = [name for name, n in runs.items() for _ in range(n)]
     hickle.dump(rng.integers(0, 256, (len(names), 128, 160, 3), dtype=np.uint8), folder / f"X_{split}.hkl")
     hickle.dump(names, folder / f"sources_{split}.hkl")
+
+
+def human_images(folder: Path, videos: dict[str, int], flat: bool = False, size: int = 48) -> dict[str, list[int]]:
+    """Human3.6M-style JPGs, every 5th frame (1, 6, 11, ...): ``videos`` maps a video to its image count.
+
+    Images go to ``folder/<video>/<video>_NNNNNN.jpg`` (per-video folders), or ``folder/<video>_NNNNNN.jpg``
+    when ``flat``. Each shows a pure red square (RGB 255, 0, 0) whose place follows the frame number.
+    Returns {video: frame numbers}.
+    """
+    made = {}
+    for video, count in videos.items():
+        numbers = [1 + 5 * i for i in range(count)]
+        out = folder if flat else folder / video
+        out.mkdir(parents=True, exist_ok=True)
+        for number in numbers:
+            image = np.full((size, size, 3), 30, np.uint8)
+            x = (number // 5) % (size - 12)
+            image[10:22, x : x + 12] = (0, 0, 255)  # OpenCV writes BGR
+            cv2.imwrite(str(out / f"{video}_{number:06d}.jpg"), image, [cv2.IMWRITE_JPEG_QUALITY, 100])
+        made[video] = numbers
+    return made
+
+
+def human_archives(folder: Path, videos: dict[str, int]) -> dict[str, list[int]]:
+    """``S<n>.tar`` per subject, holding per-video folders of :func:`human_images`."""
+    import shutil
+    import tarfile
+
+    made = {}
+    for subject in sorted({video.split("_")[0] for video in videos}):
+        staging = folder / f"_{subject}"
+        made.update(human_images(staging, {v: n for v, n in videos.items() if v.split("_")[0] == subject}))
+        with tarfile.open(folder / f"{subject}.tar", "w") as tf:
+            for path in sorted(staging.rglob("*.jpg")):
+                tf.add(path, path.relative_to(staging).as_posix())
+        shutil.rmtree(staging)
+    return made
+
+
+def human_clip_list(path: Path, clips: list[tuple[str, int]]) -> Path:
+    """An OpenSTL/STRPM clip list: ``images/<video>_,<begin>,<begin + 70>`` per clip."""
+    path.write_text("".join(f"images/{video}_,{begin},{begin + 70}\n" for video, begin in clips))
+    return path

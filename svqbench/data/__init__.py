@@ -170,4 +170,4 @@ def create(name: str, split: str, root: str | os.PathLike | None = None) -> Data
     return spec.open(root / name, split, manifest)
 
 
-from svqbench.data import digits, kitticaltech, kth, mmnist, taxibj, videos, weather  # noqa: E402,F401  (registers the built-in datasets)
+from svqbench.data import digits, human, kitticaltech, kth, mmnist, taxibj, videos, weather  # noqa: E402,F401  (registers the built-in datasets)

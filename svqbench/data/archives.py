@@ -17,6 +17,7 @@ from typing import BinaryIO, Callable
 from svqbench.errors import SvqbenchError
 
 DISK_MARGIN = 1 << 28  # keep 256 MB free after extraction
+COMPRESSED_MAGIC = (b"\x1f\x8b", b"BZh", b"\xfd7zXZ\x00")  # gzip, bzip2, xz
 
 
 def safe_member(archive: Path, name: str) -> PurePosixPath:
@@ -75,6 +76,7 @@ def _extract_tar(archive: Path, dest: Path, wanted: Callable[[str], bool]) -> li
             if not member.isfile():
                 raise SvqbenchError(f"{archive}: member {member.name!r} is a link or device; refusing it")
             members.append((member, relative))
+        _check_ended(archive, tf.offset)
         _check_space(archive, dest, sum(m.size for m, _ in members))
         out = []
         for member, relative in members:
@@ -83,6 +85,18 @@ def _extract_tar(archive: Path, dest: Path, wanted: Callable[[str], bool]) -> li
                 raise SvqbenchError(f"{archive}: member {member.name!r} is truncated; delete it and re-run")
             out.append(path)
         return out
+
+
+def _check_ended(archive: Path, end: int) -> None:
+    """A plain tar closes with two zero blocks after its last member (offset ``end``).
+
+    ``tarfile`` stops without a word when the file is cut inside a member header, so a cut-off
+    archive would look complete; compressed tars fail in their decompressor instead.
+    """
+    with open(archive, "rb") as f:
+        compressed = f.read(6).startswith(COMPRESSED_MAGIC)
+    if not compressed and archive.stat().st_size < end + 2 * tarfile.BLOCKSIZE:
+        raise SvqbenchError(f"{archive}: ends before its end-of-archive marker (truncated); delete it and re-run")
 
 
 def _write(source: BinaryIO, dest: Path, relative: PurePosixPath) -> Path:

@@ -14,7 +14,7 @@ import re
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator, Sequence
+from typing import Any, Callable, Iterator, Sequence
 
 import cv2
 import numpy as np
@@ -156,9 +156,12 @@ def _keep_frames(chunks: Iterator[np.ndarray], transform: FrameTransform, path: 
     return np.concatenate(kept)
 
 
-def _decode_to_part(job: tuple[Path, Path, FrameTransform, str]) -> int:
-    path, part, transform, backend = job
-    frames = decode_video(path, transform, backend)
+Decoder = Callable[[Any, FrameTransform, str], np.ndarray]  # (source, transform, backend) -> (T, C, H, W) uint8
+
+
+def _decode_to_part(job: tuple[Any, Path, FrameTransform, str, Decoder]) -> int:
+    source, part, transform, backend, decoder = job
+    frames = decoder(source, transform, backend)
     tmp = part.with_name(part.stem + ".tmp.npy")
     np.save(tmp, frames)
     tmp.replace(part)
@@ -173,13 +176,22 @@ def default_workers(workers: int) -> int:
 
 
 def decode_videos(
-    paths: Sequence[Path], work: Path, transform: FrameTransform, backend: str = "auto", workers: int = 0
+    paths: Sequence[Any],
+    work: Path,
+    transform: FrameTransform,
+    backend: str = "auto",
+    workers: int = 0,
+    decoder: Decoder = decode_video,
 ) -> tuple[list[Path], list[int]]:
-    """Decode ``paths`` in parallel into ``work/NNNNNN.npy`` parts; return the parts and their lengths."""
+    """Decode ``paths`` in parallel into ``work/NNNNNN.npy`` parts; return the parts and their lengths.
+
+    ``decoder`` turns one entry of ``paths`` into frames; the default reads video files. It runs in
+    worker processes, so it must be a module-level function.
+    """
     check_backend(backend)
     work.mkdir(parents=True, exist_ok=True)
     parts = [work / f"{i:06d}.npy" for i in range(len(paths))]
-    jobs = [(path, part, transform, backend) for path, part in zip(paths, parts)]
+    jobs = [(path, part, transform, backend, decoder) for path, part in zip(paths, parts)]
     workers = min(default_workers(workers), max(1, len(jobs)))
     if workers == 1:
         lengths = [_decode_to_part(job) for job in track(jobs, description="decoding", transient=True)]
