@@ -205,7 +205,7 @@ def test_truncated_archive_is_a_one_line_error_naming_it(human_src, tmp_path, cu
     [
         ({"protocol": "strpm"}, "protocol='strpm'"),
         ({"protocol": "openstl", "stride": "1"}, "protocol=subjects only"),
-        ({"train_subjects": "1,9", "test_subjects": "9"}, "overlap"),
+        ({"train_subjects": "1,9", "test_subjects": "9"}, "shared subjects"),
         ({"train_subjects": "one"}, "train_subjects='one'"),
     ],
 )

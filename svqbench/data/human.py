@@ -238,9 +238,10 @@ class Human(DatasetSpec):
             lists = {split: self._clip_list(target, src, split, lists_url, sources) for split in ("train", "test")}
             subjects = {split: sorted({subject_of(video) for video, _ in clips}) for split, clips in lists.items()}
         else:
-            train, test = parse_subjects("train_subjects", train_subjects), parse_subjects("test_subjects", test_subjects)
+            train = parse_subjects("train_subjects", train_subjects)
+            test = parse_subjects("test_subjects", test_subjects)
             if set(train) & set(test):
-                raise SvqbenchError(f"options train_subjects={train_subjects!r}, test_subjects={test_subjects!r} overlap")
+                raise SvqbenchError(f"options train_subjects={train_subjects!r}, test_subjects={test_subjects!r}: shared subjects")
             subjects = {"train": list(train), "test": list(test)}
         loose = index_images(sorted(src.rglob("*.jpg")), src)
         transform = FrameTransform(SIZE, SIZE, channels=3, fit="squash", interpolation="linear")
@@ -308,7 +309,7 @@ class Human(DatasetSpec):
         images = extract(archive, work, lambda name: bool(IMAGE.search(name)))
         index = index_images(images, work).get(subject)
         if not index:
-            raise SvqbenchError(f"{archive}: holds no images of subject S{subject} (S{subject}_<action>.<camera>_NNNNNN.jpg)")
+            raise SvqbenchError(f"{archive}: holds no S{subject}_<action>.<camera>_NNNNNN.jpg images")
         return index, str(archive)
 
     @staticmethod
