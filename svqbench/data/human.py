@@ -241,7 +241,9 @@ class Human(DatasetSpec):
             train = parse_subjects("train_subjects", train_subjects)
             test = parse_subjects("test_subjects", test_subjects)
             if set(train) & set(test):
-                raise SvqbenchError(f"options train_subjects={train_subjects!r}, test_subjects={test_subjects!r}: shared subjects")
+                raise SvqbenchError(
+                    f"options train_subjects={train_subjects!r}, test_subjects={test_subjects!r}: shared subjects"
+                )
             subjects = {"train": list(train), "test": list(test)}
         loose = index_images(sorted(src.rglob("*.jpg")), src)
         transform = FrameTransform(SIZE, SIZE, channels=3, fit="squash", interpolation="linear")
