@@ -168,3 +168,12 @@ def human_clip_list(path: Path, clips: list[tuple[str, int]]) -> Path:
     """An OpenSTL/STRPM clip list: ``images/<video>_,<begin>,<begin + 70>`` per clip."""
     path.write_text("".join(f"images/{video}_,{begin},{begin + 70}\n" for video, begin in clips))
     return path
+
+
+def kth_sequence_file(path: Path, sequences: dict[str, str], missing: tuple[str, ...] = ()) -> Path:
+    """A ``00sequences.txt`` like KTH's: prose header, then ``personNN_<action>_dK<TAB>frames<TAB>ranges``."""
+    header = "\nThis database contains sequences of six classes of actions.\n\nTraining:   person11, 12, 13\n\n\n"
+    lines = [f"{video}\t\tframes\t{ranges}" for video, ranges in sequences.items()]
+    lines += [f"{video}\t*missing*" for video in missing]
+    path.write_text(header + "\n".join(lines) + "\n")
+    return path

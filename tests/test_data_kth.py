@@ -2,7 +2,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from data_standins import kth_archives
+from data_standins import kth_archives, kth_sequence_file
 
 from svqbench import data
 from svqbench.data import kth
@@ -153,3 +153,70 @@ def test_corrupt_video_is_a_one_line_error_naming_it(kth_src, tmp_path):
         data.prepare("kth", root=tmp_path / "root", src=src, workers=1)
     assert "\n" not in str(err.value)
     assert not (tmp_path / "root" / "kth").exists()
+
+
+SEQUENCES = {
+    "person01_boxing_d1": "1-35, 1-40",  # both give the window at frames 5-34: kept once
+    "person16_boxing_d1": "1-45, 10-55",  # overlapping subsequences with different windows
+    "person01_running_d1": "1-40, 41-60",  # the second runs past the video's 52 frames and is too short
+    "person17_boxing_d1": "2-31",
+    "person17_running_d1": "1-36",
+    "person20_jogging_d1": "5-53",
+    "person25_handwaving_d1": "1-12, 13-30",
+}  # person02_handclapping, person03_walking and person16_running are not listed: no windows
+
+
+def sequence_windows(made: dict, persons) -> set[tuple[str, int]]:
+    """OpenSTL's scan run separately over each listed subsequence, clipped to the video."""
+    found = set()
+    for (person, action), n in made.items():
+        name = f"person{person:02d}_{action}_d1"
+        if person not in persons or name not in SEQUENCES:
+            continue
+        for text in SEQUENCES[name].split(","):
+            first, last = (int(v) for v in text.split("-"))
+            length = min(last, n) - (first - 1)
+            local = openstl_scan([(name + "_uncomp", action, length)], 30)
+            found |= {(stem, start + first - 1) for stem, start in local}
+    return found
+
+
+@pytest.fixture(scope="module")
+def sequences_src(kth_src, tmp_path_factory) -> Path:
+    folder = tmp_path_factory.mktemp("kth_sequences_src")
+    for action in VIDEOS:
+        (folder / f"{action}.zip").symlink_to(kth_src[0] / f"{action}.zip")
+    kth_sequence_file(folder / "00sequences.txt", SEQUENCES, missing=("person13_handclapping_d3",))
+    return folder
+
+
+def test_sequences_protocol_keeps_windows_inside_listed_subsequences(sequences_src, kth_src, tmp_path):
+    data.prepare("kth", root=tmp_path, src=sequences_src, workers=1, protocol="sequences")
+    for split, persons in (("train", range(1, 17)), ("test", range(17, 26))):
+        expected = sequence_windows(kth_src[1], persons)
+        assert expected and prepared_windows(tmp_path, "kth", split) == expected
+    manifest = data.load_manifest("kth", tmp_path)
+    assert "00sequences.txt" in manifest["info"]["protocol"]
+    assert manifest["sources"][-1]["file"] == "00sequences.txt"
+    # person01 running: 4 windows in frames 1-40 instead of 8 over all 52 frames
+    assert ["person01_running_d1_uncomp", 52, 4] in manifest["videos"]["train"]
+
+
+def test_subsequence_windows_use_the_backward_scan_per_subsequence():
+    starts = kth.subsequence_window_starts(52, 30, "running", [(0, 40), (40, 60)])
+    np.testing.assert_array_equal(starts, kth.window_starts(40, 30, "running"))
+    assert len(kth.subsequence_window_starts(100, 30, "boxing", [])) == 0
+
+
+def test_bad_sequence_line_is_a_one_line_error_naming_it(sequences_src, tmp_path):
+    src = tmp_path / "src"
+    src.mkdir()
+    for action in VIDEOS:
+        (src / f"{action}.zip").symlink_to(sequences_src / f"{action}.zip")
+    kth_sequence_file(src / "00sequences.txt", {"person01_boxing_d1": "1-35", "person02_boxing_d1": "40-12"})
+    with pytest.raises(SvqbenchError, match=r"00sequences\.txt:\d+: .*person02_boxing_d1") as err:
+        data.prepare("kth", root=tmp_path / "root", src=src, workers=1, protocol="sequences")
+    assert "\n" not in str(err.value)
+    (src / "00sequences.txt").unlink()
+    with pytest.raises(SvqbenchError, match=r"00sequences\.txt not found in --src"):
+        data.prepare("kth", root=tmp_path / "root", src=src, workers=1, protocol="sequences")

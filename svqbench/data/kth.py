@@ -13,10 +13,18 @@ Windows (OpenSTL's backward scan, per video of n frames and window L = in + out 
 ends at the last frame, then the scan moves back by L frames for boxing, handclapping, handwaving
 and walking, by 3 frames for jogging and running. That gives floor(n/L) windows, respectively
 floor((n-L)/3)+1 when n >= L. Reference: OpenSTL ``dataloader_kth.py`` (from PredRNN).
+
+``protocol=sequences`` takes windows only inside the action subsequences that KTH's own sequence file
+``00sequences.txt`` lists per video (``personNN_<action>_dK  frames  1-95, 96-185, ...``, 1-based,
+inclusive; downloaded with the archives or taken from ``--src``), so no window spans the pauses and
+turn-arounds between repetitions. The backward scan above runs inside each subsequence (clipped to the
+video's length); a window that two overlapping subsequences share is kept once, and a video the file
+does not list (it marks person13_handclapping_d3 ``*missing*``) gives none.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import re
 import shutil
 from pathlib import Path
@@ -39,12 +47,42 @@ TEST_PERSONS = tuple(range(17, 26))
 SIZE = 128
 VIDEO_NAME = re.compile(r"^person(\d\d)_([a-z]+)_d(\d)_uncomp\.avi$")
 BASE_URL = "http://www.csc.kth.se/cvap/actions/"
-PROTOCOL = "OpenSTL/PredRNN KTH: persons 01-16 train, 17-25 test, backward-scan windows, 128x128 bilinear"
+PROTOCOLS = {
+    "openstl": "OpenSTL/PredRNN KTH: persons 01-16 train, 17-25 test, backward-scan windows, 128x128 bilinear",
+    "sequences": "KTH persons 01-16 train, 17-25 test, backward-scan windows inside the 00sequences.txt "
+    "action subsequences, 128x128 bilinear",
+}
+SEQUENCE_FILE = "00sequences.txt"
+SEQUENCE_LINE = re.compile(r"^(person\d\d_[a-z]+_d\d)\s+(.*)$")
+RANGE = re.compile(r"^(\d+)\s*-\s*(\d+)$")
 
 
 def window_starts(frames: int, window: int, action: str) -> np.ndarray:
     """Ascending first-frame indices of the windows OpenSTL takes from one video of ``frames`` frames."""
     return backward_window_starts(frames, window, FAST_STEP if action in FAST_ACTIONS else window)
+
+
+def read_sequences(path: Path) -> dict[str, list[tuple[int, int]]]:
+    """``personNN_<action>_dK`` -> its subsequences as 0-based (first, stop) frame ranges, from ``00sequences.txt``."""
+    sequences = {}
+    for number, line in enumerate(path.read_text().splitlines(), 1):
+        match = SEQUENCE_LINE.match(line.strip())
+        if not match or "missing" in match[2]:
+            continue  # the header prose, blank lines and the one video KTH lacks
+        ranges = [RANGE.match(r.strip()) for r in match[2].removeprefix("frames").split(",") if r.strip()]
+        if not ranges or not all(r and 1 <= int(r[1]) <= int(r[2]) for r in ranges):
+            expected = f"'{match[1]}  frames  1-95, 96-185, ...'"
+            raise SvqbenchError(f"{path}:{number}: expected {expected}, got {line.strip()!r}")
+        sequences[match[1]] = [(int(r[1]) - 1, int(r[2])) for r in ranges]
+    if not sequences:
+        raise SvqbenchError(f"{path}: lists no personNN_<action>_dK subsequences; is it KTH's {SEQUENCE_FILE}?")
+    return sequences
+
+
+def subsequence_window_starts(frames: int, window: int, action: str, subsequences: list[tuple[int, int]]) -> np.ndarray:
+    """Ascending window starts of the backward scan run inside each subsequence (first, stop) of one video."""
+    starts = [first + window_starts(min(stop, frames) - first, window, action) for first, stop in subsequences]
+    return np.unique(np.concatenate(starts)) if starts else np.zeros(0, np.int64)
 
 
 def parse_persons(text: str) -> tuple[int, ...]:
@@ -92,7 +130,7 @@ class KTH(DatasetSpec):
         width=SIZE,
         metrics=("mse", "mae", "ssim", "psnr", "lpips"),
         description="KTH human actions, grey 128x128, 10 frames in, 20 out",
-        protocol=PROTOCOL,
+        protocol=PROTOCOLS["openstl"],
     )
 
     def prepare(
@@ -102,25 +140,43 @@ class KTH(DatasetSpec):
         *,
         val_persons: str = "15,16",
         holdout: bool = False,
+        protocol: str = "openstl",
         backend: str = "auto",
         workers: int = 0,
         url: str = "",
     ) -> dict[str, Any]:
-        """``url``: a mirror folder holding the six ``<action>.zip`` archives (ending in ``/``)."""
+        """``url``: a mirror folder (ending in ``/``) of the six ``<action>.zip`` archives and ``00sequences.txt``."""
+        if protocol not in PROTOCOLS:
+            raise SvqbenchError(f"option protocol={protocol!r}; valid: {', '.join(PROTOCOLS)}")
         val = parse_persons(val_persons)
         videos, sources = collect_videos(target, src, url)
+        sequences = None
+        if protocol == "sequences":
+            source = Source(SEQUENCE_FILE, BASE_URL + SEQUENCE_FILE)
+            path, record = fetch(source, target, src, url + SEQUENCE_FILE if url else "")
+            sources.append(record)
+            sequences = read_sequences(path)
         transform = FrameTransform(SIZE, SIZE, channels=1, fit="squash", interpolation="linear")
         parts, lengths = decode_videos(videos, target / "_work" / "frames", transform, backend, workers)
         train = tuple(p for p in TRAIN_PERSONS if not (holdout and p in val))
         splits, listing = {}, {}
         for split, persons in (("train", train), ("val", val), ("test", TEST_PERSONS)):
             chosen = [i for i, v in enumerate(videos) if int(VIDEO_NAME.match(v.name)[1]) in persons]
-            starts = [window_starts(lengths[i], self.info.window, VIDEO_NAME.match(videos[i].name)[2]) for i in chosen]
+            starts = [self._starts(videos[i], lengths[i], sequences) for i in chosen]
             splits[split] = write_video_split(target, split, [parts[i] for i in chosen], starts)
             splits[split]["persons"] = list(persons)
             listing[split] = [[videos[i].stem, lengths[i], len(s)] for i, s in zip(chosen, starts)]
         shutil.rmtree(target / "_work")
-        return {"sources": sources, "splits": splits, "videos": listing}
+        info = dataclasses.replace(self.info, protocol=PROTOCOLS[protocol])
+        return {"info": info, "sources": sources, "splits": splits, "videos": listing}
+
+    def _starts(self, video: Path, frames: int, sequences: dict[str, list[tuple[int, int]]] | None) -> np.ndarray:
+        """Window starts in one video: over all its frames, or inside its listed subsequences."""
+        action = VIDEO_NAME.match(video.name)[2]
+        if sequences is None:
+            return window_starts(frames, self.info.window, action)
+        subsequences = sequences.get(video.name.removesuffix("_uncomp.avi"), [])
+        return subsequence_window_starts(frames, self.info.window, action, subsequences)
 
 
 @DATASETS.register("kth40")
@@ -134,5 +190,5 @@ class KTH40(KTH):
         width=SIZE,
         metrics=("mse", "mae", "ssim", "psnr", "lpips"),
         description="KTH human actions, grey 128x128, 10 frames in, 40 out",
-        protocol=PROTOCOL,
+        protocol=PROTOCOLS["openstl"],
     )
