@@ -67,15 +67,22 @@ def prep(
     src: Optional[Path] = typer.Option(None, "--src", help="folder of already-downloaded source files"),
     force: bool = typer.Option(False, "--force", help="prepare again even if complete"),
     folder_name: Optional[str] = typer.Option(None, "--name", help="store under this name (videos)"),
-    opt: List[str] = typer.Option([], "--opt", help="dataset option key=value, e.g. --opt train=512"),
+    url: Optional[str] = typer.Option(None, "--url", help="download from this address (mirror) instead"),
+    protocol: Optional[str] = typer.Option(None, "--protocol", help="split protocol (kth: openstl|sequences; human: subjects|openstl)"),
+    size: Optional[int] = typer.Option(None, "--size", help="videos: frame size in pixels"),
+    frames: Optional[str] = typer.Option(None, "--frames", help="videos: input:target frames, e.g. 10:10"),
+    opt: List[str] = typer.Option([], "--opt", help="any other dataset option key=value, e.g. --opt train=512"),
 ) -> None:
-    """Download (or take from --src) and prepare a dataset.
+    """Download (or take from --src) and prepare a dataset; prints its folder.
 
-    Example: svqbench prep digits   |   svqbench prep kth --src ~/archives/kth
+    Example: svqbench prep kth --src ~/archives/kth   |   svqbench prep videos --src clips/ --name mine --size 64 --frames 10:10
     """
     from svqbench import data
 
-    folder = data.prepare(name, root=root, src=src, force=force, folder_name=folder_name, **_split_options(opt))
+    options = _split_options(opt)
+    named = {"url": url, "protocol": protocol, "size": size, "frames": frames}
+    options.update({key: value for key, value in named.items() if value is not None})
+    folder = data.prepare(name, root=root, src=src, force=force, folder_name=folder_name, **options)
     out.print(str(folder))
 
 
