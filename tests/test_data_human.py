@@ -155,7 +155,7 @@ def test_openstl_lists_are_downloaded_when_not_in_src(human_src, tmp_path):
     human_clip_list(mirror / "train.txt", TRAIN_CLIPS)
     human_clip_list(mirror / "test.txt", TEST_CLIPS)
     root = tmp_path / "root"
-    data.prepare("human", root=root, src=src, workers=1, protocol="openstl", lists_url=mirror.as_uri() + "/")
+    data.prepare("human", root=root, src=src, workers=1, protocol="openstl", url=mirror.as_uri() + "/")
     manifest = data.load_manifest("human", root)
     assert manifest["splits"]["test"]["windows"] == len(TEST_CLIPS)
     assert (root / "downloads" / "human_train.txt").is_file()

@@ -219,9 +219,9 @@ class Human(DatasetSpec):
         stride: int = STRIDE,
         val_every: int = 10,
         workers: int = 0,
-        lists_url: str = "",
+        url: str = "",
     ) -> dict[str, Any]:
-        """``lists_url``: a mirror folder (ending in ``/``) of OpenSTL's ``train.txt``/``test.txt``."""
+        """``url``: a mirror folder (ending in ``/``) of OpenSTL's ``train.txt``/``test.txt``."""
         if src is None:
             raise SvqbenchError(
                 "prep human needs --src DIR holding S1.tar ... S11.tar or their extracted images "
@@ -235,7 +235,7 @@ class Human(DatasetSpec):
             raise SvqbenchError("options train_subjects, test_subjects and stride apply to protocol=subjects only")
         sources: list[dict[str, Any]] = []
         if protocol == "openstl":
-            lists = {split: self._clip_list(target, src, split, lists_url, sources) for split in ("train", "test")}
+            lists = {split: self._clip_list(target, src, split, url, sources) for split in ("train", "test")}
             subjects = {split: sorted({subject_of(video) for video, _ in clips}) for split, clips in lists.items()}
         else:
             train = parse_subjects("train_subjects", train_subjects)
