@@ -38,7 +38,9 @@ def random_lpips(seed=0) -> LpipsAlexNet:
         shapes[f"features.{index}.bias"] = (out_channels,)
         shapes[f"lin.{index}.weight"] = (1, out_channels, 1, 1)
         in_channels = out_channels
-    return LpipsAlexNet({name: 0.05 * torch.rand(shape, generator=generator) for name, shape in shapes.items()})
+    state = {name: 0.05 * torch.randn(shape, generator=generator) for name, shape in shapes.items()}
+    state.update({name: state[name].abs() for name in state if name.startswith("lin.")})  # calibration is non-negative
+    return LpipsAlexNet(state)
 
 
 def read_rgb(name: str) -> torch.Tensor:
@@ -52,8 +54,9 @@ def test_reproduces_official_distances(weights_path):
         pytest.skip("../shared/reference/lpips is absent")
     lpips = load_lpips(torch.device("cpu"), weights_path)
     reference = read_rgb("ex_ref")
-    assert lpips(reference, read_rgb("ex_p0")).item() == pytest.approx(0.722, abs=5e-4)
-    assert lpips(reference, read_rgb("ex_p1")).item() == pytest.approx(0.138, abs=5e-4)
+    for distance in (lpips, lpips.reference_distance):
+        assert distance(reference, read_rgb("ex_p0")).item() == pytest.approx(0.722, abs=5e-4)
+        assert distance(reference, read_rgb("ex_p1")).item() == pytest.approx(0.138, abs=5e-4)
 
 
 def test_accumulator_reports_lpips_per_frame(weights_path):
@@ -65,6 +68,15 @@ def test_accumulator_reports_lpips_per_frame(weights_path):
     per_frame = accumulator.result()["per_frame"]["lpips"]
     assert per_frame[0] == pytest.approx(0.0, abs=1e-6)
     assert 0 < per_frame[1] < per_frame[2]
+
+
+@pytest.mark.parametrize("channels, height, width", [(1, 64, 64), (1, 37, 50), (3, 44, 31), (3, 128, 160)])
+def test_fast_path_equals_textbook_computation(channels, height, width):
+    lpips = random_lpips(seed=channels)
+    generator = torch.Generator().manual_seed(height)
+    pred = torch.rand(3, channels, height, width, generator=generator)
+    true = torch.rand(3, channels, height, width, generator=generator)
+    torch.testing.assert_close(lpips(pred, true), lpips.reference_distance(pred, true), rtol=1e-5, atol=1e-6)
 
 
 def test_batched_equals_frame_by_frame():
@@ -85,9 +97,11 @@ def test_grey_frames_are_replicated_to_rgb():
     torch.testing.assert_close(lpips(pred, true), lpips(pred.expand(-1, 3, -1, -1), true.expand(-1, 3, -1, -1)))
 
 
-def test_other_channel_counts_are_refused():
+def test_unsupported_frames_are_refused():
     with pytest.raises(SvqbenchError, match=r"\(1 or 3 channels\); got 2 channels"):
         random_lpips()(torch.rand(1, 2, 40, 40), torch.rand(1, 2, 40, 40))
+    with pytest.raises(SvqbenchError, match=r"at least 31x31; got \(30, 64\)"):
+        random_lpips()(torch.rand(1, 1, 30, 64), torch.rand(1, 1, 30, 64))
 
 
 def test_unpickler_refuses_anything_but_numpy():
