@@ -4,8 +4,8 @@
 
 Data: KTH-shaped (20 predicted frames of 1x128x128 per sample), smooth random frames with noisy
 predictions. The baseline, written here, does what OpenSTL's ``metric()`` does: NumPy MAE/MSE over the
-whole array, then frame by frame scikit-image SSIM, PSNR and LPIPS at batch size 1 on the CPU (with the
-same LPIPS network, so only the evaluation strategy differs). Both must give the same values.
+whole array, then frame by frame scikit-image SSIM, PSNR and LPIPS at batch size 1 on the CPU (LPIPS
+computed step by step as the official package does, with the same weights). Both must give the same values.
 """
 
 from __future__ import annotations
@@ -45,7 +45,8 @@ def openstl_style(pred: np.ndarray, true: np.ndarray, lpips) -> dict[str, float]
     psnr = [20 * np.log10(1 / np.sqrt(np.mean((pred[b, t] - true[b, t]) ** 2))) for b, t in frames]
     with torch.no_grad():
         distances = [
-            lpips(torch.from_numpy(pred[b, t][None]), torch.from_numpy(true[b, t][None])).item() for b, t in frames
+            lpips.reference_distance(torch.from_numpy(pred[b, t][None]), torch.from_numpy(true[b, t][None])).item()
+            for b, t in frames
         ]
     values.update(ssim=float(np.mean(ssim)), psnr=float(np.mean(psnr)), lpips=float(np.mean(distances)))
     return values

@@ -142,3 +142,14 @@ def test_foreign_weight_file_is_refused(tmp_path):
     torch.save({"conv.weight": torch.zeros(1)}, path)
     with pytest.raises(SvqbenchError, match="not an svqbench LPIPS weight file"):
         load_lpips(torch.device("cpu"), path)
+
+
+def test_accumulator_ignores_surrounding_autocast(weights_path):
+    generator = torch.Generator().manual_seed(4)
+    true = torch.rand(1, 2, 3, 48, 48, generator=generator)
+    pred = true + 0.1 * torch.randn(true.shape, generator=generator)
+    accumulator = MetricAccumulator(("lpips",), frames_out=2, device="cpu", lpips_weights=weights_path)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        accumulator.update(pred, true)
+    expected = load_lpips(torch.device("cpu"), weights_path)(pred[0].clamp(0, 1), true[0]).mean()
+    assert accumulator.result()["overall"]["lpips"] == pytest.approx(expected.item(), rel=1e-6)
