@@ -69,12 +69,17 @@ class _NumpyOnlyUnpickler(pickle.Unpickler):
         raise pickle.UnpicklingError(f"LPIPS checkpoint refers to {module}.{name}; only numpy arrays are allowed")
 
 
+def unpickle_numpy(raw: bytes):
+    """Load a pickle that may contain numpy arrays and builtin containers, nothing else."""
+    return _NumpyOnlyUnpickler(io.BytesIO(raw)).load()
+
+
 def convert_checkpoint(raw: bytes) -> dict[str, torch.Tensor]:
     """alexnet.ckpt bytes (verified by sha256) -> {"features.i.weight"/"features.i.bias"/"lin.i.weight": tensor}."""
     digest = hashlib.sha256(raw).hexdigest()
     if digest != SOURCE_SHA256:
         raise SvqbenchError(f"LPIPS checkpoint has sha256 {digest}, expected {SOURCE_SHA256} (alexnet.ckpt of {SOURCE_PACKAGE})")
-    params = _NumpyOnlyUnpickler(io.BytesIO(raw)).load()
+    params = unpickle_numpy(raw)
     state: dict[str, torch.Tensor] = {}
     for index in range(FEATURE_LAYERS):
         conv = params["AlexNet_0"][f"Conv_{index}"]

@@ -18,7 +18,7 @@ from svqbench.metrics.conventions import Convention
 _K1, _K2 = 0.01, 0.03
 # Frames per chunk on CPU: five float64 statistic maps of a few frames stay in cache, which makes the
 # shift-and-add filter several times faster than one pass over the whole batch.
-_CPU_VALUES_PER_CHUNK = 1 << 17
+_CPU_VALUES_PER_CHUNK = 1 << 16
 
 
 def window_1d(convention: Convention) -> list[float]:

@@ -1,0 +1,201 @@
+"""Metric conventions against scikit-image / NumPy references, identities, streaming and errors."""
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from skimage.metrics import structural_similarity
+
+from svqbench.errors import SvqbenchError
+from svqbench.metrics import CONVENTIONS, LAT_WEIGHTED_RMSE, METRIC_NAMES, MetricAccumulator, compute, plot_horizon
+
+SHARED = Path(__file__).resolve().parents[1].parent / "shared"
+PIXEL_AND_FRAME_METRICS = ("mae", "mse", "rmse", "ssim", "psnr")
+
+
+def openstl_reference(pred: np.ndarray, true: np.ndarray) -> dict[str, float]:
+    """OpenSTL's definitions, frame by frame with scikit-image: (B,T,C,H,W) float64 arrays."""
+    mse = np.mean(np.sum((pred - true) ** 2, axis=(2, 3, 4)))
+    mae = np.mean(np.sum(np.abs(pred - true), axis=(2, 3, 4)))
+    clipped = np.clip(pred, 0, 1)
+    ssim, psnr = [], []
+    for p, t in zip(clipped.reshape(-1, *pred.shape[2:]), true.reshape(-1, *true.shape[2:])):
+        ssim.append(structural_similarity(p, t, channel_axis=0, data_range=2.0))
+        psnr.append(20 * np.log10(1 / np.sqrt(np.mean((p - t) ** 2))))
+    return {"mae": mae, "mse": mse, "rmse": np.sqrt(mse), "ssim": np.mean(ssim), "psnr": np.mean(psnr)}
+
+
+def standard_reference(pred: np.ndarray, true: np.ndarray) -> dict[str, float]:
+    clipped = np.clip(pred, 0, 1)
+    ssim, psnr = [], []
+    for p, t in zip(clipped.reshape(-1, *pred.shape[2:]), true.reshape(-1, *true.shape[2:])):
+        ssim.append(
+            structural_similarity(
+                p, t, channel_axis=0, data_range=1.0, gaussian_weights=True, sigma=1.5, use_sample_covariance=False
+            )
+        )
+        psnr.append(-10 * np.log10(np.mean((p - t) ** 2)))
+    mse = np.mean((pred - true) ** 2)
+    return {"mae": np.mean(np.abs(pred - true)), "mse": mse, "rmse": np.sqrt(mse), "ssim": np.mean(ssim), "psnr": np.mean(psnr)}
+
+
+REFERENCES = {"openstl": openstl_reference, "standard": standard_reference}
+
+
+def noisy_pair(shape, seed=0, noise=0.15):
+    """Smooth targets in [0,1] and predictions that overshoot [0,1] (so clipping matters)."""
+    generator = torch.Generator().manual_seed(seed)
+    true = torch.rand(shape, generator=generator)
+    true = torch.nn.functional.avg_pool2d(true.flatten(0, 2), 3, 1, 1).view(shape)
+    pred = true + noise * torch.randn(shape, generator=generator)
+    return pred, true
+
+
+def assert_matches(result: dict, reference: dict, names=PIXEL_AND_FRAME_METRICS):
+    for name in names:
+        assert result[name] == pytest.approx(reference[name], rel=1e-5, abs=1e-5), name
+
+
+@pytest.mark.parametrize("convention", CONVENTIONS)
+@pytest.mark.parametrize("channels", [1, 2, 3])
+def test_hand_made_cases_match_reference(convention, channels):
+    pred, true = noisy_pair((2, 3, channels, 24, 20), seed=channels)
+    result = compute(pred, true, PIXEL_AND_FRAME_METRICS, convention)
+    assert_matches(result, REFERENCES[convention](pred.double().numpy(), true.double().numpy()))
+
+
+def read_clip(path: Path) -> np.ndarray:
+    cv2 = pytest.importorskip("cv2")
+    capture = cv2.VideoCapture(str(path))
+    frames = []
+    while True:
+        ok, frame = capture.read()
+        if not ok:
+            break
+        frames.append(frame[:, :, ::-1].transpose(2, 0, 1))
+    capture.release()
+    return np.stack(frames).astype(np.float32) / 255.0
+
+
+@pytest.mark.parametrize("convention", CONVENTIONS)
+def test_natural_clips_match_reference(convention):
+    clips = sorted((SHARED / "reference" / "videos").glob("*.avi"))
+    if not clips:
+        pytest.skip("../shared/reference/videos is absent")
+    frames = read_clip(clips[0])[:21]
+    # persistence forecast: every frame predicted by its predecessor, brightened to overshoot 1
+    true = torch.from_numpy(frames[1:]).view(4, 5, *frames.shape[1:])
+    pred = torch.from_numpy(frames[:-1] * 1.1).view_as(true)
+    result = compute(pred, true, PIXEL_AND_FRAME_METRICS, convention)
+    assert_matches(result, REFERENCES[convention](pred.double().numpy(), true.double().numpy()))
+
+
+@pytest.mark.parametrize("convention", CONVENTIONS)
+def test_identical_prediction_gives_ideal_values(convention):
+    _, true = noisy_pair((2, 2, 3, 16, 16))
+    result = compute(true, true, PIXEL_AND_FRAME_METRICS, convention)
+    assert result["mae"] == result["mse"] == result["rmse"] == 0.0
+    assert result["ssim"] == pytest.approx(1.0, abs=1e-12)
+    assert result["psnr"] == float("inf")
+
+
+def test_known_values():
+    true = torch.zeros(1, 2, 1, 16, 16)
+    pred = torch.full_like(true, 0.1)
+    standard = compute(pred, true, PIXEL_AND_FRAME_METRICS, "standard")
+    assert standard["mae"] == pytest.approx(0.1)
+    assert standard["mse"] == pytest.approx(0.01)
+    assert standard["rmse"] == pytest.approx(0.1)
+    assert standard["psnr"] == pytest.approx(20.0)
+    openstl = compute(pred, true, ("mae", "mse"), "openstl")
+    assert openstl["mae"] == pytest.approx(0.1 * 256)
+    assert openstl["mse"] == pytest.approx(0.01 * 256)
+
+
+def test_pixel_errors_use_unclipped_and_frame_scores_clipped_predictions():
+    true = torch.full((1, 1, 1, 8, 8), 1.0)
+    pred = torch.full_like(true, 1.5)
+    result = compute(pred, true, ("mae", "psnr"), "standard")
+    assert result["mae"] == pytest.approx(0.5)
+    assert result["psnr"] == float("inf")
+
+
+@pytest.mark.parametrize("convention", CONVENTIONS)
+def test_streaming_equals_one_batch_and_tracks_horizon(convention):
+    pred, true = noisy_pair((5, 4, 1, 16, 16), seed=3)
+    pred[:, 3] += 0.3  # the last horizon step is worse
+    accumulator = MetricAccumulator(PIXEL_AND_FRAME_METRICS, convention, frames_out=4, device=torch.device("cpu"))
+    for start in range(0, 5, 2):
+        accumulator.update(pred[start : start + 2], true[start : start + 2])
+    streamed = accumulator.result()
+    assert streamed["count"] == 5 and streamed["convention"] == convention
+    assert_matches(streamed["overall"], compute(pred, true, PIXEL_AND_FRAME_METRICS, convention))
+    for name in PIXEL_AND_FRAME_METRICS:
+        assert len(streamed["per_frame"][name]) == 4
+    assert streamed["per_frame"]["mse"][3] > max(streamed["per_frame"]["mse"][:3])
+    for frame in range(4):
+        one_frame = compute(pred[:, frame : frame + 1], true[:, frame : frame + 1], PIXEL_AND_FRAME_METRICS, convention)
+        assert_matches({k: v[frame] for k, v in streamed["per_frame"].items()}, one_frame)
+
+
+def test_denormalised_fields_are_per_pixel_and_per_channel():
+    pred, true = noisy_pair((3, 2, 2, 8, 16), seed=5)
+    scale = torch.tensor([10.0, 2.0]).view(1, 1, 2, 1, 1)
+    denormalise = lambda x: x * scale.to(x.device) + 273.0  # noqa: E731
+    for convention in CONVENTIONS:
+        result = compute(pred, true, ("mae", "mse", "rmse"), convention, denormalise=denormalise)
+        error = (denormalise(pred) - denormalise(true)).double()
+        assert result["mae"] == pytest.approx(error.abs().mean().item())
+        assert result["mse"] == pytest.approx(error.square().mean().item())
+        per_channel_rmse = error.square().mean(dim=(0, 1, 3, 4)).sqrt()
+        assert result["rmse"] == pytest.approx(per_channel_rmse.mean().item())
+
+
+def test_latitude_weighted_rmse():
+    pred, true = noisy_pair((2, 3, 1, 4, 8), seed=6)
+    latitudes = torch.tensor([-60.0, -20.0, 20.0, 60.0])
+    result = compute(pred, true, ("rmse",), "standard", denormalise=lambda x: x, latitudes=latitudes)
+    weights = torch.cos(torch.deg2rad(latitudes.double()))
+    weights = (weights / weights.mean()).view(4, 1)
+    expected = ((pred.double() - true.double()).square() * weights).mean().sqrt()
+    assert result[LAT_WEIGHTED_RMSE] == pytest.approx(expected.item())
+    assert result[LAT_WEIGHTED_RMSE] != pytest.approx(result["rmse"])
+
+
+@pytest.mark.parametrize(
+    "call, message",
+    [
+        (lambda p, t: compute(p, t, ("mae", "fid")), "unknown metric 'fid'; valid: mae, mse"),
+        (lambda p, t: compute(p, t, ("mae",), "paper"), "unknown metric convention 'paper'; valid: standard, openstl"),
+        (lambda p, t: compute(p, t[:, :1]), "same (B,T,C,H,W) shape"),
+        (lambda p, t: compute(p[0], t[0]), "(B,T,C,H,W)"),
+        (lambda p, t: compute(p[..., :5, :5], t[..., :5, :5], ("ssim",)), "at least 11x11"),
+        (lambda p, t: compute(p, t, ("rmse",), latitudes=[0.0, 1.0]), "2 latitudes for frames of height 16"),
+    ],
+)
+def test_user_mistakes_raise_one_line_errors(call, message):
+    pred, true = noisy_pair((1, 2, 1, 16, 16))
+    with pytest.raises(SvqbenchError, match=message.replace("(", r"\(").replace(")", r"\)")):
+        call(pred, true)
+
+
+def test_accumulator_rejects_wrong_horizon_and_empty_result():
+    accumulator = MetricAccumulator(("mae",), frames_out=3, device="cpu")
+    with pytest.raises(SvqbenchError, match="no samples"):
+        accumulator.result()
+    pred, true = noisy_pair((1, 2, 1, 8, 8))
+    with pytest.raises(SvqbenchError, match="expected 3 predicted frames, got 2"):
+        accumulator.update(pred, true)
+
+
+def test_metric_names_are_the_public_contract():
+    assert METRIC_NAMES == ("mae", "mse", "rmse", "ssim", "psnr", "lpips")
+    assert CONVENTIONS == ("standard", "openstl")
+
+
+def test_plot_horizon_writes_png(tmp_path):
+    target = tmp_path / "plots" / "horizon.png"
+    plot_horizon({"mse": [0.1, 0.2, 0.4], "ssim": [0.9, 0.85, 0.8]}, target)
+    assert target.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert [p.name for p in target.parent.iterdir()] == ["horizon.png"]
