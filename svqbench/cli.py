@@ -147,6 +147,7 @@ def eval_(
     batch_size: Optional[int] = typer.Option(None, "--batch-size"),
     lpips_weights: Optional[Path] = typer.Option(None, "--lpips-weights", help="LPIPS weight file"),
     plot: bool = typer.Option(False, "--plot", help="also draw RUN/horizon.png (metric per frame)"),
+    svq_stats: bool = typer.Option(False, "--svq-stats", help="add SVQ code-weight statistics to metrics.json"),
     root: Optional[Path] = ROOT,
     device: str = DEVICE,
 ) -> None:
@@ -160,7 +161,7 @@ def eval_(
     if split not in (None, "test", "val"):
         raise SvqbenchError(f"--split {split!r}: valid: test, val")
     report = evaluate(run_dir, resolve_device(device), _parse_metrics(metrics), split, convention, root,
-                      batch_size, lpips_weights, plot)
+                      batch_size, lpips_weights, plot, svq_stats=svq_stats)
     table = Table(title=f"{report['run']} ({report['split']}, {report['convention']})")
     for name in report["overall"]:
         table.add_column(name, justify="right")
@@ -279,6 +280,66 @@ def quickstart(
 
     table = run_quickstart(resolve_device(device), root, runs, gif, console=out)
     out.print(table)
+
+
+@command
+def bench(
+    recipe: str = typer.Argument(..., help="a .yaml path, a dataset (its default recipe) or DATASET/RECIPE"),
+    set_: List[str] = typer.Option([], "--set", help="override a key: --set model.codebook_size=1000"),
+    shape: Optional[str] = typer.Option(None, "--shape", help="T_in,T_out,C,H,W (default: the dataset's)"),
+    batch_size: Optional[int] = typer.Option(None, "--batch-size", help="default: the recipe's"),
+    repeats: int = typer.Option(3, "--repeats", help="timed repeats per candidate (the minimum is kept)"),
+    svq_layer: bool = typer.Option(False, "--svq-layer", help="also time the SVQ layer, fast vs explicit form"),
+    compare: bool = typer.Option(False, "--compare", help="also time training steps: SimVP vs SVQ forms and levers"),
+    memory: bool = typer.Option(True, "--memory/--no-memory", help="peak memory per candidate (one subprocess each)"),
+    out_file: Optional[Path] = typer.Option(None, "--out", help="also save the results as JSON"),
+    device: str = DEVICE,
+) -> None:
+    """Parameters, FLOPs, inference frames/s and training samples/s of a recipe's model.
+
+    Example: svqbench bench kth/simvp_svq --shape 10,20,1,128,128 --batch-size 4 --svq-layer --compare
+    """
+    from svqbench.bench import bench_info, run_bench
+    from svqbench.config import load_recipe
+    from svqbench.device import resolve_device
+    from svqbench.fileio import write_json
+
+    cfg = load_recipe(recipe, set_)
+    report = run_bench(cfg, bench_info(cfg, shape), resolve_device(device), batch_size, repeats, svq_layer,
+                       compare, memory)
+    for table in bench_tables(report):
+        out.print(table)
+    if out_file is not None:
+        write_json(out_file, report)
+        out.print(str(out_file), highlight=False)
+
+
+def bench_tables(report: dict) -> list[Table]:
+    """Rich tables of a `run_bench` report."""
+    profile = report["profile"]
+    title = f"{report['recipe']} on {report['device_name']}, batch {report['batch_size']}, shape {report['shape']}"
+    tables = [Table("parameters", "GFLOPs / prediction", "inference frames/s", "train samples/s", title=title)]
+    tables[0].add_row(f"{profile['parameters'] / 1e6:.2f}M", f"{profile['flops'] / 1e9:.1f}",
+                      f"{profile['inference_frames_per_s']:.1f}", f"{profile['train_samples_per_s']:.2f}")
+    memory = lambda row: f"{row['extra_mb']:.0f}" if "extra_mb" in row else "-"  # noqa: E731
+    if "svq_layer" in report:
+        layer = report["svq_layer"]
+        table = Table("SVQ form", "fwd+bwd s", "step memory MB", "peak MB",
+                      title=f"SVQ layer on latents {layer['latent_shape']}, {layer['codebook_size']} codes: "
+                            f"fast form {layer['speedup']:.1f}x faster"
+                            + (f", {layer['memory_ratio']:.1f}x less memory" if "memory_ratio" in layer else ""))
+        for name, row in layer["forms"].items():
+            table.add_row(name, f"{row['seconds']:.4f}", memory(row), f"{row.get('peak_mb', float('nan')):.0f}")
+        tables.append(table)
+    if "compare" in report:
+        compare = report["compare"]
+        table = Table("variant", "step s", "samples/s", f"time / {compare['baseline']}", "step memory MB",
+                      "peak MB", title="training step")
+        for name, row in compare["variants"].items():
+            table.add_row(name, f"{row['step_s']:.3f}", f"{row['samples_per_s']:.2f}",
+                          f"{row['time_vs_baseline']:.2f}", memory(row), f"{row.get('peak_mb', float('nan')):.0f}")
+        tables.append(table)
+    return tables
 
 
 def main() -> None:  # pragma: no cover - the console script entry point

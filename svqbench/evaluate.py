@@ -3,16 +3,20 @@
 from __future__ import annotations
 
 import time
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 import torch
+from torch import nn
 
 from svqbench import data, leaderboard
 from svqbench.config import EvalConfig
 from svqbench.fileio import write_json
 from svqbench.metrics import MetricAccumulator, plot_horizon
+from svqbench.errors import SvqbenchError
 from svqbench.models import count_parameters, forecast
+from svqbench.models.svq import SVQ, SVQStats, _code_weight_chunks
 from svqbench.runs import LoadedRun
 from svqbench.train import autocast, make_loader
 
@@ -29,13 +33,16 @@ def evaluate(
     lpips_weights: Path | None = None,
     plot: bool = False,
     update_leaderboard: bool = True,
+    svq_stats: bool = False,
 ) -> dict[str, Any]:
     """Evaluate the best checkpoint of ``run_dir`` on a split; writes ``run_dir/metrics.json``.
 
     Unset arguments fall back to the recipe's ``eval`` section. The split is streamed in
-    batches; only running sums live in memory.
+    batches; only running sums live in memory. ``svq_stats`` adds SVQ code-weight diagnostics
+    (:class:`SVQStats` over every latent the SVQ layer sees) under ``"svq_stats"``.
     """
     run = LoadedRun(run_dir, device)
+    stats = SVQStats() if svq_stats else None
     cfg: EvalConfig = run.recipe.eval
     metrics = tuple(metrics or cfg.metrics)
     split = split or cfg.split
@@ -53,11 +60,12 @@ def evaluate(
         lpips_weights=lpips_weights,
     )
     started = time.perf_counter()
-    for inputs, targets in loader:
-        inputs, targets = inputs.to(device, non_blocking=True), targets.to(device, non_blocking=True)
-        with autocast(device, run.recipe.train.precision):
-            pred = forecast(run.model, inputs, run.info.frames_out).frames
-        accumulator.update(pred.float(), targets)
+    with recording_svq_inputs(run.model, stats, run.recipe.model_name):
+        for inputs, targets in loader:
+            inputs, targets = inputs.to(device, non_blocking=True), targets.to(device, non_blocking=True)
+            with autocast(device, run.recipe.train.precision):
+                pred = forecast(run.model, inputs, run.info.frames_out).frames
+            accumulator.update(pred.float(), targets)
     result = accumulator.result()
     report = {
         "run": run.dir.name,
@@ -71,6 +79,8 @@ def evaluate(
         "seconds": round(time.perf_counter() - started, 3),
         **result,
     }
+    if stats is not None:
+        report["svq_stats"] = stats.result()
     write_json(run.dir / "metrics.json", report)
     if plot:
         plot_horizon(result["per_frame"], run.dir / "horizon.png")
@@ -89,3 +99,28 @@ def evaluate(
             },
         )
     return report
+
+
+@contextmanager
+def recording_svq_inputs(model: nn.Module, stats: SVQStats | None, model_name: str) -> Iterator[None]:
+    """While active, every latent batch entering the model's SVQ layer feeds ``stats``.
+
+    Code weights are computed a few frames at a time, so memory stays bounded whatever the codebook size.
+    """
+    if stats is None:
+        yield
+        return
+    layers = [m for m in model.modules() if isinstance(m, SVQ)]
+    if not layers:
+        raise SvqbenchError(f"--svq-stats: model {model_name!r} has no SVQ layer; use it with simvp_svq runs")
+
+    def record(layer: SVQ, args: tuple[torch.Tensor, ...]) -> None:
+        latent = args[0]
+        stats.update_from_chunks(lambda: _code_weight_chunks(layer, latent, stats.max_chunk_elements))
+
+    handles = [layer.register_forward_pre_hook(record) for layer in layers]
+    try:
+        yield
+    finally:
+        for handle in handles:
+            handle.remove()

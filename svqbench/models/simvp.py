@@ -1,4 +1,4 @@
-"""SimVP (Gao et al. 2022; OpenSTL layout) and SimVP+SVQ (arXiv 2312.03406).
+"""SimVP (Gao et al. 2022; OpenSTL layout), SimVP+SVQ (arXiv 2312.03406) and SimVP+hard VQ.
 
 SimVP = encoder (ConvSC stack, stride 2 on every second layer) -> translator over the
 ``T * hid_S`` channels of the stacked latent frames -> decoder (skip from the first encoder
@@ -17,6 +17,7 @@ from torch import nn
 from svqbench.data.base import DatasetInfo
 from svqbench.errors import SvqbenchError
 from svqbench.models import MODELS, Forecast
+from svqbench.models.quantizers import build_quantizer
 from svqbench.models.svq import SVQ
 from svqbench.models.translators import TRANSLATORS
 
@@ -187,3 +188,47 @@ def simvp_svq(
                     out_relu=out_relu, freeze_codebook=freeze_codebook, init=init)
     return SimVP(info, hid_S, hid_T, N_S, N_T, translator, mlp_ratio, drop, drop_path,
                  spatio_kernel_enc, spatio_kernel_dec, quantizer=quantizer, post_vq=post_vq)
+
+
+@MODELS.register("simvp_vq")
+def simvp_vq(
+    info: DatasetInfo,
+    hid_S: int = 64,
+    hid_T: int = 256,
+    N_S: int = 4,
+    N_T: int = 4,
+    translator: str = "gsta",
+    mlp_ratio: float = 8.0,
+    drop: float = 0.0,
+    drop_path: float = 0.0,
+    spatio_kernel_enc: int = 3,
+    spatio_kernel_dec: int = 3,
+    quantizer: str = "vq",
+    codebook_size: int | None = None,
+    commitment_weight: float | None = None,
+    decay: float | None = None,
+    num_quantizers: int | None = None,
+    levels: list[int] | None = None,
+    entropy_loss_weight: float | None = None,
+    diversity_gamma: float | None = None,
+    post_vq: bool = False,
+) -> SimVP:
+    """SimVP with a hard quantizer (vq, rvq, fsq, lfq) in SVQ's place: the paper's "does VQ fail" baseline.
+
+    Options left at None keep the quantizer's own default (see svqbench.models.quantizers); an option
+    the chosen quantizer does not take is a one-line error. Its auxiliary loss joins the training loss.
+    """
+    if codebook_size is not None and codebook_size < 1:
+        raise SvqbenchError(f"model.codebook_size={codebook_size!r}; valid: an integer >= 1")
+    options = {
+        "codebook_size": codebook_size,
+        "commitment_weight": commitment_weight,
+        "decay": decay,
+        "num_quantizers": num_quantizers,
+        "levels": tuple(levels) if levels is not None else None,
+        "entropy_loss_weight": entropy_loss_weight,
+        "diversity_gamma": diversity_gamma,
+    }
+    hard_quantizer = build_quantizer(quantizer, hid_S, **{k: v for k, v in options.items() if v is not None})
+    return SimVP(info, hid_S, hid_T, N_S, N_T, translator, mlp_ratio, drop, drop_path,
+                 spatio_kernel_enc, spatio_kernel_dec, quantizer=hard_quantizer, post_vq=post_vq)
