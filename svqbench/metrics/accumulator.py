@@ -136,6 +136,21 @@ class MetricAccumulator:
         if "lpips" in self.metrics:
             self._add("lpips", self._lpips(pred_frames, true_frames).double().view(batch, frames).sum(0))
 
+    def all_reduce(self) -> None:
+        """Sum the state of every process of the default torch.distributed group into each of them.
+
+        For multi-GPU evaluation, where each process sees one shard: call once before ``result()``.
+        Every process must have evaluated at least one batch.
+        """
+        import torch.distributed as dist
+
+        with torch.inference_mode():
+            for name in sorted(self._sums):
+                dist.all_reduce(self._sums[name])
+            count = torch.tensor([self._count], dtype=torch.float64, device=self.device)
+            dist.all_reduce(count)
+        self._count = int(count.item())
+
     def result(self) -> dict:
         """{"overall": {name: float}, "per_frame": {name: [float] * frames_out}, "convention": str, "count": int}."""
         if self._count == 0:
