@@ -5,8 +5,10 @@ Shapes: pred, true (B, T, C, H, W); B varies per batch, T is fixed (``frames_out
 Every metric is kept per predicted frame index (the horizon curve) as a sum over samples, so the
 test set is never concatenated and the overall value is exact whatever the batch size:
 - MAE/MSE: sums of |error| and error^2 per (frame index, channel), float64;
-- RMSE: derived from the MSE sums (square root of the pooled mean, as WeatherBench does);
-- SSIM/PSNR/LPIPS: one value per frame, summed over samples.
+- RMSE: derived from the MSE sums (square root of the pooled mean, as WeatherBench does), so the
+  overall RMSE is not the mean of the per-frame RMSEs;
+- SSIM/PSNR/LPIPS: one value per frame, summed over samples. A frame predicted exactly has PSNR +inf
+  (as in OpenSTL), and so has the mean over frames that include it.
 
 Pixel errors use unclipped predictions (in physical units when ``denormalise`` is given, then per
 channel and averaged); SSIM, PSNR and LPIPS use predictions clipped to [0, 1] against unclipped
@@ -15,12 +17,14 @@ targets, on the model-space tensors.
 
 from __future__ import annotations
 
+import os
 from typing import Callable, Sequence
 
 import torch
 
 from svqbench.errors import SvqbenchError
 from svqbench.metrics.conventions import check_metric_names, get_convention
+from svqbench.metrics.lpips import load_lpips
 from svqbench.metrics.ssim import ssim_per_frame
 
 Denormalise = Callable[[torch.Tensor], torch.Tensor]
@@ -60,7 +64,7 @@ class MetricAccumulator:
         device: torch.device | str,
         denormalise: Denormalise | None = None,
         latitudes: Sequence[float] | torch.Tensor | None = None,
-        lpips_weights=None,
+        lpips_weights: str | os.PathLike | None = None,
     ):
         self.metrics = check_metric_names(metrics)
         self.convention = get_convention(convention)
@@ -68,12 +72,8 @@ class MetricAccumulator:
         self.device = torch.device(device)
         self.denormalise = denormalise
         self.latitudes = latitudes
-        self._lat_weights: torch.Tensor | None = None
-        self._lpips = None
-        if "lpips" in self.metrics:
-            from svqbench.metrics.lpips import load_lpips
-
-            self._lpips = load_lpips(self.device, lpips_weights)
+        self._lat_weights = None if latitudes is None else latitude_weights(latitudes, self.device)
+        self._lpips = load_lpips(self.device, lpips_weights) if "lpips" in self.metrics else None
         self._sums: dict[str, torch.Tensor] = {}
         self._count = 0
         self._frame_shape: tuple[int, int, int] | None = None
@@ -119,12 +119,12 @@ class MetricAccumulator:
         if {"mse", "rmse"} & set(self.metrics):
             squared = error.square()
             self._add("sq", _sum_per_frame_channel(squared))
-            if self.latitudes is not None and "rmse" in self.metrics:
-                if self._lat_weights is None:
-                    self._lat_weights = latitude_weights(self.latitudes, self.device)
+            if self._lat_weights is not None and "rmse" in self.metrics:
                 self._add("lat_sq", _sum_per_frame_channel(squared * self._lat_weights))
 
     def _add_frame_scores(self, pred: torch.Tensor, true: torch.Tensor) -> None:
+        if not {"ssim", "psnr", "lpips"} & set(self.metrics):
+            return
         batch, frames = pred.shape[:2]
         pred_frames, true_frames = pred.flatten(0, 1), true.flatten(0, 1)
         if "ssim" in self.metrics:
