@@ -199,3 +199,31 @@ def test_plot_horizon_writes_png(tmp_path):
     plot_horizon({"mse": [0.1, 0.2, 0.4], "ssim": [0.9, 0.85, 0.8]}, target)
     assert target.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert [p.name for p in target.parent.iterdir()] == ["horizon.png"]
+
+
+def _evaluate_shard(rank: int, store: str, results) -> None:
+    import torch.distributed as dist
+
+    dist.init_process_group("gloo", init_method=f"file://{store}", rank=rank, world_size=2)
+    try:
+        pred, true = noisy_pair((4, 2, 1, 16, 16), seed=7)
+        accumulator = MetricAccumulator(PIXEL_AND_FRAME_METRICS, frames_out=2, device="cpu")
+        accumulator.update(pred[rank * 2 : rank * 2 + 2], true[rank * 2 : rank * 2 + 2])
+        accumulator.all_reduce()
+        results[rank] = accumulator.result()
+    finally:
+        dist.destroy_process_group()
+
+
+def test_all_reduce_combines_the_shards_of_all_processes(tmp_path):
+    import torch.multiprocessing as mp
+
+    with mp.Manager() as manager:
+        results = manager.dict()
+        mp.spawn(_evaluate_shard, args=(str(tmp_path / "store"), results), nprocs=2)
+        shards = [results[0], results[1]]
+    pred, true = noisy_pair((4, 2, 1, 16, 16), seed=7)
+    whole = compute(pred, true, PIXEL_AND_FRAME_METRICS)
+    for shard in shards:
+        assert shard["count"] == 4
+        assert_matches(shard["overall"], whole)

@@ -18,8 +18,10 @@ Arranged for speed, with the same values up to float32 rounding:
 
 from __future__ import annotations
 
+import functools
 import math
 import os
+from pathlib import Path
 
 import torch
 import torch.nn.functional as F
@@ -81,7 +83,7 @@ class LpipsAlexNet(nn.Module):
                 if pool_first:
                     x = F.max_pool2d(x, kernel_size=3, stride=2)
                 x = conv(x)
-            x = F.relu(x)
+            x = F.relu_(x)
             unit = x / (torch.linalg.vector_norm(x, dim=1, keepdim=True) + _EPS)
             pred_unit, true_unit = unit.chunk(2)
             channel_means = (pred_unit - true_unit).square().mean(dim=(2, 3))
@@ -149,5 +151,14 @@ def _phase_split(frames: torch.Tensor) -> torch.Tensor:
 
 
 def load_lpips(device: torch.device, weights: str | os.PathLike | None = None) -> LpipsAlexNet:
-    """LPIPS on ``device`` from the weights resolved by ``ensure_lpips_weights(weights)``."""
-    return LpipsAlexNet(load_state(ensure_lpips_weights(weights))).to(device)
+    """LPIPS on ``device`` from the weights resolved by ``ensure_lpips_weights(weights)``.
+
+    Shared between callers (it holds only weights and a cache of bias maps), so repeated ``compute`` calls
+    during training read the weight file once.
+    """
+    return _load_lpips(torch.device(device), ensure_lpips_weights(weights))
+
+
+@functools.lru_cache(maxsize=4)
+def _load_lpips(device: torch.device, path: Path) -> LpipsAlexNet:
+    return LpipsAlexNet(load_state(path)).to(device)

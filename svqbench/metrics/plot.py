@@ -2,24 +2,33 @@
 
 from __future__ import annotations
 
+import math
 import os
 
 from matplotlib.figure import Figure
+from matplotlib.ticker import MaxNLocator
 
 from svqbench.fileio import atomic_path
 
+_COLUMNS = 3
+
 
 def plot_horizon(per_frame: dict[str, list[float]], path: str | os.PathLike) -> None:
-    """Write a PNG of ``per_frame`` ({metric: [value per frame]}) to ``path`` atomically."""
+    """Write a PNG of ``per_frame`` ({metric: [value per predicted frame]}) to ``path`` atomically."""
     names = list(per_frame)
-    # Figure without pyplot: no global state, no GUI backend, safe in threads and on headless machines.
-    figure = Figure(figsize=(3.2 * max(1, len(names)), 2.8), layout="constrained")
-    axes = figure.subplots(1, max(1, len(names)), squeeze=False)[0]
+    columns = max(1, min(_COLUMNS, len(names)))
+    rows = max(1, math.ceil(len(names) / columns))
+    # Figure without pyplot: no global state, no GUI backend, safe on headless machines.
+    figure = Figure(figsize=(3.4 * columns, 2.6 * rows), layout="constrained")
+    axes = figure.subplots(rows, columns, squeeze=False).ravel()
     for axis, name in zip(axes, names):
         values = per_frame[name]
         axis.plot(range(1, len(values) + 1), values, marker="o", markersize=3)
         axis.set_title(name)
         axis.set_xlabel("predicted frame")
+        axis.xaxis.set_major_locator(MaxNLocator(integer=True))
         axis.grid(alpha=0.3)
+    for axis in axes[len(names) :]:
+        axis.set_visible(False)
     with atomic_path(path) as tmp:
         figure.savefig(tmp, format="png", dpi=120)
