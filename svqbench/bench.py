@@ -218,20 +218,22 @@ def compare_svq_forms(recipe: Recipe, info: DatasetInfo, device: torch.device, b
     svq = svq_layer(model, recipe.model_name).to(device)
     shape = latent_shape(model, info, batch_size)
     forms = {"fast": svq, "explicit": ExplicitSVQ(svq)}
+    measured: dict[str, dict[str, Any]] = {name: {} for name in forms}
+    if memory:  # before the timings, so that this process is still small while the subprocesses run
+        for name in forms:
+            measured[name] = measure_in_subprocess({
+                "task": "svq_layer", "form": name, "recipe": recipe.to_dict(), "info": info.to_dict(),
+                "batch_size": batch_size, "device": str(device)})
     seconds = interleaved_min_seconds({name: svq_layer_runner(layer, shape, device) for name, layer in forms.items()},
                                       device, repeats)
     result: dict[str, Any] = {
         "latent_shape": list(shape),
         "codebook_size": svq.codebook_size,
-        "forms": {name: {"seconds": seconds[name]} for name in forms},
+        "forms": {name: {"seconds": seconds[name], **measured[name]} for name in forms},
         "speedup": seconds["explicit"] / seconds["fast"],
     }
-    if memory:
-        for name in forms:
-            job = {"task": "svq_layer", "form": name, "recipe": recipe.to_dict(), "info": info.to_dict(),
-                   "batch_size": batch_size, "device": str(device)}
-            result["forms"][name].update(measure_in_subprocess(job))
-        result["memory_ratio"] = result["forms"]["explicit"]["extra_mb"] / max(result["forms"]["fast"]["extra_mb"], 1e-9)
+    if all("extra_mb" in row for row in measured.values()):
+        result["memory_ratio"] = measured["explicit"]["extra_mb"] / max(measured["fast"]["extra_mb"], 1e-9)
     return result
 
 
@@ -254,38 +256,44 @@ def compare_training(recipe: Recipe, info: DatasetInfo, device: torch.device, ba
                      repeats: int, memory: bool = True) -> dict[str, Any]:
     """Training-step seconds (and peak memory) of every variant, with ratios to plain SimVP fp32."""
     variants = training_variants(recipe)
+    measured: dict[str, dict[str, Any]] = {variant.label: {} for variant in variants}
+    if memory:  # before the timings, so that this process is still small while the subprocesses run
+        for variant in variants:
+            measured[variant.label] = measure_in_subprocess({
+                "task": "train_step", "variant": asdict(variant), "loss": recipe.train.loss,
+                "info": info.to_dict(), "batch_size": batch_size, "device": str(device)})
     runners = {}
     for variant in variants:
         model = build_variant(variant, info, device)
         runners[variant.label] = training_step_runner(model, variant, recipe.train.loss, info, batch_size, device)
     seconds = interleaved_min_seconds(runners, device, repeats)
     baseline = variants[0].label
-    rows: dict[str, dict[str, Any]] = {}
-    for variant in variants:
-        rows[variant.label] = {
+    rows = {
+        variant.label: {
             "step_s": seconds[variant.label],
             "samples_per_s": batch_size / seconds[variant.label],
             "time_vs_baseline": seconds[variant.label] / seconds[baseline],
+            **measured[variant.label],
             **asdict(variant),
         }
-        if memory:
-            job = {"task": "train_step", "variant": asdict(variant), "loss": recipe.train.loss,
-                   "info": info.to_dict(), "batch_size": batch_size, "device": str(device)}
-            rows[variant.label].update(measure_in_subprocess(job))
+        for variant in variants
+    }
     return {"baseline": baseline, "variants": rows}
 
 
-def measure_in_subprocess(job: dict[str, Any]) -> dict[str, float]:
-    """Peak memory of one step, run in a fresh interpreter: {"peak_mb", "extra_mb"}.
+def measure_in_subprocess(job: dict[str, Any]) -> dict[str, Any]:
+    """Peak memory of one step, run in a fresh interpreter: {"peak_mb", "extra_mb"}, or {"memory_error"}.
 
     ``extra_mb`` is the peak minus what the process held just before the step (interpreter,
-    model, inputs), i.e. what the step itself needed.
+    model, inputs), i.e. what the step itself needed. A failed measurement (e.g. killed for lack
+    of memory) is reported, not raised, so that the timings still come out.
     """
     completed = subprocess.run([sys.executable, "-m", "svqbench.bench", json.dumps(job)],
                                capture_output=True, text=True, check=False)
+    if completed.returncode < 0:
+        return {"memory_error": f"killed by signal {-completed.returncode} (out of memory?)"}
     if completed.returncode != 0:
-        last = (completed.stderr.strip().splitlines() or ["no output"])[-1]
-        raise SvqbenchError(f"memory measurement of {job['task']} failed: {last}")
+        return {"memory_error": (completed.stderr.strip().splitlines() or ["failed without output"])[-1]}
     return json.loads(completed.stdout.strip().splitlines()[-1])
 
 

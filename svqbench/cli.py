@@ -314,6 +314,10 @@ def bench(
         out.print(str(out_file), highlight=False)
 
 
+def _megabytes(row: dict, key: str) -> str:
+    return f"{row[key]:.0f}" if key in row else row.get("memory_error", "-")
+
+
 def bench_tables(report: dict) -> list[Table]:
     """Rich tables of a `run_bench` report."""
     profile = report["profile"]
@@ -321,7 +325,6 @@ def bench_tables(report: dict) -> list[Table]:
     tables = [Table("parameters", "GFLOPs / prediction", "inference frames/s", "train samples/s", title=title)]
     tables[0].add_row(f"{profile['parameters'] / 1e6:.2f}M", f"{profile['flops'] / 1e9:.1f}",
                       f"{profile['inference_frames_per_s']:.1f}", f"{profile['train_samples_per_s']:.2f}")
-    memory = lambda row: f"{row['extra_mb']:.0f}" if "extra_mb" in row else "-"  # noqa: E731
     if "svq_layer" in report:
         layer = report["svq_layer"]
         table = Table("SVQ form", "fwd+bwd s", "step memory MB", "peak MB",
@@ -329,7 +332,7 @@ def bench_tables(report: dict) -> list[Table]:
                             f"fast form {layer['speedup']:.1f}x faster"
                             + (f", {layer['memory_ratio']:.1f}x less memory" if "memory_ratio" in layer else ""))
         for name, row in layer["forms"].items():
-            table.add_row(name, f"{row['seconds']:.4f}", memory(row), f"{row.get('peak_mb', float('nan')):.0f}")
+            table.add_row(name, f"{row['seconds']:.4f}", _megabytes(row, "extra_mb"), _megabytes(row, "peak_mb"))
         tables.append(table)
     if "compare" in report:
         compare = report["compare"]
@@ -337,7 +340,7 @@ def bench_tables(report: dict) -> list[Table]:
                       "peak MB", title="training step")
         for name, row in compare["variants"].items():
             table.add_row(name, f"{row['step_s']:.3f}", f"{row['samples_per_s']:.2f}",
-                          f"{row['time_vs_baseline']:.2f}", memory(row), f"{row.get('peak_mb', float('nan')):.0f}")
+                          f"{row['time_vs_baseline']:.2f}", _megabytes(row, "extra_mb"), _megabytes(row, "peak_mb"))
         tables.append(table)
     return tables
 
