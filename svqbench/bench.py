@@ -8,9 +8,10 @@
   (the released code's computation), in the fast form, and with the speed levers (bf16 autocast,
   channels-last), with ratios against plain SimVP measured in the same run.
 
-Timings interleave the candidates and keep the minimum of several repeats (the machine may be shared).
-Peak memory is measured in a fresh subprocess per candidate, so one candidate's high-water mark
-never hides another's: peak resident memory (VmHWM) on the CPU, ``torch.cuda.max_memory_allocated`` on a GPU.
+Every timing keeps the minimum of several repeats after a warm-up step (the machine may be shared).
+The comparisons run each candidate in a fresh subprocess, so one candidate's memory (the explicit SVQ
+form needs gigabytes at the KTH config) never weighs on another's time or high-water mark; its first
+step gives the peak memory: resident memory (VmHWM) on the CPU, ``torch.cuda.max_memory_allocated`` on a GPU.
 """
 
 from __future__ import annotations
@@ -215,25 +216,19 @@ def compare_svq_forms(recipe: Recipe, info: DatasetInfo, device: torch.device, b
                       repeats: int, memory: bool = True) -> dict[str, Any]:
     """Forward+backward seconds (and peak memory) of the SVQ layer in its fast and explicit forms."""
     model = create_model(recipe.model_name, info, **recipe.model_args)
-    svq = svq_layer(model, recipe.model_name).to(device)
+    svq = svq_layer(model, recipe.model_name)
     shape = latent_shape(model, info, batch_size)
-    forms = {"fast": svq, "explicit": ExplicitSVQ(svq)}
-    measured: dict[str, dict[str, Any]] = {name: {} for name in forms}
-    if memory:  # before the timings, so that this process is still small while the subprocesses run
-        for name in forms:
-            measured[name] = measure_in_subprocess({
-                "task": "svq_layer", "form": name, "recipe": recipe.to_dict(), "info": info.to_dict(),
-                "batch_size": batch_size, "device": str(device)})
-    seconds = interleaved_min_seconds({name: svq_layer_runner(layer, shape, device) for name, layer in forms.items()},
-                                      device, repeats)
-    result: dict[str, Any] = {
-        "latent_shape": list(shape),
-        "codebook_size": svq.codebook_size,
-        "forms": {name: {"seconds": seconds[name], **measured[name]} for name in forms},
-        "speedup": seconds["explicit"] / seconds["fast"],
+    forms = {
+        name: measure_in_subprocess({
+            "task": "svq_layer", "form": name, "recipe": recipe.to_dict(), "info": info.to_dict(),
+            "batch_size": batch_size, "device": str(device), "repeats": repeats, "memory": memory})
+        for name in ("fast", "explicit")
     }
-    if all("extra_mb" in row for row in measured.values()):
-        result["memory_ratio"] = measured["explicit"]["extra_mb"] / max(measured["fast"]["extra_mb"], 1e-9)
+    result: dict[str, Any] = {"latent_shape": list(shape), "codebook_size": svq.codebook_size, "forms": forms}
+    if all("seconds" in row for row in forms.values()):
+        result["speedup"] = forms["explicit"]["seconds"] / forms["fast"]["seconds"]
+    if all("extra_mb" in row for row in forms.values()):
+        result["memory_ratio"] = forms["explicit"]["extra_mb"] / max(forms["fast"]["extra_mb"], 1e-9)
     return result
 
 
@@ -256,44 +251,38 @@ def compare_training(recipe: Recipe, info: DatasetInfo, device: torch.device, ba
                      repeats: int, memory: bool = True) -> dict[str, Any]:
     """Training-step seconds (and peak memory) of every variant, with ratios to plain SimVP fp32."""
     variants = training_variants(recipe)
-    measured: dict[str, dict[str, Any]] = {variant.label: {} for variant in variants}
-    if memory:  # before the timings, so that this process is still small while the subprocesses run
-        for variant in variants:
-            measured[variant.label] = measure_in_subprocess({
-                "task": "train_step", "variant": asdict(variant), "loss": recipe.train.loss,
-                "info": info.to_dict(), "batch_size": batch_size, "device": str(device)})
-    runners = {}
-    for variant in variants:
-        model = build_variant(variant, info, device)
-        runners[variant.label] = training_step_runner(model, variant, recipe.train.loss, info, batch_size, device)
-    seconds = interleaved_min_seconds(runners, device, repeats)
-    baseline = variants[0].label
-    rows = {
-        variant.label: {
-            "step_s": seconds[variant.label],
-            "samples_per_s": batch_size / seconds[variant.label],
-            "time_vs_baseline": seconds[variant.label] / seconds[baseline],
-            **measured[variant.label],
-            **asdict(variant),
-        }
+    measured = {
+        variant.label: measure_in_subprocess({
+            "task": "train_step", "variant": asdict(variant), "loss": recipe.train.loss, "info": info.to_dict(),
+            "batch_size": batch_size, "device": str(device), "repeats": repeats, "memory": memory})
         for variant in variants
     }
-    return {"baseline": baseline, "variants": rows}
+    baseline = measured[variants[0].label].get("seconds")
+    rows = {}
+    for variant in variants:
+        row = {**measured[variant.label], **asdict(variant)}
+        if "seconds" in row:
+            row["step_s"] = row.pop("seconds")
+            row["samples_per_s"] = batch_size / row["step_s"]
+            if baseline:
+                row["time_vs_baseline"] = row["step_s"] / baseline
+        rows[variant.label] = row
+    return {"baseline": variants[0].label, "variants": rows}
 
 
 def measure_in_subprocess(job: dict[str, Any]) -> dict[str, Any]:
-    """Peak memory of one step, run in a fresh interpreter: {"peak_mb", "extra_mb"}, or {"memory_error"}.
+    """Run one benchmark job in a fresh interpreter: {"seconds", "peak_mb", "extra_mb"}, or {"error"}.
 
-    ``extra_mb`` is the peak minus what the process held just before the step (interpreter,
-    model, inputs), i.e. what the step itself needed. A failed measurement (e.g. killed for lack
-    of memory) is reported, not raised, so that the timings still come out.
+    ``extra_mb`` is the peak of the first step minus what the process held just before it
+    (interpreter, model, inputs), i.e. what the step itself needed. A failed job (e.g. killed for
+    lack of memory) is reported, not raised, so that the other candidates still come out.
     """
     completed = subprocess.run([sys.executable, "-m", "svqbench.bench", json.dumps(job)],
                                capture_output=True, text=True, check=False)
     if completed.returncode < 0:
-        return {"memory_error": f"killed by signal {-completed.returncode} (out of memory?)"}
+        return {"error": f"killed by signal {-completed.returncode} (out of memory?)"}
     if completed.returncode != 0:
-        return {"memory_error": (completed.stderr.strip().splitlines() or ["failed without output"])[-1]}
+        return {"error": (completed.stderr.strip().splitlines() or ["failed without output"])[-1]}
     return json.loads(completed.stdout.strip().splitlines()[-1])
 
 
@@ -325,7 +314,8 @@ def _peak_memory_mb(device: torch.device) -> float:
     return _process_memory_mb("VmHWM")
 
 
-def _run_memory_job(job: dict[str, Any]) -> dict[str, float]:
+def _run_job(job: dict[str, Any]) -> dict[str, float]:
+    """The subprocess side of :func:`measure_in_subprocess`: first step for memory, then timed repeats."""
     device = torch.device(job["device"])
     info = DatasetInfo.from_dict(job["info"])
     if job["task"] == "svq_layer":
@@ -338,11 +328,22 @@ def _run_memory_job(job: dict[str, Any]) -> dict[str, float]:
         variant = Variant(**job["variant"])
         model = build_variant(variant, info, device)
         step = training_step_runner(model, variant, job["loss"], info, job["batch_size"], device)
-    before = _reset_peak_memory(device)
+    result: dict[str, float] = {}
+    before = _reset_peak_memory(device) if job["memory"] else 0.0
     step()
     synchronize(device)
-    peak = _peak_memory_mb(device)
-    return {"peak_mb": peak, "extra_mb": peak - before}
+    if job["memory"]:
+        peak = _peak_memory_mb(device)
+        result.update(peak_mb=peak, extra_mb=peak - before)
+    timings = []
+    for _ in range(job["repeats"]):  # the step above was the warm-up
+        synchronize(device)
+        started = time.perf_counter()
+        step()
+        synchronize(device)
+        timings.append(time.perf_counter() - started)
+    result["seconds"] = min(timings)
+    return result
 
 
 def device_description(device: torch.device) -> str:
@@ -378,4 +379,4 @@ def run_bench(recipe: Recipe, info: DatasetInfo, device: torch.device, batch_siz
 
 
 if __name__ == "__main__":  # the memory worker: one JSON job in argv, one JSON line out
-    print(json.dumps(_run_memory_job(json.loads(sys.argv[1]))))
+    print(json.dumps(_run_job(json.loads(sys.argv[1]))))

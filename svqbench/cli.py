@@ -314,8 +314,9 @@ def bench(
         out.print(str(out_file), highlight=False)
 
 
-def _megabytes(row: dict, key: str) -> str:
-    return f"{row[key]:.0f}" if key in row else row.get("memory_error", "-")
+def _cell(row: dict, key: str, spec: str) -> str:
+    """A formatted number, or the candidate's error when it could not be measured."""
+    return format(row[key], spec) if key in row else row.get("error", "-")
 
 
 def bench_tables(report: dict) -> list[Table]:
@@ -328,19 +329,19 @@ def bench_tables(report: dict) -> list[Table]:
     if "svq_layer" in report:
         layer = report["svq_layer"]
         table = Table("SVQ form", "fwd+bwd s", "step memory MB", "peak MB",
-                      title=f"SVQ layer on latents {layer['latent_shape']}, {layer['codebook_size']} codes: "
-                            f"fast form {layer['speedup']:.1f}x faster"
+                      title=f"SVQ layer on latents {layer['latent_shape']}, {layer['codebook_size']} codes"
+                            + (f": fast form {layer['speedup']:.1f}x faster" if "speedup" in layer else "")
                             + (f", {layer['memory_ratio']:.1f}x less memory" if "memory_ratio" in layer else ""))
         for name, row in layer["forms"].items():
-            table.add_row(name, f"{row['seconds']:.4f}", _megabytes(row, "extra_mb"), _megabytes(row, "peak_mb"))
+            table.add_row(name, _cell(row, "seconds", ".4f"), _cell(row, "extra_mb", ".0f"), _cell(row, "peak_mb", ".0f"))
         tables.append(table)
     if "compare" in report:
         compare = report["compare"]
         table = Table("variant", "step s", "samples/s", f"time / {compare['baseline']}", "step memory MB",
                       "peak MB", title="training step")
         for name, row in compare["variants"].items():
-            table.add_row(name, f"{row['step_s']:.3f}", f"{row['samples_per_s']:.2f}",
-                          f"{row['time_vs_baseline']:.2f}", _megabytes(row, "extra_mb"), _megabytes(row, "peak_mb"))
+            table.add_row(name, _cell(row, "step_s", ".3f"), _cell(row, "samples_per_s", ".2f"),
+                          _cell(row, "time_vs_baseline", ".2f"), _cell(row, "extra_mb", ".0f"), _cell(row, "peak_mb", ".0f"))
         tables.append(table)
     return tables
 

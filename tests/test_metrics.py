@@ -97,7 +97,17 @@ def test_identical_prediction_gives_ideal_values(convention):
     result = compute(true, true, PIXEL_AND_FRAME_METRICS, convention)
     assert result["mae"] == result["mse"] == result["rmse"] == 0.0
     assert result["ssim"] == pytest.approx(1.0, abs=1e-12)
-    assert result["psnr"] == float("inf")
+    assert result["psnr"] == (float("inf") if convention == "openstl" else pytest.approx(100.0))
+
+
+def test_standard_psnr_cap_keeps_the_mean_finite():
+    true = torch.rand(1, 2, 1, 16, 16)
+    pred = true.clone()
+    pred[:, 1] = (pred[:, 1] + 0.1).clamp(0, 1)  # frame 0 exact, frame 1 off
+    standard = compute(pred, true, ("psnr",), "standard")["psnr"]
+    frame1 = -10 * torch.log10((pred[:, 1].clamp(0, 1) - true[:, 1]).square().mean()).item()
+    assert standard == pytest.approx((100.0 + frame1) / 2, rel=1e-5)
+    assert compute(pred, true, ("psnr",), "openstl")["psnr"] == float("inf")
 
 
 def test_known_values():
@@ -116,8 +126,8 @@ def test_known_values():
 def test_pixel_errors_use_unclipped_and_frame_scores_clipped_predictions():
     true = torch.full((1, 1, 1, 8, 8), 1.0)
     pred = torch.full_like(true, 1.5)
-    result = compute(pred, true, ("mae", "psnr"), "standard")
-    assert result["mae"] == pytest.approx(0.5)
+    result = compute(pred, true, ("mae", "psnr"), "openstl")
+    assert result["mae"] == pytest.approx(0.5 * 64)
     assert result["psnr"] == float("inf")
 
 

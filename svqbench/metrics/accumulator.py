@@ -8,7 +8,8 @@ test set is never concatenated and the overall value is exact whatever the batch
 - RMSE: derived from the MSE sums (square root of the pooled mean, as WeatherBench does), so the
   overall RMSE is not the mean of the per-frame RMSEs;
 - SSIM/PSNR/LPIPS: one value per frame, summed over samples. A frame predicted exactly has PSNR +inf
-  (as in OpenSTL), and so has the mean over frames that include it.
+  under ``openstl`` (as in OpenSTL, and so has the mean over frames that include it), 100 dB (the cap)
+  under ``standard``.
 
 Pixel errors use unclipped predictions (in physical units when ``denormalise`` is given, then per
 channel and averaged); SSIM, PSNR and LPIPS use predictions clipped to [0, 1] against unclipped
@@ -131,8 +132,9 @@ class MetricAccumulator:
             self._add("ssim", ssim_per_frame(pred_frames, true_frames, self.convention).view(batch, frames).sum(0))
         if "psnr" in self.metrics:
             mse = (pred - true).square().mean(dim=(2, 3, 4)).double()
-            # peak 1; a perfect frame gives +inf, as in OpenSTL
-            self._add("psnr", (-10.0 * torch.log10(mse)).sum(0))
+            if self.convention.psnr_max_db is not None:
+                mse = mse.clamp_min(10.0 ** (-self.convention.psnr_max_db / 10.0))
+            self._add("psnr", (-10.0 * torch.log10(mse)).sum(0))  # peak 1
         if "lpips" in self.metrics:
             self._add("lpips", self._lpips(pred_frames, true_frames).double().view(batch, frames).sum(0))
 

@@ -24,6 +24,8 @@ class Convention:
     ssim_sigma: Gaussian window of this sigma; None means a uniform window.
     ssim_sample_covariance: divide local (co)variances by n-1 instead of n.
     ssim_data_range: the dynamic range L in the SSIM constants (K1 L)^2 and (K2 L)^2.
+    psnr_max_db: per-frame PSNR ceiling; None lets a perfectly predicted frame give +inf (and the
+        average with it), as OpenSTL does.
     """
 
     name: str
@@ -32,14 +34,16 @@ class Convention:
     ssim_sigma: float | None
     ssim_sample_covariance: bool
     ssim_data_range: float
+    psnr_max_db: float | None
 
 
 _CONVENTIONS = {
     # scikit-image's defaults as OpenSTL called them; data_range 2.0 is what scikit-image <= 0.19
     # silently used for float input, so the published SSIM values depend on it.
-    "openstl": Convention("openstl", True, 7, None, True, 2.0),
+    "openstl": Convention("openstl", True, 7, None, True, 2.0, None),
     # Wang et al. 2004: 11x11 Gaussian window, sigma 1.5, population covariance, L = 1 for [0,1] data.
-    "standard": Convention("standard", False, 11, 1.5, False, 1.0),
+    # PSNR capped at 100 dB (MSE 1e-10), so one exactly repeated frame (persistence) cannot make the mean infinite.
+    "standard": Convention("standard", False, 11, 1.5, False, 1.0, 100.0),
 }
 
 
