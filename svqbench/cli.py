@@ -50,6 +50,13 @@ def command(fn: Callable | None = None, *, name: str | None = None) -> Callable:
     return register(fn) if fn is not None else register
 
 
+@app.callback()
+def _setup() -> None:
+    from svqbench.allocator import keep_freed_memory
+
+    keep_freed_memory()
+
+
 def _split_options(pairs: list[str]) -> dict[str, str]:
     options = {}
     for pair in pairs:

@@ -93,8 +93,10 @@ def test_report_with_svq_layer_and_compare(tiny_bench_recipe):
     variants = report["compare"]["variants"]
     assert report["compare"]["baseline"] == "simvp fp32"
     assert variants["simvp fp32"]["time_vs_baseline"] == 1.0
-    assert variants["simvp+svq explicit fp32"]["svq_form"] == "explicit"
-    assert variants["simvp+svq fast bf16 channels-last"]["precision"] == "bf16"
+    assert variants["simvp+svq explicit fp32 (released)"]["svq_form"] == "explicit"
+    levers = variants["simvp+svq fast bf16 channels-last reuse-memory"]
+    assert levers["precision"] == "bf16" and levers["channels_last"] and levers["reuse_memory"]
+    assert all(row["step_s"] > 0 for row in variants.values())
     assert "codebook_size" not in variants["simvp fp32"]["model_args"]
 
 

@@ -11,6 +11,9 @@ Shapes: inputs (B, T, C, H, W) -> latent (B*T, hid_S, H/s, W/s), s = 2**(N_S // 
 
 from __future__ import annotations
 
+import inspect
+from typing import Callable
+
 import torch
 from torch import nn
 
@@ -93,8 +96,6 @@ class SimVP(nn.Module):
         drop_path: float,
         spatio_kernel_enc: int,
         spatio_kernel_dec: int,
-        quantizer: nn.Module | None = None,
-        post_vq: bool = False,
     ):
         super().__init__()
         stride = 2 ** (N_S // 2)
@@ -117,8 +118,15 @@ class SimVP(nn.Module):
             drop_path=drop_path,
         )
         self.decoder = Decoder(hid_S, info.channels, N_S, spatio_kernel_dec)
+        self.latent_dim = hid_S
+        self.quantizer: nn.Module | None = None
+        self.post_vq = False
+
+    def with_quantizer(self, quantizer: nn.Module, post_vq: bool = False) -> "SimVP":
+        """Quantize every latent vector before the translator (or after it with ``post_vq``)."""
         self.quantizer = quantizer
         self.post_vq = post_vq
+        return self
 
     def _quantize(self, latent: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Quantizers return the quantized latent, or (quantized, auxiliary loss) for hard VQ."""
@@ -161,19 +169,21 @@ def simvp(
                  spatio_kernel_enc, spatio_kernel_dec)
 
 
+def with_simvp_arguments(factory: Callable[..., SimVP]) -> Callable[..., SimVP]:
+    """Give a quantized variant ``factory(info, *, own options, **backbone)`` the explicit signature
+    of :func:`simvp` followed by its own options, so recipes are validated against every name while
+    the backbone's defaults stay stated once, in :func:`simvp`."""
+    backbone = list(inspect.signature(simvp).parameters.values())
+    own = [p for p in inspect.signature(factory).parameters.values() if p.kind is p.KEYWORD_ONLY]
+    factory.__signature__ = inspect.Signature(backbone + own, return_annotation=SimVP)
+    return factory
+
+
 @MODELS.register("simvp_svq")
+@with_simvp_arguments
 def simvp_svq(
     info: DatasetInfo,
-    hid_S: int = 64,
-    hid_T: int = 256,
-    N_S: int = 4,
-    N_T: int = 4,
-    translator: str = "gsta",
-    mlp_ratio: float = 8.0,
-    drop: float = 0.0,
-    drop_path: float = 0.0,
-    spatio_kernel_enc: int = 3,
-    spatio_kernel_dec: int = 3,
+    *,
     codebook_size: int = 10000,
     svq_hidden: int = 128,
     nonlinear: bool = True,
@@ -182,27 +192,20 @@ def simvp_svq(
     freeze_codebook: bool = False,
     init: str = "kaiming",
     post_vq: bool = False,
+    **backbone,
 ) -> SimVP:
     """SimVP with SVQ on every latent vector (before the translator, or after it with ``post_vq``)."""
-    quantizer = SVQ(hid_S, codebook_size, hidden_dim=svq_hidden, nonlinear=nonlinear, hid_relu=hid_relu,
-                    out_relu=out_relu, freeze_codebook=freeze_codebook, init=init)
-    return SimVP(info, hid_S, hid_T, N_S, N_T, translator, mlp_ratio, drop, drop_path,
-                 spatio_kernel_enc, spatio_kernel_dec, quantizer=quantizer, post_vq=post_vq)
+    model = simvp(info, **backbone)
+    quantizer = SVQ(model.latent_dim, codebook_size, hidden_dim=svq_hidden, nonlinear=nonlinear,
+                    hid_relu=hid_relu, out_relu=out_relu, freeze_codebook=freeze_codebook, init=init)
+    return model.with_quantizer(quantizer, post_vq)
 
 
 @MODELS.register("simvp_vq")
+@with_simvp_arguments
 def simvp_vq(
     info: DatasetInfo,
-    hid_S: int = 64,
-    hid_T: int = 256,
-    N_S: int = 4,
-    N_T: int = 4,
-    translator: str = "gsta",
-    mlp_ratio: float = 8.0,
-    drop: float = 0.0,
-    drop_path: float = 0.0,
-    spatio_kernel_enc: int = 3,
-    spatio_kernel_dec: int = 3,
+    *,
     quantizer: str = "vq",
     codebook_size: int | None = None,
     commitment_weight: float | None = None,
@@ -212,6 +215,7 @@ def simvp_vq(
     entropy_loss_weight: float | None = None,
     diversity_gamma: float | None = None,
     post_vq: bool = False,
+    **backbone,
 ) -> SimVP:
     """SimVP with a hard quantizer (vq, rvq, fsq, lfq) in SVQ's place: the paper's "does VQ fail" baseline.
 
@@ -229,6 +233,6 @@ def simvp_vq(
         "entropy_loss_weight": entropy_loss_weight,
         "diversity_gamma": diversity_gamma,
     }
-    hard_quantizer = build_quantizer(quantizer, hid_S, **{k: v for k, v in options.items() if v is not None})
-    return SimVP(info, hid_S, hid_T, N_S, N_T, translator, mlp_ratio, drop, drop_path,
-                 spatio_kernel_enc, spatio_kernel_dec, quantizer=hard_quantizer, post_vq=post_vq)
+    model = simvp(info, **backbone)
+    hard = build_quantizer(quantizer, model.latent_dim, **{k: v for k, v in options.items() if v is not None})
+    return model.with_quantizer(hard, post_vq)

@@ -1,0 +1,29 @@
+"""The malloc tuning applies on glibc Linux and can be switched off."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+
+from svqbench.allocator import keep_freed_memory
+
+
+def test_opt_out(monkeypatch):
+    monkeypatch.setenv("SVQBENCH_MALLOC", "default")
+    assert keep_freed_memory() is False
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc tuning is Linux-only")
+def test_applies_in_a_fresh_process():
+    code = "from svqbench.allocator import keep_freed_memory; print(keep_freed_memory())"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() in ("True", "False")  # False only on a non-glibc libc
+    import ctypes
+
+    try:
+        ctypes.CDLL("libc.so.6").mallopt
+    except (OSError, AttributeError):
+        return
+    assert out.strip() == "True"
