@@ -14,6 +14,13 @@ from pathlib import Path
 from typing import Any, Iterator
 
 
+def _default_mode(base: int) -> int:
+    """``base`` less the process umask: what a plain open()/mkdir() would have given (mkstemp gives 0600)."""
+    umask = os.umask(0)
+    os.umask(umask)
+    return base & ~umask
+
+
 @contextmanager
 def atomic_path(target: str | os.PathLike) -> Iterator[Path]:
     """Yield a temporary path next to ``target``; on success it is renamed to ``target``.
@@ -28,6 +35,7 @@ def atomic_path(target: str | os.PathLike) -> Iterator[Path]:
     tmp_path = Path(tmp)
     try:
         yield tmp_path
+        os.chmod(tmp_path, _default_mode(0o666))
         os.replace(tmp_path, target)
     finally:
         tmp_path.unlink(missing_ok=True)
@@ -50,6 +58,7 @@ def atomic_dir(target: str | os.PathLike) -> Iterator[Path]:
     tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".partial", dir=target.parent))
     try:
         yield tmp
+        os.chmod(tmp, _default_mode(0o777))
         if target.exists():
             shutil.rmtree(target)
         os.replace(tmp, target)

@@ -37,3 +37,17 @@ def test_atomic_dir_replaces_only_on_success(tmp_path):
             raise RuntimeError("interrupted")
     assert [p.name for p in target.iterdir()] == ["a"]
     assert [p.name for p in tmp_path.iterdir()] == ["ds"]
+
+
+def test_outputs_get_ordinary_permissions(tmp_path):
+    import os
+
+    umask = os.umask(0o022)
+    try:
+        write_json(tmp_path / "m.json", {})
+        with atomic_dir(tmp_path / "d"):
+            pass
+    finally:
+        os.umask(umask)
+    assert (tmp_path / "m.json").stat().st_mode & 0o777 == 0o644
+    assert (tmp_path / "d").stat().st_mode & 0o777 == 0o755
