@@ -15,6 +15,7 @@ import time
 from pathlib import Path
 
 from svqbench import data
+from svqbench.allocator import keep_freed_memory
 from svqbench.config import load_recipe
 from svqbench.device import resolve_device
 from svqbench.fileio import write_json
@@ -35,6 +36,7 @@ def main() -> int:
     parser.add_argument("--out", type=Path, default=Path("runs/bf16_check"))
     parser.add_argument("--device", default="auto")
     args = parser.parse_args()
+    keep_freed_memory()  # as the CLI does, so the recorded seconds compare with `svqbench train`
     device = resolve_device(args.device)
     data.prepare("digits", root=args.root)
     result = {"recipe": RECIPE, "device": str(device), "tolerance": TOLERANCE}
