@@ -12,11 +12,11 @@ from torch import nn
 
 from svqbench import data, leaderboard
 from svqbench.config import EvalConfig
+from svqbench.errors import SvqbenchError
 from svqbench.fileio import write_json
 from svqbench.metrics import MetricAccumulator, plot_horizon
-from svqbench.errors import SvqbenchError
 from svqbench.models import count_parameters, forecast
-from svqbench.models.svq import SVQ, SVQStats, _code_weight_chunks
+from svqbench.models.svq import SVQ, SVQStats, code_weight_chunks
 from svqbench.runs import LoadedRun
 from svqbench.train import autocast, make_loader
 
@@ -116,7 +116,7 @@ def recording_svq_inputs(model: nn.Module, stats: SVQStats | None, model_name: s
 
     def record(layer: SVQ, args: tuple[torch.Tensor, ...]) -> None:
         latent = args[0]
-        stats.update_from_chunks(lambda: _code_weight_chunks(layer, latent, stats.max_chunk_elements))
+        stats.update_from_chunks(lambda: code_weight_chunks(layer, latent, stats.max_chunk_elements))
 
     handles = [layer.register_forward_pre_hook(record) for layer in layers]
     try:

@@ -254,7 +254,7 @@ def svq_statistics(
         if latents is None:
             raise SvqbenchError("svq_statistics(model, latents): latents are required with a model")
         for z in latents:
-            stats.update_from_chunks(lambda z=z: _code_weight_chunks(source, z, max_chunk_elements))
+            stats.update_from_chunks(lambda z=z: code_weight_chunks(source, z, max_chunk_elements))
     else:
         if latents is not None:
             raise SvqbenchError("svq_statistics: latents are only used with an SVQ model")
@@ -263,7 +263,9 @@ def svq_statistics(
     return stats.result()
 
 
-def _code_weight_chunks(model: SVQ, z: Tensor, max_chunk_elements: int) -> Iterator[Tensor]:
+def code_weight_chunks(model: SVQ, z: Tensor, max_chunk_elements: int) -> Iterator[Tensor]:
+    """Explicit code weights of latents z (B, C, H, W), a few frames at a time: (b, H*W, N) chunks of at
+    most ``max_chunk_elements`` values (at least one frame), so diagnostics never hold (B, H*W, N) at once."""
     per_frame = z.shape[2] * z.shape[3] * model.codebook_size
     frames = max(1, max_chunk_elements // per_frame)
     with torch.no_grad():
