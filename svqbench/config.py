@@ -58,6 +58,7 @@ class Recipe(_Strict):
     train: TrainConfig = TrainConfig()
     eval: EvalConfig = EvalConfig()
     name: str = ""
+    overrides: tuple[str, ...] = Field((), description="the --set KEY=VALUE strings applied to the named recipe")
 
     @property
     def model_name(self) -> str:
@@ -161,6 +162,8 @@ def load_recipe(name_or_path: str, overrides: list[str] = ()) -> Recipe:
     raw.setdefault("name", f"{path.parent.name}/{path.stem}")
     for text in overrides:
         _apply_override(raw, *parse_override(text))
+    if overrides:
+        raw["overrides"] = [*raw.get("overrides", ()), *overrides]
     return validate_recipe(raw, str(path))
 
 

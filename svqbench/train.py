@@ -20,7 +20,7 @@ from torch.utils.data import DataLoader, Subset
 from svqbench import data
 from svqbench.config import Recipe, TrainConfig
 from svqbench.errors import SvqbenchError
-from svqbench.models import count_parameters, create_model, forecast
+from svqbench.models import count_parameters, create_model, forecast, training_forecast
 from svqbench.progress import Reporter
 from svqbench.runs import checkpoint_path, load_checkpoint, save_checkpoint, save_recipe
 
@@ -173,7 +173,7 @@ def train(
                     inputs = inputs.to(device, non_blocking=True)
                     targets = targets.to(device, non_blocking=True)
                     with autocast(device, cfg.precision):
-                        out = forecast(model, inputs, info.frames_out)
+                        out = training_forecast(model, inputs, targets, step)
                         loss = loss_fn(out.frames.float(), targets) + out.aux_loss
                     if not torch.isfinite(loss):
                         raise SvqbenchError(

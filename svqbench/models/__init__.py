@@ -1,24 +1,30 @@
 """Models: one registry; every model maps input clips to a :class:`Forecast`.
 
-Contract: ``model(inputs)`` with inputs ``(B, T_in, C, H, W)`` returns ``Forecast(frames, aux_loss)``
-with frames ``(B, T_in, C, H, W)`` (one pass; :func:`forecast` rolls out to any horizon) and
-``aux_loss`` a scalar tensor added to the training loss (zero for most models).
+Contract: a registered factory takes a :class:`ClipShape` (the only thing a model knows of its
+data) and keyword options. ``model(inputs)`` with inputs ``(B, T_in, C, H, W)`` returns
+``Forecast(frames, aux_loss)``: frames ``(B, T_pass, C, H, W)`` for one pass (SimVP: T_pass = T_in;
+recurrent models: T_pass = T_out) and ``aux_loss`` a scalar tensor added to the training loss (zero
+for most models). :func:`forecast` rolls any model out to any horizon.
 
->>> model = create_model("simvp_svq", info, hid_S=16, codebook_size=512)
+A model may also define ``forward_train(inputs, targets, step) -> Forecast`` for a training pass
+that sees the targets (scheduled sampling); :func:`training_forecast` uses it when present. It must
+be a pure function of its arguments and the model's weights (draw randomness from a generator
+seeded by ``step``), so that resuming a run at any step replays it exactly.
+
+>>> model = create_model("simvp_svq", ClipShape(10, 20, 1, 64, 64), hid_S=16, codebook_size=512)
 >>> prediction = forecast(model, inputs, frames_out=20).frames   # (B, 20, C, H, W)
 """
 
 from __future__ import annotations
 
 import inspect
-import math
 from typing import Any, Callable, NamedTuple
 
 import torch
 from torch import nn
 
-from svqbench.data.base import DatasetInfo
 from svqbench.errors import SvqbenchError
+from svqbench.models.shape import ClipShape
 from svqbench.registry import Registry
 
 MODELS: Registry[Callable[..., nn.Module]] = Registry("model")
@@ -30,9 +36,9 @@ class Forecast(NamedTuple):
 
 
 def model_arguments(name: str) -> list[str]:
-    """Names of the keyword arguments a registered model accepts (besides the dataset facts)."""
+    """Names of the keyword arguments a registered model accepts (besides the clip shape)."""
     params = inspect.signature(MODELS.get(name)).parameters
-    return [p for p in params if p != "info"]
+    return [p for p in params if p != "shape"]
 
 
 def check_model_args(name: str, args: dict[str, Any], source: str = "recipe") -> None:
@@ -44,30 +50,42 @@ def check_model_args(name: str, args: dict[str, Any], source: str = "recipe") ->
             )
 
 
-def create_model(name: str, info: DatasetInfo, **args: Any) -> nn.Module:
-    """Build registered model ``name`` for a dataset's shapes; unknown arguments are errors."""
+def create_model(name: str, shape: Any, **args: Any) -> nn.Module:
+    """Build registered model ``name`` for clips of ``shape`` (a :class:`ClipShape`, or anything with its
+    five attributes, such as a ``DatasetInfo``); unknown arguments are errors."""
     check_model_args(name, args, source=f"model {name}")
-    return MODELS.get(name)(info, **args)
+    return MODELS.get(name)(ClipShape.of(shape), **args)
 
 
 def forecast(model: nn.Module, inputs: torch.Tensor, frames_out: int) -> Forecast:
     """Predict ``frames_out`` frames, rolling the model out when it makes fewer per pass.
 
-    Each pass is fed the previous pass's prediction (KTH 10->20 = two 10->10 passes); the
-    result is truncated to ``frames_out``. Auxiliary losses of the passes are summed.
-    inputs (B, T_in, C, H, W) -> Forecast(frames (B, frames_out, C, H, W), aux_loss).
+    Each further pass is fed the latest ``T_in`` frames, predictions included (KTH 10->20 with
+    SimVP = two 10->10 passes); the result is truncated to ``frames_out``. Auxiliary losses of the
+    passes are summed. inputs (B, T_in, C, H, W) -> Forecast(frames (B, frames_out, C, H, W), aux_loss).
     """
     passes = []
     aux = inputs.new_zeros(())
     clip = inputs
-    per_pass = inputs.shape[1]
-    for _ in range(math.ceil(frames_out / per_pass)):
+    frames_in = inputs.shape[1]
+    made = 0
+    while made < frames_out:
         out = model(clip)
         passes.append(out.frames)
         aux = aux + out.aux_loss
-        clip = out.frames
+        made += out.frames.shape[1]
+        clip = torch.cat([clip, out.frames], dim=1)[:, -frames_in:]
     frames = torch.cat(passes, dim=1) if len(passes) > 1 else passes[0]
     return Forecast(frames[:, :frames_out], aux)
+
+
+def training_forecast(model: nn.Module, inputs: torch.Tensor, targets: torch.Tensor, step: int) -> Forecast:
+    """The forecast a training step learns from: ``model.forward_train`` when the model has one
+    (it may look at ``targets``, e.g. scheduled sampling), else :func:`forecast` to the targets' horizon.
+    inputs (B, T_in, C, H, W), targets (B, T_out, C, H, W) -> Forecast(frames (B, T_out, C, H, W), aux_loss)."""
+    if hasattr(model, "forward_train"):
+        return model.forward_train(inputs, targets, step)
+    return forecast(model, inputs, targets.shape[1])
 
 
 def count_parameters(model: nn.Module) -> int:

@@ -5,8 +5,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from svqbench.data.base import DatasetInfo
 from svqbench.models import MODELS, Forecast
+from svqbench.models.shape import ClipShape
 
 
 class Persistence(nn.Module):
@@ -17,5 +17,5 @@ class Persistence(nn.Module):
 
 
 @MODELS.register("persistence")
-def persistence(info: DatasetInfo) -> Persistence:
+def persistence(shape: ClipShape) -> Persistence:
     return Persistence()

@@ -17,9 +17,9 @@ from typing import Callable
 import torch
 from torch import nn
 
-from svqbench.data.base import DatasetInfo
 from svqbench.errors import SvqbenchError
 from svqbench.models import MODELS, Forecast
+from svqbench.models.shape import ClipShape
 from svqbench.models.quantizers import build_quantizer
 from svqbench.models.svq import SVQ
 from svqbench.models.translators import TRANSLATORS
@@ -85,7 +85,7 @@ class Decoder(nn.Module):
 class SimVP(nn.Module):
     def __init__(
         self,
-        info: DatasetInfo,
+        shape: ClipShape,
         hid_S: int,
         hid_T: int,
         N_S: int,
@@ -101,23 +101,23 @@ class SimVP(nn.Module):
         stride = 2 ** (N_S // 2)
         if N_S < 1:
             raise SvqbenchError(f"model.N_S={N_S}: need at least one encoder layer")
-        if info.height % stride or info.width % stride:
+        if shape.height % stride or shape.width % stride:
             raise SvqbenchError(
-                f"model.N_S={N_S}: frames of {info.height}x{info.width} are not divisible by the encoder "
+                f"model.N_S={N_S}: frames of {shape.height}x{shape.width} are not divisible by the encoder "
                 f"stride {stride}; use an N_S with 2**(N_S//2) dividing both"
             )
-        T = info.frames_in
-        self.encoder = Encoder(info.channels, hid_S, N_S, spatio_kernel_enc)
+        T = shape.frames_in
+        self.encoder = Encoder(shape.channels, hid_S, N_S, spatio_kernel_enc)
         self.translator = TRANSLATORS.get(translator)(
             T * hid_S,
             hid_T,
             N_T,
-            input_resolution=(info.height // stride, info.width // stride),
+            input_resolution=(shape.height // stride, shape.width // stride),
             mlp_ratio=mlp_ratio,
             drop=drop,
             drop_path=drop_path,
         )
-        self.decoder = Decoder(hid_S, info.channels, N_S, spatio_kernel_dec)
+        self.decoder = Decoder(hid_S, shape.channels, N_S, spatio_kernel_dec)
         self.latent_dim = hid_S
         self.quantizer: nn.Module | None = None
         self.post_vq = False
@@ -152,7 +152,7 @@ class SimVP(nn.Module):
 
 @MODELS.register("simvp")
 def simvp(
-    info: DatasetInfo,
+    shape: ClipShape,
     hid_S: int = 64,
     hid_T: int = 256,
     N_S: int = 4,
@@ -165,12 +165,12 @@ def simvp(
     spatio_kernel_dec: int = 3,
 ) -> SimVP:
     """SimVP with the given translator (defaults as OpenSTL's SimVP)."""
-    return SimVP(info, hid_S, hid_T, N_S, N_T, translator, mlp_ratio, drop, drop_path,
+    return SimVP(shape, hid_S, hid_T, N_S, N_T, translator, mlp_ratio, drop, drop_path,
                  spatio_kernel_enc, spatio_kernel_dec)
 
 
 def with_simvp_arguments(factory: Callable[..., SimVP]) -> Callable[..., SimVP]:
-    """Give a quantized variant ``factory(info, *, own options, **backbone)`` the explicit signature
+    """Give a quantized variant ``factory(shape, *, own options, **backbone)`` the explicit signature
     of :func:`simvp` followed by its own options, so recipes are validated against every name while
     the backbone's defaults stay stated once, in :func:`simvp`."""
     backbone = list(inspect.signature(simvp).parameters.values())
@@ -182,7 +182,7 @@ def with_simvp_arguments(factory: Callable[..., SimVP]) -> Callable[..., SimVP]:
 @MODELS.register("simvp_svq")
 @with_simvp_arguments
 def simvp_svq(
-    info: DatasetInfo,
+    shape: ClipShape,
     *,
     codebook_size: int = 10000,
     svq_hidden: int = 128,
@@ -195,7 +195,7 @@ def simvp_svq(
     **backbone,
 ) -> SimVP:
     """SimVP with SVQ on every latent vector (before the translator, or after it with ``post_vq``)."""
-    model = simvp(info, **backbone)
+    model = simvp(shape, **backbone)
     quantizer = SVQ(model.latent_dim, codebook_size, hidden_dim=svq_hidden, nonlinear=nonlinear,
                     hid_relu=hid_relu, out_relu=out_relu, freeze_codebook=freeze_codebook, init=init)
     return model.with_quantizer(quantizer, post_vq)
@@ -204,7 +204,7 @@ def simvp_svq(
 @MODELS.register("simvp_vq")
 @with_simvp_arguments
 def simvp_vq(
-    info: DatasetInfo,
+    shape: ClipShape,
     *,
     quantizer: str = "vq",
     codebook_size: int | None = None,
@@ -233,6 +233,6 @@ def simvp_vq(
         "entropy_loss_weight": entropy_loss_weight,
         "diversity_gamma": diversity_gamma,
     }
-    model = simvp(info, **backbone)
+    model = simvp(shape, **backbone)
     hard = build_quantizer(quantizer, model.latent_dim, **{k: v for k, v in options.items() if v is not None})
     return model.with_quantizer(hard, post_vq)
