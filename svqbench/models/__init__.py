@@ -6,10 +6,11 @@ data) and keyword options. ``model(inputs)`` with inputs ``(B, T_in, C, H, W)`` 
 recurrent models: T_pass = T_out) and ``aux_loss`` a scalar tensor added to the training loss (zero
 for most models). :func:`forecast` rolls any model out to any horizon.
 
-A model may also define ``forward_train(inputs, targets, step) -> Forecast`` for a training pass
-that sees the targets (scheduled sampling); :func:`training_forecast` uses it when present. It must
-be a pure function of its arguments and the model's weights (draw randomness from a generator
-seeded by ``step``), so that resuming a run at any step replays it exactly.
+A model whose training pass must see the targets (scheduled sampling) sets the class attribute
+``trains_with_targets = True`` and accepts ``model(inputs, targets=targets, step=step)``;
+:func:`training_forecast` calls it so (through a DistributedDataParallel wrapper too). That pass
+must be a pure function of its arguments and the weights (randomness from a generator seeded by
+``step``), so that resuming a run at any step replays it exactly.
 
 >>> model = create_model("simvp_svq", ClipShape(10, 20, 1, 64, 64), hid_S=16, codebook_size=512)
 >>> prediction = forecast(model, inputs, frames_out=20).frames   # (B, 20, C, H, W)
@@ -80,11 +81,13 @@ def forecast(model: nn.Module, inputs: torch.Tensor, frames_out: int) -> Forecas
 
 
 def training_forecast(model: nn.Module, inputs: torch.Tensor, targets: torch.Tensor, step: int) -> Forecast:
-    """The forecast a training step learns from: ``model.forward_train`` when the model has one
-    (it may look at ``targets``, e.g. scheduled sampling), else :func:`forecast` to the targets' horizon.
+    """The forecast a training step learns from. Models with ``trains_with_targets`` see the targets
+    and the step (scheduled sampling); others are rolled out by :func:`forecast` to the targets' horizon.
+    ``model`` may be wrapped in DistributedDataParallel.
     inputs (B, T_in, C, H, W), targets (B, T_out, C, H, W) -> Forecast(frames (B, T_out, C, H, W), aux_loss)."""
-    if hasattr(model, "forward_train"):
-        return model.forward_train(inputs, targets, step)
+    core = getattr(model, "module", model)
+    if getattr(core, "trains_with_targets", False):
+        return model(inputs, targets=targets, step=step)
     return forecast(model, inputs, targets.shape[1])
 
 
