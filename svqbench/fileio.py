@@ -52,16 +52,43 @@ def write_json(target: str | os.PathLike, obj: Any) -> None:
 
 @contextmanager
 def atomic_dir(target: str | os.PathLike) -> Iterator[Path]:
-    """Yield an empty temporary folder next to ``target``; on success it replaces ``target``."""
+    """Yield an empty temporary folder next to ``target``; on success it replaces ``target``.
+
+    An existing ``target`` is only renamed aside (``.NAME.*.old``) while the new folder is renamed
+    into place, and deleted after: whatever fails before, the old folder survives whole (moved
+    back, or found by :func:`restore_replaced_dir` after a crash between the two renames).
+    """
     target = Path(target)
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".partial", dir=target.parent))
     try:
         yield tmp
         os.chmod(tmp, _default_mode(0o777))
+        old = None
         if target.exists():
-            shutil.rmtree(target)
-        os.replace(tmp, target)
+            old = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".old", dir=target.parent))
+            os.replace(target, old)  # rename over the empty placeholder: one step, nothing deleted
+        try:
+            os.replace(tmp, target)
+        except BaseException:
+            if old is not None:
+                os.replace(old, target)
+            raise
+        if old is not None:
+            shutil.rmtree(old, ignore_errors=True)
     finally:
         if tmp.exists():
             shutil.rmtree(tmp, ignore_errors=True)
+
+
+def restore_replaced_dir(target: str | os.PathLike) -> None:
+    """Undo a crash inside :func:`atomic_dir`'s swap: put a renamed-aside ``target`` back, drop leftovers.
+
+    Call it only while no other process can be inside ``atomic_dir`` for ``target`` (hold its lock).
+    """
+    target = Path(target)
+    for old in sorted(target.parent.glob(f".{target.name}.*.old")):
+        if not target.exists() and any(old.iterdir()):
+            os.replace(old, target)
+        else:
+            shutil.rmtree(old, ignore_errors=True)

@@ -70,14 +70,21 @@ def md5(path: Path) -> str:
     return hashlib.md5(path.read_bytes()).hexdigest()
 
 
-def taxibj_npz(path: Path, train: int = 30, test: int = 7, seed: int = 0) -> Path:
-    """A dataset.npz like OpenSTL's TaxiBJ release: X/Y_train/test of shape (N, 4, 2, 32, 32) in [-1, 1]."""
+def taxibj_npz(path: Path, train: int = 30, test: int = 7, seed: int = 0, sliding: bool = False) -> Path:
+    """A dataset.npz like OpenSTL's TaxiBJ release: X/Y_train/test of shape (N, 4, 2, 32, 32) in [-1, 1].
+
+    ``sliding``: like the real release, sample i of a split is frames i..i+7 of one series (X the
+    first 4, Y the next 4), so neighbouring samples share frames; else every sample is independent.
+    """
     rng = np.random.default_rng(seed)
-    arrays = {
-        f"{xy}_{split}": rng.uniform(-1, 1, (n, 4, 2, 32, 32))
-        for split, n in (("train", train), ("test", test))
-        for xy in "XY"
-    }
+    arrays = {}
+    for split, n in (("train", train), ("test", test)):
+        if sliding:
+            series = rng.uniform(-1, 1, (n + 7, 2, 32, 32))
+            samples = np.stack([series[i : i + 8] for i in range(n)])
+            arrays[f"X_{split}"], arrays[f"Y_{split}"] = samples[:, :4], samples[:, 4:]
+        else:
+            arrays.update({f"{xy}_{split}": rng.uniform(-1, 1, (n, 4, 2, 32, 32)) for xy in "XY"})
     np.savez(path, **arrays)
     return path
 

@@ -136,16 +136,23 @@ def test_openstl_protocol_follows_the_clip_lists(human_src, tmp_path, expected_f
     human_clip_list(src / "train.txt", TRAIN_CLIPS)
     human_clip_list(src / "test.txt", TEST_CLIPS)
     data.prepare("human", root=tmp_path / "root", src=src, workers=1, protocol="openstl")
-    splits = data.load_manifest("human", tmp_path / "root")["splits"]
-    assert splits["train"]["windows"] == len(TRAIN_CLIPS) and splits["test"]["windows"] == len(TEST_CLIPS)
-    # only the listed images are stored: S1_Walking 1..61 (13), S1_Eating 6..41 (8), S9_Walking 11..46 (8)
-    assert splits["train"]["frames"] == 13 + 8 + 8
-    # val: per subject the first trial in name order, its training clips (they stay in train)
+    manifest = data.load_manifest("human", tmp_path / "root")
+    splits = manifest["splits"]
+    # val: per subject the first trial in name order, its training clips, which leave train
     assert splits["val"]["trials"] == ["S1_Eating", "S9_Walking"] and splits["val"]["windows"] == 2
+    assert splits["train"]["windows"] == len(TRAIN_CLIPS) - 2 and splits["test"]["windows"] == len(TEST_CLIPS)
+    # only the listed images are stored: S1_Walking 1..61 (13) in train, S1_Eating 6..41 and S9_Walking 11..46 in val
+    assert splits["train"]["frames"] == 13 and splits["val"]["frames"] == 8 + 8
     assert splits["train"]["subjects"] == [1, 9] and splits["test"]["subjects"] == [1, 9]
+    assert manifest["val_held_out"] is True
     test = data.create("human", "test", tmp_path / "root")
     for i, (video, begin) in enumerate(TEST_CLIPS):
         np.testing.assert_array_equal(as_uint8(*test[i]), clip(expected_frames, video, begin))
+    # holdout=false: the published training list whole, as the paper trained
+    data.prepare("human", root=tmp_path / "whole", src=src, workers=1, protocol="openstl", holdout="false")
+    manifest = data.load_manifest("human", tmp_path / "whole")
+    assert manifest["splits"]["train"]["windows"] == len(TRAIN_CLIPS) and manifest["splits"]["val"]["windows"] == 2
+    assert manifest["splits"]["train"]["frames"] == 13 + 8 + 8 and manifest["val_held_out"] is False
 
 
 def test_openstl_lists_are_downloaded_when_not_in_src(human_src, tmp_path):

@@ -69,14 +69,25 @@ def test_window_counts_follow_the_protocol_formula():
         assert len(kth.window_starts(n, 30, "running")) == ((n - 30) // 3 + 1 if n >= 30 else 0)
 
 
-@pytest.mark.parametrize("split, persons", [("train", range(1, 17)), ("test", range(17, 26))])
+def scanned(made: dict, persons) -> set[tuple[str, int]]:
+    videos = [(f"person{p:02d}_{a}_d1_uncomp", a, n) for (p, a), n in sorted(made.items()) if p in persons]
+    return openstl_scan(videos, 30)
+
+
+@pytest.mark.parametrize(
+    "split, persons", [("train", range(1, 15)), ("val", (15, 16)), ("test", range(17, 26))]
+)
 def test_windows_equal_openstl_scan(prepared, kth_src, split, persons):
-    _, made = kth_src
-    videos = [
-        (f"person{p:02d}_{a}_d1_uncomp", a, n) for (p, a), n in sorted(made.items()) if p in persons
-    ]
-    expected = openstl_scan(videos, 30)
+    expected = scanned(kth_src[1], persons)
     assert expected and prepared_windows(prepared, "kth", split) == expected
+
+
+def test_holdout_false_trains_on_persons_1_to_16_as_the_paper(kth_src, tmp_path):
+    data.prepare("kth", root=tmp_path, src=kth_src[0], workers=1, holdout="false")
+    assert prepared_windows(tmp_path, "kth", "train") == scanned(kth_src[1], range(1, 17))
+    assert prepared_windows(tmp_path, "kth", "val") == scanned(kth_src[1], (15, 16))
+    manifest = data.load_manifest("kth", tmp_path)
+    assert manifest["val_held_out"] is False and "also in train" in manifest["info"]["protocol"]
 
 
 def test_splits_serve_documented_shapes_in_unit_range(prepared):
@@ -94,8 +105,9 @@ def test_splits_serve_documented_shapes_in_unit_range(prepared):
 def test_holdout_removes_val_persons_from_train(kth_src, tmp_path):
     data.prepare("kth", root=tmp_path, src=kth_src[0], workers=1, holdout="true", val_persons="1")
     manifest = data.load_manifest("kth", tmp_path)
-    assert 1 not in manifest["splits"]["train"]["persons"]
+    assert 1 not in manifest["splits"]["train"]["persons"] and 16 in manifest["splits"]["train"]["persons"]
     assert {v[0][:8] for v in manifest["videos"]["val"]} == {"person01"}
+    assert manifest["val_held_out"] is True
 
 
 def test_kth40_uses_fifty_frame_windows(kth_src, tmp_path):
@@ -103,8 +115,8 @@ def test_kth40_uses_fifty_frame_windows(kth_src, tmp_path):
     ds = data.create("kth40", "train", tmp_path)
     x, y = ds[0]
     assert x.shape[0] == 10 and y.shape[0] == 40
-    # training videos of 50+ frames: person 16 boxing (55 // 50 = 1), person 01 running ((52 - 50) // 3 + 1 = 1)
-    assert len(ds) == 2
+    # training videos of 50+ frames: person 01 running ((52 - 50) // 3 + 1 = 1); person 16 boxing is in val
+    assert len(ds) == 1 and len(data.create("kth40", "val", tmp_path)) == 1
 
 
 def test_second_prep_is_a_noop_and_force_redoes(prepared, kth_src):
@@ -192,7 +204,7 @@ def sequences_src(kth_src, tmp_path_factory) -> Path:
 
 def test_sequences_protocol_keeps_windows_inside_listed_subsequences(sequences_src, kth_src, tmp_path):
     data.prepare("kth", root=tmp_path, src=sequences_src, workers=1, protocol="sequences")
-    for split, persons in (("train", range(1, 17)), ("test", range(17, 26))):
+    for split, persons in (("train", range(1, 15)), ("test", range(17, 26))):
         expected = sequence_windows(kth_src[1], persons)
         assert expected and prepared_windows(tmp_path, "kth", split) == expected
     manifest = data.load_manifest("kth", tmp_path)

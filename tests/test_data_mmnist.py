@@ -22,7 +22,7 @@ def src(tmp_path, monkeypatch):
 
 
 def test_splits_and_reproducible_epochs(src, tmp_path):
-    data.prepare("mmnist", root=tmp_path, src=src, train_length=8, val=3)
+    data.prepare("mmnist", root=tmp_path, src=src, train_length=8, val=3, val_digits=10)
     train = data.create("mmnist", "train", tmp_path)
     assert len(train) == 8
     x, y = train[5]
@@ -32,6 +32,9 @@ def test_splits_and_reproducible_epochs(src, tmp_path):
     train.set_epoch(1)
     assert not torch.equal(train[5][0], x)
     assert len(data.create("mmnist", "val", tmp_path)) == 3
+    # training draws from the first 40 of the 50 digits only; val from the last 10
+    digits = mmnist.read_idx_images(src / "train-images-idx3-ubyte.gz")
+    np.testing.assert_array_equal(np.load(tmp_path / "mmnist" / "train" / "digits.npy"), digits[:40])
     test = data.create("mmnist", "test", tmp_path)
     assert len(test) == 6
     xt, yt = test[2]

@@ -11,16 +11,19 @@ from __future__ import annotations
 import inspect
 import os
 import shutil
+import sys
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 import torch
+from filelock import FileLock, Timeout
 from torch.utils.data import Dataset
 
 from svqbench import __version__
-from svqbench.data.base import FORMAT_VERSION, MANIFEST, DatasetInfo, DatasetSpec, Normalisation, read_manifest
+from svqbench.data.base import MANIFEST, DatasetInfo, DatasetSpec, Normalisation, read_manifest
 from svqbench.errors import SvqbenchError
-from svqbench.fileio import atomic_dir, write_json
+from svqbench.fileio import atomic_dir, restore_replaced_dir, write_json
 from svqbench.registry import Registry
 
 DATASETS: Registry[type[DatasetSpec]] = Registry("dataset")
@@ -76,42 +79,70 @@ def prepare(
     """Prepare dataset ``name`` into ``root/(folder_name or name)`` and return that folder.
 
     Work happens in a temporary folder that is renamed at the end, and the manifest is written
-    last, so an interrupted prep never leaves a folder that looks complete. A second call with the
-    same options is a no-op; ``force`` redoes it.
+    last, so an interrupted prep never leaves a folder that looks complete; with ``force`` the old
+    complete folder stays in place until the new one replaces it. A lock file
+    (``root/.NAME.lock``) makes a second prep of the same folder wait for the first, then find it
+    done. A second call with the same options is a no-op; ``force`` redoes it.
     """
     spec = DATASETS.get(name)()
     root = Path(root) if root is not None else default_root()
     folder = root / (folder_name or name)
     options = _spec_options(spec, options)
-    manifest = read_manifest(folder)
-    if manifest is not None and not force:
-        if manifest.get("options", {}) != _jsonable(options) and options:
-            raise SvqbenchError(
-                f"{folder} was prepared with options {manifest.get('options')}; "
-                f"add --force to re-prepare with {options}"
-            )
-        return folder
-    _remove_stale_partials(folder)
     src_path = Path(src) if src is not None else None
     if src_path is not None and not src_path.is_dir():
         raise SvqbenchError(f"--src {src_path}: not a folder")
-    with atomic_dir(folder) as tmp:
-        extra = spec.prepare(tmp, src_path, **options)
-        info = extra.pop("info", spec.info)
-        write_json(
-            tmp / MANIFEST,
-            {
-                "dataset": folder.name,
-                "spec": name,
-                "format_version": FORMAT_VERSION,
-                "svqbench_version": __version__,
-                "info": info.to_dict(),
-                "options": _jsonable(options),
-                **extra,
-                "complete": True,
-            },
-        )
+    with _prep_lock(folder):
+        restore_replaced_dir(folder)
+        manifest = read_manifest(folder)
+        if manifest is not None and not force and not _outdated(manifest):
+            if manifest.get("options", {}) != _jsonable(options) and options:
+                raise SvqbenchError(
+                    f"{folder} was prepared with options {manifest.get('options')}; "
+                    f"add --force to re-prepare with {options}"
+                )
+            return folder
+        _remove_stale_partials(folder)
+        with atomic_dir(folder) as tmp:
+            extra = spec.prepare(tmp, src_path, **options)
+            info = extra.pop("info", spec.info)
+            val_held_out = extra.pop("val_held_out", True)
+            write_json(
+                tmp / MANIFEST,
+                {
+                    "dataset": folder.name,
+                    "spec": name,
+                    "format_version": spec.format_version,
+                    "svqbench_version": __version__,
+                    "info": info.to_dict(),
+                    "options": _jsonable(options),
+                    "val_held_out": val_held_out,
+                    **extra,
+                    "complete": True,
+                },
+            )
     return folder
+
+
+@contextmanager
+def _prep_lock(folder: Path) -> Iterator[None]:
+    """Hold ``.NAME.lock`` next to ``folder``; say so on stderr when another prep holds it first."""
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    lock = FileLock(folder.parent / f".{folder.name}.lock")
+    try:
+        lock.acquire(timeout=0)
+    except Timeout:
+        print(f"waiting for another prep of {folder} to finish (lock {lock.lock_file})", file=sys.stderr)
+        lock.acquire()
+    try:
+        yield
+    finally:
+        lock.release()
+
+
+def _outdated(manifest: dict[str, Any]) -> bool:
+    """Prepared by an older svqbench whose splits this version makes differently (see ``format_version``)."""
+    spec = DATASETS.get(manifest.get("spec", manifest.get("dataset")))
+    return manifest.get("format_version", 1) < spec.format_version
 
 
 def _jsonable(options: dict[str, Any]) -> dict[str, Any]:
@@ -119,7 +150,7 @@ def _jsonable(options: dict[str, Any]) -> dict[str, Any]:
 
 
 def _remove_stale_partials(folder: Path) -> None:
-    """Drop temporary folders left by an interrupted prep of the same dataset."""
+    """Drop temporary folders left by an interrupted prep of the same dataset (the caller holds its lock)."""
     for stale in folder.parent.glob(f".{folder.name}.*.partial"):
         shutil.rmtree(stale, ignore_errors=True)
 
@@ -135,6 +166,11 @@ def load_manifest(name: str, root: str | os.PathLike | None = None) -> dict[str,
         state = "is incomplete" if folder.exists() else "is not prepared"
         raise SvqbenchError(
             f"dataset {name!r} {state} in {folder}: run `svqbench prep {name} --root {root}`"
+        )
+    if _outdated(manifest):
+        raise SvqbenchError(
+            f"dataset {name!r} in {folder} was prepared by an older svqbench (its val split may overlap train): "
+            f"run `svqbench prep {manifest.get('spec', name)} --root {root} --force`"
         )
     return manifest
 

@@ -70,11 +70,15 @@ class DatasetSpec:
     """One benchmark: subclasses set ``info`` and implement ``prepare``.
 
     ``prepare(target, src, **options)`` fills the empty folder ``target`` (splits via
-    :func:`write_split`) and returns extra manifest entries (sources, hashes, counts).
+    :func:`write_split`) and returns extra manifest entries (sources, hashes, counts), with
+    ``"val_held_out": False`` when an option puts the ``val`` windows in ``train`` too.
     ``open`` returns the torch Dataset of a split; the default reads stored windows.
     """
 
     info: ClassVar[DatasetInfo]
+    # Raised when a new svqbench prepares this dataset's splits differently; folders prepared with a
+    # lower value are refused (re-prep) rather than silently used.
+    format_version: ClassVar[int] = FORMAT_VERSION
 
     def prepare(self, target: Path, src: Path | None, **options: Any) -> dict[str, Any]:
         raise NotImplementedError

@@ -24,7 +24,11 @@ Protocols (option ``protocol``):
   OpenSTL repository (from STRPM; 73,404 train / 8,582 test clips), taken from ``--src`` or downloaded
   from GitHub. Those lists put all seven subjects in both splits (69% of the test frames also occur
   in training clips), so the test score is not a score on unseen people. ``val`` holds the training
-  clips of the trials chosen as above, which stay in ``train`` (the published list is kept whole).
+  clips of the trials chosen as above, which are removed from ``train``.
+
+Either way no trial (so no video, no frame) is in both ``train`` and ``val``. ``holdout=false`` keeps
+the val trials in ``train`` as well (with ``openstl``: the published training list whole, as the
+paper trained); the manifest then records ``"val_held_out": false``.
 """
 
 from __future__ import annotations
@@ -183,15 +187,20 @@ def listed_clips(split: str, clips: list[tuple[str, int]], index: Index, origin:
     return entries
 
 
-def subject_runs(split: str, index: Index, val: set[str], stride: int) -> list[Entry]:
-    """Every run of frames 1, 6, 11, ... of one subject's videos; trials in ``val`` go to ``val``."""
+def subject_runs(split: str, index: Index, val: set[str], stride: int, holdout: bool = True) -> list[Entry]:
+    """Every run of frames 1, 6, 11, ... of one subject's videos; trials in ``val`` go to ``val``
+    (and to ``split`` too unless ``holdout``)."""
     entries = []
     for video in sorted(index):
         numbers = {n for n in index[video] if n % GAP == PHASE}
         for run in runs_of(video, numbers):
             starts = clip_starts(run.length, stride)
-            if len(starts):
-                entries.append(("val" if trial_of(video) in val else split, run, starts))
+            if not len(starts):
+                continue
+            if trial_of(video) in val:
+                entries.append(("val", run, starts))
+            if trial_of(video) not in val or not holdout:
+                entries.append((split, run, starts))
     return entries
 
 
@@ -207,6 +216,7 @@ class Human(DatasetSpec):
         metrics=("mse", "mae", "ssim", "psnr", "lpips"),
         description="Human3.6M, RGB 256x256, 4 frames in, 4 out (images 5 frames apart)",
     )
+    format_version = 2  # protocol openstl: val trials held out of train by default
 
     def prepare(
         self,
@@ -218,6 +228,7 @@ class Human(DatasetSpec):
         test_subjects: str = TEST_SUBJECTS,
         stride: int = STRIDE,
         val_every: int = 10,
+        holdout: bool = True,
         workers: int = 0,
         url: str = "",
     ) -> dict[str, Any]:
@@ -251,11 +262,11 @@ class Human(DatasetSpec):
         for subject in sorted(set(subjects["train"]) | set(subjects["test"])):
             index, origin = self._subject_images(target, src, subject, loose, sources)
             if protocol == "openstl":
-                new = self._listed_entries(lists, subject, index, origin, val_every)
+                new = self._listed_entries(lists, subject, index, origin, val_every, holdout)
             else:
                 split = "train" if subject in subjects["train"] else "test"
                 val = val_trials(list(index), val_every) if split == "train" else set()
-                new = subject_runs(split, index, val, stride)
+                new = subject_runs(split, index, val, stride, holdout)
             work = target / "_work" / "frames" / f"S{subject}"
             images = [run.images(index) for _, run, _ in new]
             parts += decode_videos(images, work, transform, "auto", workers, decoder=read_images)[0]
@@ -271,19 +282,23 @@ class Human(DatasetSpec):
         counts["train"]["subjects"], counts["test"]["subjects"] = subjects["train"], subjects["test"]
         counts["val"]["trials"] = sorted({trial_of(run.video) for split, run, _ in entries if split == "val"})
         shutil.rmtree(target / "_work")
-        info = dataclasses.replace(self.info, protocol=self._protocol_text(protocol, subjects))
-        return {"info": info, "sources": sources, "splits": counts, "videos": listing}
+        val_text = "val trials held out of train" if holdout else "val trials also in train"
+        info = dataclasses.replace(self.info, protocol=f"{self._protocol_text(protocol, subjects)}; {val_text}")
+        return {"info": info, "sources": sources, "splits": counts, "videos": listing, "val_held_out": holdout}
 
     @staticmethod
     def _listed_entries(
-        lists: dict[str, list[tuple[str, int]]], subject: int, index: Index, origin: str, val_every: int
+        lists: dict[str, list[tuple[str, int]]], subject: int, index: Index, origin: str, val_every: int,
+        holdout: bool,
     ) -> list[Entry]:
-        """One subject's clips of OpenSTL's lists; ``val`` repeats the training clips of its val trials."""
+        """One subject's clips of OpenSTL's lists; ``val`` takes the training clips of its val trials
+        (which leave ``train`` when ``holdout``)."""
         train = [clip for clip in lists["train"] if subject_of(clip[0]) == subject]
         test = [clip for clip in lists["test"] if subject_of(clip[0]) == subject]
         val = val_trials([video for video, _ in train], val_every)
+        kept = [clip for clip in train if not (holdout and trial_of(clip[0]) in val)]
         return (
-            listed_clips("train", train, index, origin)
+            listed_clips("train", kept, index, origin)
             + listed_clips("val", [clip for clip in train if trial_of(clip[0]) in val], index, origin)
             + listed_clips("test", test, index, origin)
         )

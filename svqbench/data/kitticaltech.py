@@ -6,6 +6,8 @@ test: Caltech Pedestrian ``set06``-``set10`` videos (Norpix ``.seq`` or any vide
 frame (the 3rd, 6th, ...), scaled to height 128 keeping the aspect ratio and centre-cropped to 160
 columns, kept in RGB order (OpenSTL reads Caltech in OpenCV's BGR order, a quirk not copied).
 Windows: 11 frames inside one recording, non-overlapping, scanned backwards from its last frame.
+``val`` and ``train`` share no recording (PredNet's files hold different drives; a recording found
+in both gives no training window). The manifest lists every recording (``videos``).
 """
 
 from __future__ import annotations
@@ -33,10 +35,13 @@ BLOCK = 1024
 
 
 def read_hickle(path: Path, want_strings: bool):
-    """The array (lazy h5py dataset) or string list stored in a hickle file of any hickle version.
+    """The frame array (a lazy h5py dataset) or the list of source names in a PredNet hickle file.
 
-    Hickle's layout changed between versions; the payload is always the largest numeric (or
-    string) HDF5 dataset in the file, so that is what is read.
+    Read as plain HDF5 with h5py, never through hickle's loader (which unpickles the Python types
+    that a file names, so a crafted file could run code). Layouts understood, by hickle version:
+    the frames are the largest 4-D numeric dataset (``data`` in hickle 5, ``data_0`` in hickle 2-4);
+    the names are one 1-D string dataset (hickle 2-4) or hickle 5's group of items ``data<i>`` (each
+    a (1, n) array of single bytes, or a reference to an equal earlier item), ordered by ``item_index``.
     """
     import h5py
 
@@ -47,29 +52,55 @@ def read_hickle(path: Path, want_strings: bool):
     found = []
     handle.visititems(lambda name, obj: found.append(obj) if isinstance(obj, h5py.Dataset) else None)
     if want_strings:
-        return _read_names(path, found)
+        with handle:
+            return _read_names(path, handle, found)
     arrays = [d for d in found if d.dtype.kind in "uif" and d.ndim == 4]
     if not arrays:
         raise SvqbenchError(f"{path}: holds no (N, H, W, 3) frame array")
     return max(arrays, key=lambda d: d.size)
 
 
-def _read_names(path: Path, datasets: list) -> list[str]:
-    """The list of source names: via hickle itself, else the one string dataset of an old-format file."""
-    import hickle
-
-    try:
-        names = hickle.load(str(path))
-    except Exception:  # files from hickle 2/3 are not always readable by newer hickle
-        strings = [d for d in datasets if d.dtype.kind in "SOU" and d.ndim == 1]
-        if len(strings) != 1:
-            raise SvqbenchError(f"{path}: holds no readable list of source names") from None
-        names = strings[0][()]
-    return [n.decode() if isinstance(n, bytes) else str(n) for n in names]
+def _text(value) -> str:
+    """One stored name: bytes, str, or an array of single bytes (hickle 5) -> str."""
+    if isinstance(value, np.ndarray) and value.dtype.kind == "S":
+        return value.view(np.uint8).tobytes().decode()
+    return value.decode() if isinstance(value, bytes) else str(value)
 
 
-def write_kitti_split(target: Path, split: str, frames_file: Path, sources_file: Path, window: int) -> dict[str, int]:
-    """Store a KITTI split from its hickle pair: frames (F, 3, 128, 160) uint8 and its windows."""
+def _read_names(path: Path, handle, datasets: list) -> list[str]:
+    import h5py
+
+    strings = [d for d in datasets if d.dtype.kind in "SOU" and d.ndim == 1 and h5py.check_dtype(ref=d.dtype) is None]
+    if len(strings) == 1:
+        return [_text(n) for n in strings[0][()]]
+    items = handle.get("data")
+    if isinstance(items, h5py.Group) and all("item_index" in d.attrs for d in items.values()):
+        names = []
+        for item in sorted(items.values(), key=lambda d: int(d.attrs["item_index"])):
+            while isinstance(item, h5py.Dataset) and h5py.check_dtype(ref=item.dtype) is not None:
+                item = handle[item[()]]  # an item equal to an earlier one is stored as a reference to it
+            if not isinstance(item, h5py.Dataset) or item.dtype.kind not in "SOU":
+                raise SvqbenchError(f"{path}: item {item.name} of the source names is not a string")
+            names.append(_text(item[()]))
+        return names
+    raise SvqbenchError(f"{path}: holds no readable list of source names")
+
+
+def recordings(names: list[str]) -> tuple[np.ndarray, np.ndarray]:
+    """(first, stop) frame indices of each run of equal consecutive source names."""
+    names = np.asarray(names)
+    firsts = np.flatnonzero(np.r_[True, names[1:] != names[:-1]])
+    return firsts, np.r_[firsts[1:], len(names)]
+
+
+def write_kitti_split(
+    target: Path, split: str, frames_file: Path, sources_file: Path, window: int, exclude: frozenset[str] = frozenset()
+) -> tuple[dict[str, Any], list[list]]:
+    """Store a KITTI split from its hickle pair: frames (F, 3, 128, 160) uint8 and its windows.
+
+    Recordings named in ``exclude`` (those of another split) give no window. Returns the counts and
+    a listing [recording, frames, windows] per recording.
+    """
     frames_in = read_hickle(frames_file, want_strings=False)
     sources = read_hickle(sources_file, want_strings=True)
     if frames_in.shape[1:] != (HEIGHT, WIDTH, 3) or len(sources) != frames_in.shape[0]:
@@ -84,14 +115,21 @@ def write_kitti_split(target: Path, split: str, frames_file: Path, sources_file:
         frames[first : first + len(block)] = block.transpose(0, 3, 1, 2)
     frames.flush()
     del frames
-    names = np.asarray(sources)
-    run_starts = np.flatnonzero(np.r_[True, names[1:] != names[:-1]])
-    run_ends = np.r_[run_starts[1:], len(names)]
-    starts = np.concatenate(
-        [start + backward_window_starts(end - start, window, window) for start, end in zip(run_starts, run_ends)]
-    )
+    starts, listing, excluded = [], [], 0
+    for first, stop in zip(*recordings(sources)):
+        name = sources[first]
+        run = np.zeros(0, np.int64) if name in exclude else first + backward_window_starts(stop - first, window, window)
+        excluded += name in exclude
+        starts.append(run)
+        listing.append([name, int(stop - first), len(run)])
+    starts = np.concatenate(starts)
+    if not len(starts):
+        raise SvqbenchError(f"{frames_file}: split {split!r} has no complete {window}-frame window")
     write_starts(target, split, starts)
-    return {"frames": len(names), "windows": int(len(starts)), "recordings": len(run_starts)}
+    counts = {"frames": len(sources), "windows": int(len(starts)), "recordings": len(listing)}
+    if exclude:
+        counts["recordings_also_in_val_dropped"] = excluded
+    return counts, listing
 
 
 def kitti_files(target: Path, src: Path | None, url: str) -> tuple[dict[str, Path], list[dict[str, Any]]]:
@@ -140,15 +178,21 @@ class KittiCaltech(DatasetSpec):
     ) -> dict[str, Any]:
         window = self.info.window
         kitti, sources = kitti_files(target, src, kitti_url)
-        splits = {
-            split: write_kitti_split(target, split, kitti[f"X_{split}.hkl"], kitti[f"sources_{split}.hkl"], window)
-            for split in ("train", "val")
-        }
+        splits, listing = {}, {}
+        splits["val"], listing["val"] = write_kitti_split(
+            target, "val", kitti["X_val.hkl"], kitti["sources_val.hkl"], window
+        )
+        # PredNet's val recordings are not in its train file; should a copy hold one there, it leaves train
+        val_recordings = frozenset(name for name, _, _ in listing["val"])
+        splits["train"], listing["train"] = write_kitti_split(
+            target, "train", kitti["X_train.hkl"], kitti["sources_train.hkl"], window, exclude=val_recordings
+        )
         videos, record = caltech_videos(target, src, caltech_url)
         sources.append(record)
         transform = FrameTransform(HEIGHT, WIDTH, channels=3, fit="crop", interpolation="area", every=3, offset=2)
         parts, lengths = decode_videos(videos, target / "_work" / "frames", transform, backend, workers)
         starts = [backward_window_starts(n, window, window) for n in lengths]
         splits["test"] = write_video_split(target, "test", parts, starts)
+        listing["test"] = [[video.name, n, len(s)] for video, n, s in zip(videos, lengths, starts)]
         shutil.rmtree(target / "_work", ignore_errors=True)
-        return {"sources": sources, "splits": splits}
+        return {"sources": sources, "splits": {s: splits[s] for s in ("train", "val", "test")}, "videos": listing}

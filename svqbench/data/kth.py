@@ -4,10 +4,11 @@ Sources: the six action archives of AVIs (``personNN_<action>_dK_uncomp.avi``, 1
 downloaded or taken from ``--src`` (the zips, or the AVIs already extracted anywhere below it).
 Frames are decoded (decord, OpenCV fallback), squashed to 128x128 (bilinear) and stored as uint8.
 
-Splits: persons 01-16 train and 17-25 test, exactly as OpenSTL; ``val`` holds the windows of the
-training persons in ``val_persons`` (default 15 and 16), so model selection never sees test. By
-default those persons also stay in ``train`` (OpenSTL's training windows, unchanged); ``holdout=true``
-removes them from ``train`` for a validation set that training never sees.
+Splits: persons 17-25 test, exactly as OpenSTL; ``val`` holds the videos of the persons in
+``val_persons`` (default 15 and 16), so model selection never sees test, and ``train`` the other
+persons of 01-16: no window and no video of ``val`` is in ``train``. ``holdout=false`` is the paper's
+(OpenSTL's) "train on persons 1-16": those persons then stay in ``train`` as well, the manifest records
+``"val_held_out": false``, and training selects its last checkpoint rather than the best on ``val``.
 
 Windows (OpenSTL's backward scan, per video of n frames and window L = in + out frames): a window
 ends at the last frame, then the scan moves back by L frames for boxing, handclapping, handwaving
@@ -121,6 +122,7 @@ def _loose_videos(src: Path, action: str) -> list[Path]:
 
 @DATASETS.register("kth")
 class KTH(DatasetSpec):
+    format_version = 2  # val persons held out of train by default
     info = DatasetInfo(
         name="kth",
         frames_in=10,
@@ -139,7 +141,7 @@ class KTH(DatasetSpec):
         src: Path | None,
         *,
         val_persons: str = "15,16",
-        holdout: bool = False,
+        holdout: bool = True,
         protocol: str = "openstl",
         backend: str = "auto",
         workers: int = 0,
@@ -167,8 +169,10 @@ class KTH(DatasetSpec):
             splits[split]["persons"] = list(persons)
             listing[split] = [[videos[i].stem, lengths[i], len(s)] for i, s in zip(chosen, starts)]
         shutil.rmtree(target / "_work")
-        info = dataclasses.replace(self.info, protocol=PROTOCOLS[protocol])
-        return {"info": info, "sources": sources, "splits": splits, "videos": listing}
+        held = ",".join(str(p) for p in val)
+        val_text = f"val persons {held} held out of train" if holdout else f"val persons {held} also in train"
+        info = dataclasses.replace(self.info, protocol=f"{PROTOCOLS[protocol]}; {val_text}")
+        return {"info": info, "sources": sources, "splits": splits, "videos": listing, "val_held_out": holdout}
 
     def _starts(self, video: Path, frames: int, sequences: dict[str, list[tuple[int, int]]] | None) -> np.ndarray:
         """Window starts in one video: over all its frames, or inside its listed subsequences."""

@@ -6,7 +6,9 @@ train: generated on the fly from the 60,000 MNIST training digits (``train-image
 free range per frame, bouncing off the borders, overlaid with max. Sequence ``i`` of epoch ``e``
 is drawn from a generator seeded with (seed, e, i), so an epoch is reproducible; the training loop
 calls ``dataset.set_epoch(e)`` to get fresh sequences every epoch.
-val: ``val`` sequences generated the same way once, with their own seed, and stored.
+val: ``val`` sequences generated the same way once, with their own seed, and stored. They are drawn
+from the last ``val_digits`` MNIST training digits (default 5000, MNIST's usual 55,000/5,000
+validation split) and training from the others, so no digit image is in both.
 """
 
 from __future__ import annotations
@@ -100,12 +102,14 @@ class MovingMNIST(DatasetSpec):
         width=SIZE,
         metrics=("mse", "mae", "ssim", "psnr", "lpips"),
         description="Moving MNIST: two MNIST digits bouncing in 64x64",
-        protocol="OpenSTL Moving MNIST: generated training sequences, fixed mnist_test_seq.npy test set",
+        protocol="OpenSTL Moving MNIST: generated training sequences, fixed mnist_test_seq.npy test set; "
+        "val from held-out digits",
     )
+    format_version = 2  # val drawn from digits that training never draws
 
     def prepare(
         self, target: Path, src: Path | None, *, train_length: int = 10000, val: int = 1000, seed: int = 42,
-        url: str = "",
+        val_digits: int = 5000, url: str = "",
     ) -> dict[str, Any]:
         """``url``: a mirror folder (ending in ``/``) holding both source files."""
         if train_length < 1 or val < 1:
@@ -113,21 +117,24 @@ class MovingMNIST(DatasetSpec):
         digits_path, digits_record = fetch(DIGITS, target, src, url + DIGITS.filename if url else "")
         test_path, test_record = fetch(TEST, target, src, url + TEST.filename if url else "")
         digits = read_idx_images(digits_path)
+        if not 0 < val_digits < len(digits):
+            raise SvqbenchError(f"option val_digits={val_digits}: need 0 < val_digits < {len(digits)} (the MNIST digits)")
+        train_digits, held_digits = digits[:-val_digits], digits[-val_digits:]
         (target / "train").mkdir(parents=True)
-        np.save(target / "train" / "digits.npy", digits)
+        np.save(target / "train" / "digits.npy", train_digits)
 
         frames = open_frames_for_writing(target, "val", (val * FRAMES, 1, SIZE, SIZE), np.uint8)
         frames[:] = 0
         for i in range(val):
-            render(np.random.default_rng([seed, VAL_STREAM, i]), digits, frames[i * FRAMES : (i + 1) * FRAMES])
+            render(np.random.default_rng([seed, VAL_STREAM, i]), held_digits, frames[i * FRAMES : (i + 1) * FRAMES])
         frames.flush()
         del frames
         write_starts(target, "val", np.arange(val) * FRAMES)
 
         sequences = self._write_test(target, test_path)
         splits = {
-            "train": {"sequences_per_epoch": train_length, "digits": len(digits)},
-            "val": {"windows": val, "frames": val * FRAMES},
+            "train": {"sequences_per_epoch": train_length, "digits": len(train_digits)},
+            "val": {"windows": val, "frames": val * FRAMES, "digits": val_digits},
             "test": {"windows": sequences, "frames": sequences * FRAMES},
         }
         return {"sources": [digits_record, test_record], "splits": splits, "train_length": train_length, "seed": seed}

@@ -2,12 +2,19 @@
 
 Source: OpenSTL's ``taxibj_dataset.zip`` holding ``dataset.npz`` with ``X_train``/``Y_train``/``X_test``/
 ``Y_test`` of shape (N, 4, 2, 32, 32), values in [-1, 1], mapped to [0, 1] by (v + 1) / 2 and stored
-as float32 (each sample's 4 input then 4 target frames). ``val`` holds the last ``val`` training
-samples (the most recent ones); they stay in ``train`` unless ``holdout=true``.
+as float32 (each sample's 4 input then 4 target frames).
+
+``val`` holds the last ``val`` training samples (the most recent ones). The release's samples slide
+over one time series, so neighbouring samples share frames: ``train`` keeps the other training samples
+less every one that shares a frame (same bytes) with a ``val`` sample, so training never sees a
+``val`` frame. ``holdout=false`` keeps all training samples in ``train`` (OpenSTL's training set; the
+manifest then records ``"val_held_out": false``).
 """
 
 from __future__ import annotations
 
+import dataclasses
+import hashlib
 import shutil
 import zipfile
 from pathlib import Path
@@ -52,22 +59,32 @@ def npz_rows(npz: Path, key: str, rows: int = ROWS) -> tuple[tuple[int, ...], It
     return tuple(shape), blocks()
 
 
-def write_samples(target: Path, split: str, npz: Path, which: str, keep: slice) -> dict[str, int]:
-    """Store samples ``keep`` of X_``which``/Y_``which`` as 8-frame windows in [0, 1]."""
+def sample_frame_hashes(npz: Path, which: str) -> list[frozenset[bytes]]:
+    """Per sample of X_``which``/Y_``which``, the digests of its 8 frames' bytes (equal frames, equal digests)."""
+    (_, x_blocks), (_, y_blocks) = npz_rows(npz, f"X_{which}"), npz_rows(npz, f"Y_{which}")
+    hashes = []
+    for x, y in zip(x_blocks, y_blocks):
+        for sample in np.concatenate([x, y], axis=1):
+            hashes.append(frozenset(hashlib.blake2b(frame.tobytes(), digest_size=16).digest() for frame in sample))
+    return hashes
+
+
+def write_samples(target: Path, split: str, npz: Path, which: str, chosen: np.ndarray) -> dict[str, int]:
+    """Store samples ``chosen`` (ascending indices) of X_``which``/Y_``which`` as 8-frame windows in [0, 1]."""
     x_shape, x_blocks = npz_rows(npz, f"X_{which}")
     y_shape, y_blocks = npz_rows(npz, f"Y_{which}")
     if x_shape[1:] != SAMPLE_SHAPE or y_shape != x_shape:
         raise SvqbenchError(f"{npz}: X_{which}/Y_{which} shapes {x_shape}/{y_shape}, expected (N, 4, 2, 32, 32)")
-    chosen = range(x_shape[0])[keep]
-    if not chosen:
+    if not len(chosen):
         raise SvqbenchError(f"{npz}: split {split!r} would be empty; lower the option val")
     frames = open_frames_for_writing(target, split, (len(chosen) * 8, 2, 32, 32), np.float32)
-    first = 0
+    first = written = 0
     for x, y in zip(x_blocks, y_blocks):
-        lo, hi = max(first, chosen.start), min(first + len(x), chosen.stop)
-        if lo < hi:
-            both = np.concatenate([x[lo - first : hi - first], y[lo - first : hi - first]], axis=1)
-            frames[(lo - chosen.start) * 8 : (hi - chosen.start) * 8] = (both.reshape(-1, 2, 32, 32) + 1) / 2
+        local = chosen[(chosen >= first) & (chosen < first + len(x))] - first
+        if len(local):
+            both = np.concatenate([x[local], y[local]], axis=1)
+            frames[written * 8 : (written + len(local)) * 8] = (both.reshape(-1, 2, 32, 32) + 1) / 2
+            written += len(local)
         first += len(x)
     frames.flush()
     del frames
@@ -86,11 +103,12 @@ class TaxiBJ(DatasetSpec):
         width=32,
         metrics=("mse", "mae", "ssim", "psnr"),
         description="TaxiBJ inflow/outflow, 2x32x32, 4 frames in, 4 out, values in [0, 1]",
-        protocol="OpenSTL TaxiBJ release (dataset.npz), (v + 1) / 2; val = last training samples",
+        protocol="OpenSTL TaxiBJ release (dataset.npz), (v + 1) / 2; val = last training samples, held out of train",
     )
+    format_version = 2  # val samples (and samples sharing their frames) removed from train by default
 
     def prepare(
-        self, target: Path, src: Path | None, *, val: int = 1000, holdout: bool = False, url: str = ""
+        self, target: Path, src: Path | None, *, val: int = 1000, holdout: bool = True, url: str = ""
     ) -> dict[str, Any]:
         """``--src`` may hold ``dataset.npz`` itself or ``taxibj_dataset.zip``; ``url`` replaces the archive's address."""
         npz = find_in(src, "dataset.npz") if src is not None else None
@@ -106,10 +124,27 @@ class TaxiBJ(DatasetSpec):
         train_total = npz_rows(npz, "X_train")[0][0]
         if not 0 < val < train_total:
             raise SvqbenchError(f"option val={val}: need 0 < val < {train_total} training samples")
+        val_samples = np.arange(train_total - val, train_total)
+        train_samples = np.arange(train_total) if not holdout else self._apart_from(npz, val_samples)
         splits = {
-            "train": write_samples(target, "train", npz, "train", slice(0, train_total - val if holdout else None)),
-            "val": write_samples(target, "val", npz, "train", slice(train_total - val, None)),
-            "test": write_samples(target, "test", npz, "test", slice(None)),
+            "train": write_samples(target, "train", npz, "train", train_samples),
+            "val": write_samples(target, "val", npz, "train", val_samples),
+            "test": write_samples(target, "test", npz, "test", np.arange(npz_rows(npz, "X_test")[0][0])),
         }
+        if holdout:
+            splits["train"]["dropped_sharing_val_frames"] = int(train_total - val - len(train_samples))
         shutil.rmtree(target / "_work", ignore_errors=True)
-        return {"sources": sources, "splits": splits}
+        extra = {"sources": sources, "splits": splits, "val_held_out": holdout}
+        if not holdout:
+            extra["info"] = dataclasses.replace(self.info, protocol=self.info.protocol.replace("held out of", "also in"))
+        return extra
+
+    @staticmethod
+    def _apart_from(npz: Path, val_samples: np.ndarray) -> np.ndarray:
+        """The training samples outside ``val_samples`` that share no frame with any of them."""
+        hashes = sample_frame_hashes(npz, "train")
+        val_frames = frozenset().union(*(hashes[i] for i in val_samples))
+        held = set(val_samples.tolist())
+        return np.asarray(
+            [i for i, frames in enumerate(hashes) if i not in held and not frames & val_frames], np.int64
+        )

@@ -5,7 +5,8 @@ DIR (any format decord or OpenCV reads), scales it to cover size x size and cuts
 splits by file: a file inside a ``train``/``val``/``test`` folder or whose name starts with one of
 those words keeps that split; the others are shuffled with ``seed`` and shared out by the ``val``
 and ``test`` fractions. Windows of in+out frames start every ``stride`` frames (default: the window
-length, so windows do not overlap) inside one video. The folder records spec ``videos``, so
+length, so windows do not overlap) inside one video; no video (nor a byte-identical copy of one) is
+in two splits, so ``val`` and ``train`` share no window. The folder records spec ``videos``, so
 ``data.create(NAME, split)`` serves it like any built-in dataset.
 """
 
@@ -67,6 +68,19 @@ def assign_splits(files: list[Path], src: Path, val: float, test: float, seed: i
                 f"--src {src}: no video for split {split!r}; add files (or a {split}/ folder) or change the fractions"
             )
     return {split: sorted(chosen) for split, chosen in splits.items()}
+
+
+def check_no_shared_files(sources: list[dict[str, str]], splits: dict[str, list[Path]], src: Path) -> None:
+    """A video copied under two names into train and val (or test) would put its windows in both."""
+    split_of = {str(p.relative_to(src)): split for split, chosen in splits.items() for p in chosen}
+    seen: dict[str, str] = {}
+    for source in sources:
+        first = seen.setdefault(source["sha256"], source["file"])
+        if split_of[first] != split_of[source["file"]]:
+            raise SvqbenchError(
+                f"--src {src}: {first} ({split_of[first]}) and {source['file']} ({split_of[source['file']]}) "
+                "are the same video; keep one copy"
+            )
 
 
 @DATASETS.register("videos")
@@ -135,4 +149,5 @@ class Videos(DatasetSpec):
             protocol=f"split by file (seed {seed}); windows of {window} frames every {step} frames",
         )
         sources = [{"file": str(p.relative_to(src)), "sha256": file_hash(p)} for p in ordered]
+        check_no_shared_files(sources, splits, src)
         return {"info": info, "sources": sources, "splits": counts, "videos": listing}

@@ -3,7 +3,8 @@
 
 Sources: one zip of yearly netCDF files per variable (``<variable>_5.625deg.zip`` holding
 ``<variable>_<year>_5.625deg.nc``), downloaded or found in ``--src`` (the zips, or the .nc files
-extracted anywhere below it); read with xarray. Years: train 2010-2015, val 2016, test 2017-2018.
+extracted anywhere below it); read with xarray. Years: train 2010-2015, val 2016, test 2017-2018
+(options ``train``/``val``/``test``; overlapping years are refused, so no time step is in two splits).
 
 Values are stored float32, z-scored per channel with the mean and (population) std of the training
 split only; the statistics travel in the manifest (``normalisation``) with the grid's ``latitudes``,
@@ -55,6 +56,17 @@ def parse_years(option: str, text: str) -> tuple[int, int]:
     if years[0] > years[1]:
         raise SvqbenchError(f"option {option}={text!r}: expected YEAR or FIRST-LAST, e.g. 2010-2015")
     return years
+
+
+def check_disjoint_years(years: dict[str, tuple[int, int]]) -> None:
+    """Splits of overlapping years would share time steps, hence windows."""
+    spans = sorted(years.items(), key=lambda item: item[1])
+    for (first, (_, end)), (second, (start, _)) in zip(spans, spans[1:]):
+        if start <= end:
+            raise SvqbenchError(
+                f"options {first}={years[first][0]}-{years[first][1]} and {second}={years[second][0]}-{years[second][1]}: "
+                "the years overlap; give each split its own years"
+            )
 
 
 def netcdf_files(target: Path, src: Path | None, folder: str, url: str) -> tuple[list[Path], dict[str, Any]]:
@@ -174,6 +186,7 @@ class Weather(DatasetSpec):
     ) -> dict[str, Any]:
         """``url``: a mirror folder (ending in ``/``) holding the ``<variable>_5.625deg.zip`` archives."""
         years = {"train": parse_years("train", train), "val": parse_years("val", val), "test": parse_years("test", test)}
+        check_disjoint_years(years)
         files, sources = {}, []
         for folder in dict.fromkeys(c.folder for c in self.channels):
             files[folder], record = netcdf_files(target, src, folder, url)
