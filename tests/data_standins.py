@@ -138,16 +138,20 @@ def human_images(folder: Path, videos: dict[str, int], flat: bool = False, size:
     """Human3.6M-style JPGs, every 5th frame (1, 6, 11, ...): ``videos`` maps a video to its image count.
 
     Images go to ``folder/<video>/<video>_NNNNNN.jpg`` (per-video folders), or ``folder/<video>_NNNNNN.jpg``
-    when ``flat``. Each shows a pure red square (RGB 255, 0, 0) whose place follows the frame number.
+    when ``flat``. Each shows a pure red square (RGB 255, 0, 0) whose place follows the frame number, on
+    a grey background whose shade depends on the video (so two videos never share an image).
     Returns {video: frame numbers}.
     """
+    import zlib
+
     made = {}
     for video, count in videos.items():
         numbers = [1 + 5 * i for i in range(count)]
         out = folder if flat else folder / video
         out.mkdir(parents=True, exist_ok=True)
+        shade = 20 + zlib.crc32(video.encode()) % 40
         for number in numbers:
-            image = np.full((size, size, 3), 30, np.uint8)
+            image = np.full((size, size, 3), shade, np.uint8)
             x = (number // 5) % (size - 12)
             image[10:22, x : x + 12] = (0, 0, 255)  # OpenCV writes BGR
             cv2.imwrite(str(out / f"{video}_{number:06d}.jpg"), image, [cv2.IMWRITE_JPEG_QUALITY, 100])
