@@ -178,6 +178,7 @@ def validate_recipe(raw: dict[str, Any], source: str = "recipe") -> Recipe:
     if "name" not in recipe.model:
         raise SvqbenchError(f"{source}: missing key 'model.name'")
     check_model_args(recipe.model_name, recipe.model_args, source)
+    check_model_builds(recipe, source)
     for metric in recipe.eval.metrics:
         if metric not in METRIC_NAMES:
             raise SvqbenchError(f"{source}: eval.metrics: unknown metric {metric!r}; valid: {', '.join(METRIC_NAMES)}")
@@ -186,3 +187,37 @@ def validate_recipe(raw: dict[str, Any], source: str = "recipe") -> Recipe:
             f"{source}: eval.convention: unknown {recipe.eval.convention!r}; valid: {', '.join(CONVENTIONS)}"
         )
     return recipe
+
+
+def check_model_builds(recipe: Recipe, source: str = "recipe") -> None:
+    """Build the recipe's model on the meta device (no weights: milliseconds) for its dataset's clip
+    shape, so a shape the model cannot take fails now, in one line naming the model keys, not in a
+    traceback once training starts. Skipped when the shape is unknown (a dataset whose prep options
+    decide it, not prepared under the default root)."""
+    import torch
+
+    from svqbench.data import known_shape
+    from svqbench.models import create_model
+
+    shape = known_shape(recipe.dataset)
+    if shape is None:
+        return
+    try:
+        with torch.device("meta"):
+            create_model(recipe.model_name, shape, **recipe.model_args)
+    except SvqbenchError as e:
+        named = "" if "model." in str(e) else f" ({_model_keys(recipe)})"
+        raise SvqbenchError(f"{source}: {e}{named}") from None
+    except (ValueError, RuntimeError, AssertionError, TypeError, ZeroDivisionError) as e:
+        message = (str(e).strip().splitlines() or [type(e).__name__])[0]
+        if isinstance(e, NotImplementedError) or "meta" in message.lower():
+            return  # a limit of meta tensors (a library calling .item()), not of the recipe
+        raise SvqbenchError(f"{source}: model: {message} ({_model_keys(recipe)})") from None
+
+
+def _model_keys(recipe: Recipe) -> str:
+    """The model keys to blame: those set with --set when there are any, else all of the recipe's."""
+    overridden = [text.partition("=")[0].split(".", 1)[1] for text in recipe.overrides if text.startswith("model.")]
+    keys = [k for k in recipe.model_args if k in overridden] or list(recipe.model_args)
+    return ", ".join(f"model.{k}={recipe.model_args[k]!r}" for k in keys)
+

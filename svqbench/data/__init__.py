@@ -184,6 +184,21 @@ def info(name: str, root: str | os.PathLike | None = None) -> DatasetInfo:
     return DATASETS.get(name).info
 
 
+def known_shape(name: str, root: str | os.PathLike | None = None) -> DatasetInfo | None:
+    """Facts of a dataset when its clip shape is known before training: from its manifest when prepared,
+    else from its registered module when prep options cannot change the shape; None otherwise."""
+    root = Path(root) if root is not None else default_root()
+    try:
+        manifest = read_manifest(root / name)
+    except SvqbenchError:
+        return None
+    if manifest is not None:
+        return DatasetInfo.from_dict(manifest["info"])
+    if name in DATASETS and DATASETS.get(name).fixed_shape:
+        return DATASETS.get(name).info
+    return None
+
+
 def denormaliser(name: str, root: str | os.PathLike | None = None) -> Callable[[torch.Tensor], torch.Tensor] | None:
     """(B,T,C,H,W) z-scored -> physical units, for datasets prepared with training statistics; else None."""
     stats = load_manifest(name, root).get("normalisation")

@@ -79,6 +79,8 @@ class DatasetSpec:
     # Raised when a new svqbench prepares this dataset's splits differently; folders prepared with a
     # lower value are refused (re-prep) rather than silently used.
     format_version: ClassVar[int] = FORMAT_VERSION
+    # False when prep options decide the clip shape (frames, size): ``info`` is then only a default.
+    fixed_shape: ClassVar[bool] = True
 
     def prepare(self, target: Path, src: Path | None, **options: Any) -> dict[str, Any]:
         raise NotImplementedError

@@ -95,6 +95,7 @@ class Videos(DatasetSpec):
         description="the user's own videos",
         protocol="split by file; windows every `stride` frames inside one video",
     )
+    fixed_shape = False  # options size, frames and channels set it
 
     def prepare(
         self,

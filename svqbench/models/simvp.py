@@ -101,6 +101,12 @@ class SimVP(nn.Module):
         stride = 2 ** (N_S // 2)
         if N_S < 1:
             raise SvqbenchError(f"model.N_S={N_S}: need at least one encoder layer")
+        if hid_S < 2 or hid_S % 2:
+            raise SvqbenchError(
+                f"model.hid_S={hid_S}: the encoder's GroupNorm splits hid_S into 2 groups; valid: an even integer >= 2"
+            )
+        if hid_T < 2:
+            raise SvqbenchError(f"model.hid_T={hid_T}: valid: an integer >= 2")
         if shape.height % stride or shape.width % stride:
             raise SvqbenchError(
                 f"model.N_S={N_S}: frames of {shape.height}x{shape.width} are not divisible by the encoder "

@@ -157,6 +157,13 @@ class IncepUTranslator(nn.Module):
     def __init__(self, channels_in: int, channels_hid: int, depth: int, kernels=(3, 5, 7, 11), groups: int = 8):
         super().__init__()
         half = channels_hid // 2
+        # Grouped convs read `half` channels; when it splits into `groups`, so must every width they write.
+        for name, width in (("hid_T", channels_hid), ("T*hid_S", channels_in)):
+            if half % groups == 0 and width % groups:
+                raise SvqbenchError(
+                    f"translator 'incepu': {name} = {width} channels do not split into its {groups} GroupNorm groups "
+                    f"(hid_T/2 = {half} does); valid: {name} a multiple of {groups}, or hid_T/2 not a multiple of {groups}"
+                )
         self.encoder = nn.ModuleList(
             InceptionBlock(channels_in if i == 0 else channels_hid, half, channels_hid, kernels, groups)
             for i in range(depth)
@@ -213,7 +220,7 @@ class MetaTranslator(nn.Module):
         super().__init__()
         # OpenSTL's schedule: linear from 0.01 to drop_path over the first depth-1 blocks' slots, the last
         # block at drop_path itself; so the early blocks use drop path even when drop_path is 0.
-        rates = torch.linspace(1e-2, drop_path, depth).tolist()
+        rates = torch.linspace(1e-2, drop_path, depth, device="cpu").tolist()  # plain numbers, on any default device
         rates[-1] = drop_path
         widths = [channels_in] + [channels_hid] * (depth - 1) + [channels_in]
         self.layers = nn.Sequential(
