@@ -74,6 +74,14 @@ class SamplingSchedule:
     r_exp_alpha: float = 5000.0
     sampling_seed: int = 0  # with the training step, seeds the coins
 
+    def __post_init__(self) -> None:
+        if self.sampling_stop_iter < 0 or self.sampling_changing_rate < 0:
+            raise SvqbenchError("model.sampling_stop_iter and model.sampling_changing_rate: valid: numbers >= 0")
+        if not 0 <= self.r_sampling_step_1 <= self.r_sampling_step_2 or self.r_exp_alpha <= 0:
+            raise SvqbenchError(
+                f"model.r_sampling_step_1={self.r_sampling_step_1}, r_sampling_step_2={self.r_sampling_step_2}, "
+                f"r_exp_alpha={self.r_exp_alpha}; valid: 0 <= step_1 <= step_2 and r_exp_alpha > 0")
+
     def true_frame_probabilities(self, step: int) -> tuple[float, float]:
         """(for input steps, for output steps) at training step ``step`` (0-based, as OpenSTL's iteration)."""
         if self.reverse_scheduled_sampling:
@@ -99,10 +107,10 @@ class SamplingSchedule:
         return (coins < probability).float()
 
 
-def gate_conv(in_channels: int, out_channels: int, filter_size: int, stride: int, layer_norm: bool,
+def gate_conv(in_channels: int, out_channels: int, filter_size: int, layer_norm: bool,
               grid: tuple[int, int]) -> nn.Sequential:
-    """A bias-free convolution, followed by LayerNorm over (out_channels, h, w) when ``layer_norm``."""
-    conv = nn.Conv2d(in_channels, out_channels, filter_size, stride=stride, padding=filter_size // 2, bias=False)
+    """A bias-free, size-keeping convolution, then LayerNorm over (out_channels, h, w) when ``layer_norm``."""
+    conv = nn.Conv2d(in_channels, out_channels, filter_size, padding=filter_size // 2, bias=False)
     return nn.Sequential(conv, nn.LayerNorm([out_channels, *grid])) if layer_norm else nn.Sequential(conv)
 
 
@@ -115,16 +123,16 @@ class ConvLSTMCell(nn.Module):
     They are kept here, frozen, so that the parameter count is the published one.
     """
 
-    def __init__(self, in_channels: int, hidden: int, grid: tuple[int, int], filter_size: int, stride: int,
-                 layer_norm: bool, form: str):
+    def __init__(self, in_channels: int, hidden: int, grid: tuple[int, int], filter_size: int, layer_norm: bool,
+                 form: str):
         super().__init__()
         self.hidden = hidden
         self.form = form
-        self.conv_x = gate_conv(in_channels, 4 * hidden, filter_size, stride, layer_norm, grid)
-        self.conv_h = gate_conv(hidden, 4 * hidden, filter_size, stride, layer_norm, grid)
+        self.conv_x = gate_conv(in_channels, 4 * hidden, filter_size, layer_norm, grid)
+        self.conv_h = gate_conv(hidden, 4 * hidden, filter_size, layer_norm, grid)
         if form == "openstl":
             self.unused = nn.ModuleDict({
-                "conv_o": gate_conv(2 * hidden, hidden, filter_size, stride, layer_norm, grid),
+                "conv_o": gate_conv(2 * hidden, hidden, filter_size, layer_norm, grid),
                 "conv_last": nn.Conv2d(2 * hidden, hidden, 1, bias=False),
             }).requires_grad_(False)
 
@@ -145,14 +153,13 @@ class SpatioTemporalLSTMCell(nn.Module):
     up the stack and back to the bottom at the next step. Also returns the memories' increments,
     which PredRNN-V2's decoupling loss keeps apart."""
 
-    def __init__(self, in_channels: int, hidden: int, grid: tuple[int, int], filter_size: int, stride: int,
-                 layer_norm: bool):
+    def __init__(self, in_channels: int, hidden: int, grid: tuple[int, int], filter_size: int, layer_norm: bool):
         super().__init__()
         self.hidden = hidden
-        self.conv_x = gate_conv(in_channels, 7 * hidden, filter_size, stride, layer_norm, grid)
-        self.conv_h = gate_conv(hidden, 4 * hidden, filter_size, stride, layer_norm, grid)
-        self.conv_m = gate_conv(hidden, 3 * hidden, filter_size, stride, layer_norm, grid)
-        self.conv_o = gate_conv(2 * hidden, hidden, filter_size, stride, layer_norm, grid)
+        self.conv_x = gate_conv(in_channels, 7 * hidden, filter_size, layer_norm, grid)
+        self.conv_h = gate_conv(hidden, 4 * hidden, filter_size, layer_norm, grid)
+        self.conv_m = gate_conv(hidden, 3 * hidden, filter_size, layer_norm, grid)
+        self.conv_o = gate_conv(2 * hidden, hidden, filter_size, layer_norm, grid)
         self.conv_memory = nn.Conv2d(2 * hidden, hidden, 1, bias=False)
 
     def forward(self, x: Tensor, h: Tensor, c: Tensor, m: Tensor) -> tuple[Tensor, ...]:
@@ -209,7 +216,7 @@ class RecurrentForecaster(nn.Module):
         """inputs (B, T_in, C, H, W) [, targets (B, T_out, C, H, W), training step] -> Forecast."""
         teacher = self.training and targets is not None
         if teacher and step is None:
-            raise SvqbenchError("a scheduled-sampling pass needs the training step (model(inputs, targets=..., step=...))")
+            raise SvqbenchError("a scheduled-sampling pass needs the training step: model(inputs, targets, step=...)")
         horizon = targets.shape[1] if teacher else self.frames_out
         frames = torch.cat([inputs, targets], dim=1) if teacher else inputs
         patches = to_patches(frames, self.patch_size)
@@ -236,11 +243,11 @@ class RecurrentForecaster(nn.Module):
 
 
 class ConvLSTM(RecurrentForecaster):
-    def __init__(self, shape: ClipShape, num_hidden: Sequence[int], filter_size: int, stride: int,
-                 layer_norm: bool, patch_size: int, schedule: SamplingSchedule, form: str):
+    def __init__(self, shape: ClipShape, num_hidden: Sequence[int], filter_size: int, layer_norm: bool,
+                 patch_size: int, schedule: SamplingSchedule, form: str):
         super().__init__(shape, num_hidden, patch_size, schedule)
         self.cells = nn.ModuleList(
-            ConvLSTMCell(k, n, self.grid, filter_size, stride, layer_norm, form)
+            ConvLSTMCell(k, n, self.grid, filter_size, layer_norm, form)
             for k, n in zip(self.cell_inputs(), self.num_hidden)
         )
 
@@ -257,11 +264,11 @@ class ConvLSTM(RecurrentForecaster):
 
 
 class PredRNN(RecurrentForecaster):
-    def __init__(self, shape: ClipShape, num_hidden: Sequence[int], filter_size: int, stride: int,
-                 layer_norm: bool, patch_size: int, schedule: SamplingSchedule):
+    def __init__(self, shape: ClipShape, num_hidden: Sequence[int], filter_size: int, layer_norm: bool,
+                 patch_size: int, schedule: SamplingSchedule):
         super().__init__(shape, num_hidden, patch_size, schedule)
         self.cells = nn.ModuleList(
-            SpatioTemporalLSTMCell(k, n, self.grid, filter_size, stride, layer_norm)
+            SpatioTemporalLSTMCell(k, n, self.grid, filter_size, layer_norm)
             for k, n in zip(self.cell_inputs(), self.num_hidden)
         )
 
@@ -367,7 +374,7 @@ def convlstm(
     if cell not in ("openstl", "standard"):
         raise SvqbenchError(f"model.cell={cell!r}; valid: openstl, standard")
     widths = check_options(shape, num_hidden, filter_size, stride, patch_size, same_widths=False)
-    return ConvLSTM(shape, widths, filter_size, stride, layer_norm, patch_size, schedule, cell)
+    return ConvLSTM(shape, widths, filter_size, layer_norm, patch_size, schedule, cell)
 
 
 @MODELS.register("predrnn")
@@ -384,7 +391,7 @@ def predrnn(
 ) -> PredRNN:
     """PredRNN (defaults as OpenSTL's Moving MNIST config)."""
     widths = check_options(shape, num_hidden, filter_size, stride, patch_size, same_widths=True)
-    return PredRNN(shape, widths, filter_size, stride, layer_norm, patch_size, schedule)
+    return PredRNN(shape, widths, filter_size, layer_norm, patch_size, schedule)
 
 
 @MODELS.register("predrnn_v2")
@@ -405,4 +412,4 @@ def predrnn_v2(
     widths = check_options(shape, num_hidden, filter_size, stride, patch_size, same_widths=True)
     if decouple_beta < 0:
         raise SvqbenchError(f"model.decouple_beta={decouple_beta}; valid: a number >= 0")
-    return PredRNNv2(shape, widths, filter_size, stride, layer_norm, patch_size, schedule, decouple_beta=decouple_beta)
+    return PredRNNv2(shape, widths, filter_size, layer_norm, patch_size, schedule, decouple_beta=decouple_beta)
