@@ -120,6 +120,18 @@ def test_training_pass_is_a_function_of_the_step(name):
 
 
 @pytest.mark.parametrize("name", RECURRENT)
+def test_bf16_training_pass(name):
+    model = build(name, r_sampling_step_1=0)
+    inputs, targets = clips()
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        out = training_forecast(model, inputs, targets, step=3)
+        loss = torch.nn.functional.mse_loss(out.frames.float(), targets) + out.aux_loss
+    loss.backward()
+    assert torch.isfinite(loss)
+    assert all(torch.isfinite(p.grad).all() for p in model.parameters() if p.requires_grad)
+
+
+@pytest.mark.parametrize("name", RECURRENT)
 def test_test_time_never_sees_ground_truth(name):
     model = build(name)
     inputs, targets = clips()
