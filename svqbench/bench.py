@@ -8,6 +8,15 @@
   (the released code's computation), in the fast form, and with the speed levers (bf16 autocast,
   channels-last), with ratios against plain SimVP measured in the same run.
 
+FLOPs are counted by ``torch.utils.flop_counter`` (matrix products and convolutions only): 2 FLOPs per
+multiply-add, for one sample's full test-time prediction of T_out frames (every rollout pass). OpenSTL's
+tables (and the SVQ paper's) give fvcore's count instead: multiply-adds, of one forward pass. So a
+recurrent model's svqbench FLOPs are twice the table's (KTH: ConvLSTM 2737G vs 1368G, PredRNN 5599G vs
+2800G; PredRNN-V2 5599G vs 2815G, the table also counting the adapter of its training loss), and a
+SimVP's are four times (KTH SimVP+IncepU 249.5G vs 62.8G: x2 per multiply-add, x2 for the two 10-frame
+passes of a 20-frame forecast; the table's 0.4G more are operations fvcore counts and torch's counter
+does not, such as normalisation layers).
+
 Every timing keeps the minimum of several repeats after a warm-up step (the machine may be shared).
 The comparisons run each candidate in a fresh subprocess, so one candidate's memory (the explicit SVQ
 form needs gigabytes at the KTH config) never weighs on another's time or high-water mark; its first
@@ -89,7 +98,8 @@ def interleaved_min_seconds(candidates: dict[str, Callable[[], object]], device:
 
 
 def count_flops(model: nn.Module, info: DatasetInfo, device: torch.device) -> int:
-    """FLOPs (2 per multiply-add) of one full prediction of one sample, rollout passes included."""
+    """FLOPs (2 per multiply-add; OpenSTL's tables count 1) of one full prediction of one sample, rollout
+    passes included (see the module docstring)."""
     inputs, _ = synthetic_batch(info, 1, device)
     was_training = model.training
     model.eval()

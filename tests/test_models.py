@@ -12,7 +12,14 @@ from svqbench.models import MODELS, count_parameters, create_model, forecast
 from conftest import TINY_MODEL
 
 INFO = DatasetInfo("toy", frames_in=4, frames_out=4, channels=2, height=16, width=16)
-SMALL_ARGS = {"simvp": TINY_MODEL, "simvp_svq": {**TINY_MODEL, "codebook_size": 16}}
+RECURRENT_TINY = {"num_hidden": [8, 8], "filter_size": 3, "patch_size": 2}
+SMALL_ARGS = {
+    "simvp": TINY_MODEL,
+    "simvp_svq": {**TINY_MODEL, "codebook_size": 16},
+    "convlstm": RECURRENT_TINY,
+    "predrnn": RECURRENT_TINY,
+    "predrnn_v2": RECURRENT_TINY,
+}
 
 
 @pytest.mark.parametrize("name", MODELS.names())
