@@ -145,6 +145,16 @@ def _parse_metrics(text: Optional[str]) -> Optional[tuple[str, ...]]:
     return names
 
 
+def _parse_range(text: str | None) -> tuple[float, float] | None:
+    if text is None:
+        return None
+    try:
+        low, high = (float(v) for v in text.split(","))
+    except ValueError:
+        raise SvqbenchError(f"--range {text!r}: expected LO,HI in physical units, e.g. 200,320") from None
+    return low, high
+
+
 @command(name="eval")
 def eval_(
     run_dir: Path = typer.Argument(..., help="a run directory written by `svqbench train`"),
@@ -153,6 +163,7 @@ def eval_(
     convention: Optional[str] = typer.Option(None, "--convention", help="standard (default) or openstl"),
     batch_size: Optional[int] = typer.Option(None, "--batch-size"),
     lpips_weights: Optional[Path] = typer.Option(None, "--lpips-weights", help="LPIPS weight file"),
+    value_range: Optional[str] = typer.Option(None, "--range", help="LO,HI: physical range mapped to [0,1] for ssim/psnr/lpips on weather"),
     plot: bool = typer.Option(False, "--plot", help="also draw RUN/horizon.png (metric per frame)"),
     svq_stats: bool = typer.Option(False, "--svq-stats", help="add SVQ code-weight statistics to metrics.json"),
     root: Optional[Path] = ROOT,
@@ -168,7 +179,7 @@ def eval_(
     if split not in (None, "test", "val"):
         raise SvqbenchError(f"--split {split!r}: valid: test, val")
     report = evaluate(run_dir, resolve_device(device), _parse_metrics(metrics), split, convention, root,
-                      batch_size, lpips_weights, plot, svq_stats=svq_stats)
+                      batch_size, lpips_weights, plot, svq_stats=svq_stats, value_range=_parse_range(value_range))
     table = Table(title=f"{report['run']} ({report['split']}, {report['convention']})")
     for name in report["overall"]:
         table.add_column(name, justify="right")
