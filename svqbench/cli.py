@@ -145,6 +145,16 @@ def _parse_metrics(text: Optional[str]) -> Optional[tuple[str, ...]]:
     return names
 
 
+def _parse_range(text: str | None) -> tuple[float, float] | None:
+    if text is None:
+        return None
+    try:
+        low, high = (float(v) for v in text.split(","))
+    except ValueError:
+        raise SvqbenchError(f"--range {text!r}: expected LO,HI in physical units, e.g. 200,320") from None
+    return low, high
+
+
 @command(name="eval")
 def eval_(
     run_dir: Path = typer.Argument(..., help="a run directory written by `svqbench train`"),
@@ -153,6 +163,7 @@ def eval_(
     convention: Optional[str] = typer.Option(None, "--convention", help="standard (default) or openstl"),
     batch_size: Optional[int] = typer.Option(None, "--batch-size"),
     lpips_weights: Optional[Path] = typer.Option(None, "--lpips-weights", help="LPIPS weight file"),
+    value_range: Optional[str] = typer.Option(None, "--range", help="LO,HI: physical range mapped to [0,1] for ssim/psnr/lpips on weather"),
     plot: bool = typer.Option(False, "--plot", help="also draw RUN/horizon.png (metric per frame)"),
     svq_stats: bool = typer.Option(False, "--svq-stats", help="add SVQ code-weight statistics to metrics.json"),
     root: Optional[Path] = ROOT,
@@ -168,7 +179,7 @@ def eval_(
     if split not in (None, "test", "val"):
         raise SvqbenchError(f"--split {split!r}: valid: test, val")
     report = evaluate(run_dir, resolve_device(device), _parse_metrics(metrics), split, convention, root,
-                      batch_size, lpips_weights, plot, svq_stats=svq_stats)
+                      batch_size, lpips_weights, plot, svq_stats=svq_stats, value_range=_parse_range(value_range))
     table = Table(title=f"{report['run']} ({report['split']}, {report['convention']})")
     for name in report["overall"]:
         table.add_column(name, justify="right")
@@ -178,9 +189,10 @@ def eval_(
 
 @command
 def render(
-    run_dir: Path = typer.Argument(..., help="a run directory"),
+    run_dirs: List[Path] = typer.Argument(..., help="a run directory (several with --compare)"),
     index: int = typer.Option(0, "--index", help="which test sample"),
-    out_file: Optional[Path] = typer.Option(None, "--out", help="GIF path (default RUN/render-INDEX.gif)"),
+    out_file: Optional[Path] = typer.Option(None, "--out", help="GIF path (default RUN/render-INDEX.gif, or compare-INDEX.gif)"),
+    compare: bool = typer.Option(False, "--compare", help="several runs on the same sample, one row each, with |error| maps"),
     split: str = typer.Option("test", "--split"),
     root: Optional[Path] = ROOT,
     device: str = DEVICE,
@@ -188,19 +200,27 @@ def render(
     """GIF (and PNG strip) of input, ground truth, prediction and |error| for one sample.
 
     Example: svqbench render runs/digits-simvp_svq-20261124-120000 --index 3 --out pred.gif
+    Example: svqbench render --compare runs/digits-simvp-* runs/digits-simvp_svq-* --index 3 --out compare.gif
     """
     from svqbench.device import resolve_device
-    from svqbench.predict import predict_sample
-    from svqbench.render import comparison_frames, strip, write_gif, write_png
+    from svqbench.predict import predict_runs, predict_sample
+    from svqbench.render import compare_frames, compare_strip, comparison_frames, strip, write_gif, write_png
     from svqbench.runs import LoadedRun
 
-    run = LoadedRun(run_dir, resolve_device(device))
-    inputs, truth, pred = predict_sample(run, index, split, root)
-    gif = out_file or run.dir / f"render-{index}.gif"
+    if len(run_dirs) > 1 and not compare:
+        raise SvqbenchError(f"got {len(run_dirs)} run directories: add --compare to show several runs on one sample")
+    gif = out_file or Path(run_dirs[0]) / (f"compare-{index}.gif" if compare else f"render-{index}.gif")
     if gif.suffix.lower() != ".gif":
         raise SvqbenchError(f"--out {gif}: must end in .gif")
-    write_gif(comparison_frames(inputs, truth, pred), gif)
-    png = write_png(strip(inputs, truth, pred), gif.with_suffix(".png"))
+    if compare:
+        inputs, truth, rows = predict_runs(run_dirs, resolve_device(device), index, split, root)
+        write_gif(compare_frames(inputs, truth, rows), gif)
+        png = write_png(compare_strip(inputs, truth, rows), gif.with_suffix(".png"))
+    else:
+        run = LoadedRun(run_dirs[0], resolve_device(device))
+        inputs, truth, pred = predict_sample(run, index, split, root)
+        write_gif(comparison_frames(inputs, truth, pred), gif)
+        png = write_png(strip(inputs, truth, pred), gif.with_suffix(".png"))
     out.print(f"{gif}\n{png}", highlight=False)
 
 

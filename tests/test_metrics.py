@@ -149,17 +149,114 @@ def test_streaming_equals_one_batch_and_tracks_horizon(convention):
         assert_matches({k: v[frame] for k, v in streamed["per_frame"].items()}, one_frame)
 
 
-def test_denormalised_fields_are_per_pixel_and_per_channel():
-    pred, true = noisy_pair((3, 2, 2, 8, 16), seed=5)
-    scale = torch.tensor([10.0, 2.0]).view(1, 1, 2, 1, 1)
-    denormalise = lambda x: x * scale.to(x.device) + 273.0  # noqa: E731
-    for convention in CONVENTIONS:
-        result = compute(pred, true, ("mae", "mse", "rmse"), convention, denormalise=denormalise)
-        error = (denormalise(pred) - denormalise(true)).double()
+def openstl_weather_reference(pred: np.ndarray, true: np.ndarray, variables: int = 1) -> dict:
+    """OpenSTL's ``metric(..., spatial_norm=True, channel_names=...)`` on physical (B,T,C,H,W) arrays, written out:
+    per variable (an equal block of channels) the mean over samples and frames of the per-pixel mean over
+    its C*H*W values, RMSE the root of that mean; overall values are means over the variables."""
+    width = pred.shape[2] // variables
+    per_variable = []
+    for v in range(variables):
+        error = (pred - true)[:, :, v * width : (v + 1) * width]
+        norm = np.prod(error.shape[2:])
+        mse = np.mean(error**2 / norm, axis=(0, 1)).sum()
+        mae = np.mean(np.abs(error) / norm, axis=(0, 1)).sum()
+        per_variable.append({"mae": mae, "mse": mse, "rmse": np.sqrt(mse)})
+    overall = {name: np.mean([values[name] for values in per_variable]) for name in ("mae", "mse", "rmse")}
+    return {"overall": overall, "per_variable": per_variable}
+
+
+def physical_pair(channels: int, seed: int):
+    pred, true = noisy_pair((3, 2, channels, 16, 16), seed=seed)
+    scale = torch.linspace(1.0, 12.0, channels).view(1, 1, channels, 1, 1)
+    return pred, true, lambda x: x * scale.to(x.device) + 273.0  # noqa: E731
+
+
+def test_denormalised_fields_are_per_pixel_means():
+    pred, true, denormalise = physical_pair(2, seed=5)
+    error = (denormalise(pred) - denormalise(true)).double()
+    standard = compute(pred, true, ("mae", "mse", "rmse"), "standard", denormalise=denormalise)
+    openstl = compute(pred, true, ("mae", "mse", "rmse"), "openstl", denormalise=denormalise)
+    for result in (standard, openstl):
         assert result["mae"] == pytest.approx(error.abs().mean().item())
         assert result["mse"] == pytest.approx(error.square().mean().item())
-        per_channel_rmse = error.square().mean(dim=(0, 1, 3, 4)).sqrt()
-        assert result["rmse"] == pytest.approx(per_channel_rmse.mean().item())
+    # standard: the RMSE of each channel in its own units, averaged; openstl pools the channels (uv10: u and v together)
+    assert standard["rmse"] == pytest.approx(error.square().mean(dim=(0, 1, 3, 4)).sqrt().mean().item())
+    assert openstl["rmse"] == pytest.approx(error.square().mean().sqrt().item())
+    assert openstl["rmse"] > standard["rmse"]  # the root of a mean exceeds the mean of roots when channels differ
+
+
+def test_openstl_weather_rmse_matches_openstl_pooling():
+    pred, true, denormalise = physical_pair(2, seed=7)
+    reference = openstl_weather_reference(denormalise(pred).double().numpy(), denormalise(true).double().numpy())
+    result = compute(pred, true, ("mae", "mse", "rmse"), "openstl", denormalise=denormalise)
+    assert_matches(result, reference["overall"], ("mae", "mse", "rmse"))
+
+
+def test_openstl_groups_multi_variable_weather_per_variable():
+    """WeatherBench-M: 12 channels = r, t, u, v at three levels; OpenSTL reports mse_r, rmse_t, ... and their means."""
+    pred, true, denormalise = physical_pair(12, seed=8)
+    variables = ("r", "t", "u", "v")
+    reference = openstl_weather_reference(denormalise(pred).double().numpy(), denormalise(true).double().numpy(), 4)
+    accumulator = MetricAccumulator(("mae", "mse", "rmse"), "openstl", frames_out=2, device="cpu",
+                                    denormalise=denormalise, variables=variables)
+    accumulator.update(pred[:2], true[:2])
+    accumulator.update(pred[2:], true[2:])
+    result = accumulator.result()
+    assert_matches(result["overall"], reference["overall"], ("mae", "mse", "rmse"))
+    for name, expected in zip(variables, reference["per_variable"]):
+        assert_matches(result["per_variable"][name], expected, ("mae", "mse", "rmse"))
+    # pooled per variable, not over all 12 channels
+    pooled = (denormalise(pred) - denormalise(true)).double().square().mean().sqrt().item()
+    assert result["overall"]["rmse"] != pytest.approx(pooled)
+
+
+def test_standard_per_variable_averages_its_channels():
+    pred, true, denormalise = physical_pair(6, seed=9)
+    result = MetricAccumulator(("rmse",), "standard", frames_out=2, device="cpu", denormalise=denormalise,
+                               variables=("a", "b"))
+    result.update(pred, true)
+    result = result.result()
+    channel_rmse = (denormalise(pred) - denormalise(true)).double().square().mean(dim=(0, 1, 3, 4)).sqrt()
+    assert result["per_variable"]["a"]["rmse"] == pytest.approx(channel_rmse[:3].mean().item())
+    assert result["per_variable"]["b"]["rmse"] == pytest.approx(channel_rmse[3:].mean().item())
+    assert result["overall"]["rmse"] == pytest.approx(channel_rmse.mean().item())
+
+
+@pytest.mark.parametrize("metric", ["ssim", "psnr", "lpips"])
+def test_image_metrics_on_physical_fields_need_a_declared_range(metric):
+    pred, true, denormalise = physical_pair(1, seed=10)
+    with pytest.raises(SvqbenchError, match="--range LO,HI") as error:
+        compute(pred, true, ("mae", metric), "standard", denormalise=denormalise)
+    assert "\n" not in str(error.value)
+
+
+@pytest.mark.parametrize("convention", CONVENTIONS)
+def test_declared_range_maps_physical_values_to_unit_range(convention):
+    pred, true, denormalise = physical_pair(1, seed=11)
+    low, high = 260.0, 290.0
+    result = compute(pred, true, ("ssim", "psnr"), convention, denormalise=denormalise, value_range=(low, high))
+    mapped = [(denormalise(x) - low) / (high - low) for x in (pred, true)]
+    assert_matches(result, compute(*mapped, ("ssim", "psnr"), convention), ("ssim", "psnr"))
+    clipped_z_scores = compute(pred, true, ("ssim",), convention)["ssim"]
+    assert result["ssim"] != pytest.approx(clipped_z_scores)
+
+
+@pytest.mark.parametrize(
+    "options, message",
+    [({"value_range": (1.0, 1.0)}, "expected LO < HI"), ({"value_range": (0.0, 1.0, 2.0)}, "two numbers"),
+     ({"variables": ("a", "b", "c")}, "do not split into the 3 variables")],
+)
+def test_bad_physical_options(options, message):
+    pred, true, denormalise = physical_pair(2, seed=12)
+    metrics = ("mae", "ssim") if "value_range" in options else ("mae",)
+    with pytest.raises(SvqbenchError, match=message):
+        compute(pred, true, metrics, denormalise=denormalise, **options)
+
+
+def test_a_range_is_refused_for_image_data():
+    pred, true = noisy_pair((1, 2, 1, 16, 16))
+    with pytest.raises(SvqbenchError, match="for physical fields"):
+        compute(pred, true, ("ssim",), value_range=(0.0, 255.0))
 
 
 def test_latitude_weighted_rmse():

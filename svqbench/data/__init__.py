@@ -205,6 +205,19 @@ def denormaliser(name: str, root: str | os.PathLike | None = None) -> Callable[[
     return Normalisation(**stats).denormalise if stats else None
 
 
+def variables(name: str, root: str | os.PathLike | None = None) -> tuple[str, ...]:
+    """Names of the physical variables (equal channel blocks) of a prepared dataset; () when it names none.
+
+    Read from the registered module too, so folders prepared before the field existed still get them.
+    """
+    manifest = load_manifest(name, root)
+    stored = manifest["info"].get("variables")
+    if stored is not None:
+        return tuple(stored)
+    spec = manifest.get("spec", name)
+    return DATASETS.get(spec).info.variables if spec in DATASETS else ()
+
+
 def latitudes(name: str, root: str | os.PathLike | None = None) -> list[float] | None:
     """Latitude (degrees) of each grid row, for latitude-weighted metrics; None for non-geographic data."""
     return load_manifest(name, root).get("latitudes")

@@ -41,6 +41,7 @@ class DatasetInfo:
     metrics: tuple[str, ...] = ("mae", "mse", "ssim", "psnr")
     splits: tuple[str, ...] = ("train", "val", "test")
     physical: bool = False  # values are z-scored physical fields: metrics de-normalise first
+    variables: tuple[str, ...] = ()  # physical variables, each an equal contiguous block of channels (per-variable metrics)
     description: str = ""
     protocol: str = ""
 
@@ -60,7 +61,7 @@ class DatasetInfo:
     def from_dict(cls, d: dict[str, Any]) -> "DatasetInfo":
         known = {f.name for f in dataclasses.fields(cls)}
         kw = {k: v for k, v in d.items() if k in known}
-        for key in ("metrics", "splits"):
+        for key in ("metrics", "splits", "variables"):
             if key in kw:
                 kw[key] = tuple(kw[key])
         return cls(**kw)

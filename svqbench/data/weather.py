@@ -209,10 +209,10 @@ class Weather(DatasetSpec):
         }
 
 
-def _info(name: str, frames: int, channels: int, description: str, protocol: str) -> DatasetInfo:
+def _info(name: str, frames: int, channels: int, description: str, protocol: str, variables=()) -> DatasetInfo:
     return DatasetInfo(
         name=name, frames_in=frames, frames_out=frames, channels=channels, height=32, width=64,
-        metrics=("mse", "mae", "rmse"), physical=True, description=description, protocol=protocol,
+        metrics=("mse", "mae", "rmse"), physical=True, description=description, protocol=protocol, variables=variables,
     )
 
 
@@ -248,6 +248,7 @@ class WeatherMv(Weather):
     info = _info(
         "weather_mv", 4, 12, "r, t, u, v at 150/500/850 hPa (channels in that order)",
         "WeatherBench-M 5.625 deg, 6-hourly 4->4, train 2010-2015 / val 2016 / test 2017-2018, z-scored (train stats)",
+        variables=("r", "t", "u", "v"),  # OpenSTL's channel_names: metrics per variable over its three levels
     )
     channels = tuple(
         Channel(folder, variable, level)

@@ -6,14 +6,16 @@ Every metric is kept per predicted frame index (the horizon curve) as a sum over
 test set is never concatenated and the overall value is exact whatever the batch size:
 - MAE/MSE: sums of |error| and error^2 per (frame index, channel), float64;
 - RMSE: derived from the MSE sums (square root of the pooled mean, as WeatherBench does), so the
-  overall RMSE is not the mean of the per-frame RMSEs;
+  overall RMSE is not the mean of the per-frame RMSEs; on physical fields pooled per channel or per
+  variable as the convention says (conventions.py);
 - SSIM/PSNR/LPIPS: one value per frame, summed over samples. A frame predicted exactly has PSNR +inf
   under ``openstl`` (as in OpenSTL, and so has the mean over frames that include it), 100 dB (the cap)
   under ``standard``.
 
-Pixel errors use unclipped predictions (in physical units when ``denormalise`` is given, then per
-channel and averaged); SSIM, PSNR and LPIPS use predictions clipped to [0, 1] against unclipped
-targets, on the model-space tensors.
+Pixel errors use unclipped predictions (in physical units when ``denormalise`` is given). SSIM, PSNR
+and LPIPS use predictions clipped to [0, 1] against unclipped targets: image data as it is, physical
+fields only through a declared ``value_range`` (physical LO, HI mapped to [0, 1]); without one they are
+refused, since z-scores clipped to [0, 1] measure nothing meaningful.
 """
 
 from __future__ import annotations
@@ -30,6 +32,8 @@ from svqbench.metrics.ssim import ssim_per_frame
 
 Denormalise = Callable[[torch.Tensor], torch.Tensor]
 LAT_WEIGHTED_RMSE = "lat_weighted_rmse"
+IMAGE_METRICS = ("ssim", "psnr", "lpips")
+PIXEL_ERRORS = ("mae", "mse", "rmse")
 
 
 def _sum_per_frame_channel(values: torch.Tensor) -> torch.Tensor:
@@ -41,6 +45,26 @@ def _sum_per_frame_channel(values: torch.Tensor) -> torch.Tensor:
     return values.sum(dim=(3, 4)).double().sum(dim=0)
 
 
+def check_value_range(value_range: Sequence[float] | None, physical: bool, metrics: Sequence[str]) -> tuple[float, float] | None:
+    """The declared (LO, HI) of physical fields, required when image metrics are asked of them."""
+    image_metrics = [name for name in metrics if name in IMAGE_METRICS]
+    if value_range is None:
+        if physical and image_metrics:
+            raise SvqbenchError(
+                f"{', '.join(image_metrics)} need images in [0, 1], but these are physical fields: declare their range with "
+                f"--range LO,HI (physical units; or eval.value_range in the recipe), or leave {', '.join(image_metrics)} out"
+            )
+        return None
+    if not physical:
+        raise SvqbenchError("a value range is for physical fields (weather); image data are already in [0, 1]")
+    if len(value_range) != 2:
+        raise SvqbenchError(f"value range {value_range}: expected two numbers LO,HI")
+    low, high = (float(v) for v in value_range)
+    if not low < high:
+        raise SvqbenchError(f"value range {low},{high}: expected LO < HI")
+    return low, high
+
+
 def latitude_weights(latitudes: Sequence[float] | torch.Tensor, device: torch.device) -> torch.Tensor:
     """cos(latitude) normalised to mean 1, shaped (H, 1) to broadcast over (..., H, W)."""
     weights = torch.cos(torch.deg2rad(torch.as_tensor(latitudes, dtype=torch.float64)))
@@ -50,8 +74,13 @@ def latitude_weights(latitudes: Sequence[float] | torch.Tensor, device: torch.de
 class MetricAccumulator:
     """Accumulate ``metrics`` under ``convention`` over batches; ``result()`` gives overall and per-frame values.
 
-    denormalise: maps model-space (B,T,C,H,W) to physical units for MAE/MSE/RMSE (weather, TaxiBJ);
-        physical errors are per-pixel means, per channel, averaged over channels.
+    denormalise: maps model-space (B,T,C,H,W) to physical units (weather); given, the data are physical fields.
+    physical: the data are physical fields even without ``denormalise`` (values already in physical units).
+    value_range: (LO, HI) in physical units, mapped to [0, 1] for SSIM/PSNR/LPIPS on physical fields,
+        which are refused without it.
+    variables: names of the physical variables, each an equal contiguous block of channels (WeatherBench-M's
+        r, t, u, v over pressure levels); adds ``per_variable`` values and, under ``openstl``, pools RMSE per
+        variable.
     latitudes: H latitudes in degrees; with "rmse" it adds the latitude-weighted RMSE (WeatherBench).
     lpips_weights: path of the converted LPIPS weights; None resolves them (see lpips_weights.py).
     """
@@ -64,6 +93,9 @@ class MetricAccumulator:
         frames_out: int,
         device: torch.device | str,
         denormalise: Denormalise | None = None,
+        physical: bool = False,
+        value_range: Sequence[float] | None = None,
+        variables: Sequence[str] = (),
         latitudes: Sequence[float] | torch.Tensor | None = None,
         lpips_weights: str | os.PathLike | None = None,
     ):
@@ -72,6 +104,9 @@ class MetricAccumulator:
         self.frames_out = int(frames_out)
         self.device = torch.device(device)
         self.denormalise = denormalise
+        self.physical = physical or denormalise is not None
+        self.value_range = check_value_range(value_range, self.physical, self.metrics)
+        self.variables = tuple(variables)
         self.latitudes = latitudes
         self._lat_weights = None if latitudes is None else latitude_weights(latitudes, self.device)
         self._lpips = load_lpips(self.device, lpips_weights) if "lpips" in self.metrics else None
@@ -90,6 +125,8 @@ class MetricAccumulator:
             raise SvqbenchError(f"frame shape changed from {self._frame_shape} to {tuple(pred.shape[2:])} between batches")
         if self.latitudes is not None and len(self.latitudes) != pred.shape[3]:
             raise SvqbenchError(f"got {len(self.latitudes)} latitudes for frames of height {pred.shape[3]}")
+        if self.variables and pred.shape[2] % len(self.variables):
+            raise SvqbenchError(f"{pred.shape[2]} channels do not split into the {len(self.variables)} variables {', '.join(self.variables)}")
 
     def _add(self, name: str, value: torch.Tensor) -> None:
         if name in self._sums:
@@ -105,15 +142,18 @@ class MetricAccumulator:
         with torch.inference_mode(), torch.autocast(self.device.type, enabled=False):
             pred = pred.to(self.device, torch.float32)
             true = true.to(self.device, torch.float32)
+            if self.denormalise is not None:
+                pred, true = self.denormalise(pred), self.denormalise(true)
             self._add_pixel_errors(pred, true)
+            if self.value_range is not None:
+                low, high = self.value_range
+                pred, true = (pred - low) / (high - low), (true - low) / (high - low)
             self._add_frame_scores(pred.clamp(0.0, 1.0), true)
         self._count += pred.shape[0]
 
     def _add_pixel_errors(self, pred: torch.Tensor, true: torch.Tensor) -> None:
-        if not {"mae", "mse", "rmse"} & set(self.metrics):
+        if not set(PIXEL_ERRORS) & set(self.metrics):
             return
-        if self.denormalise is not None:
-            pred, true = self.denormalise(pred), self.denormalise(true)
         error = pred - true
         if "mae" in self.metrics:
             self._add("abs", _sum_per_frame_channel(error.abs()))
@@ -124,7 +164,7 @@ class MetricAccumulator:
                 self._add("lat_sq", _sum_per_frame_channel(squared * self._lat_weights))
 
     def _add_frame_scores(self, pred: torch.Tensor, true: torch.Tensor) -> None:
-        if not {"ssim", "psnr", "lpips"} & set(self.metrics):
+        if not set(IMAGE_METRICS) & set(self.metrics):
             return
         batch, frames = pred.shape[:2]
         pred_frames, true_frames = pred.flatten(0, 1), true.flatten(0, 1)
@@ -154,7 +194,11 @@ class MetricAccumulator:
         self._count = int(count.item())
 
     def result(self) -> dict:
-        """{"overall": {name: float}, "per_frame": {name: [float] * frames_out}, "convention": str, "count": int}."""
+        """{"overall": {name: float}, "per_frame": {name: [float] * frames_out}, "convention": str, "count": int}.
+
+        With ``variables``, also "per_variable": {variable: {name: float}} for MAE/MSE/RMSE (OpenSTL's
+        ``mse_r``, ``rmse_t``, ...).
+        """
         if self._count == 0:
             raise SvqbenchError("no samples were evaluated: the evaluation split is empty")
         overall: dict[str, float] = {}
@@ -164,10 +208,13 @@ class MetricAccumulator:
             per_frame[name] = frame_values.tolist()
             overall[name] = float(overall_value)
         if "lat_sq" in self._sums:
-            frame_values, overall_value = self._channel_mean_rmse(self._sums["lat_sq"])
+            frame_values, overall_value = self._rmse_of_groups(self._sums["lat_sq"], self._channel_groups(False))
             per_frame[LAT_WEIGHTED_RMSE] = frame_values.tolist()
             overall[LAT_WEIGHTED_RMSE] = float(overall_value)
-        return {"overall": overall, "per_frame": per_frame, "convention": self.convention.name, "count": self._count}
+        result = {"overall": overall, "per_frame": per_frame, "convention": self.convention.name, "count": self._count}
+        if self.variables and set(PIXEL_ERRORS) & set(self.metrics):
+            result["per_variable"] = self._per_variable()
+        return result
 
     def _pixels(self) -> int:
         return self._frame_shape[1] * self._frame_shape[2]
@@ -175,17 +222,56 @@ class MetricAccumulator:
     def _error_mean(self, sums: torch.Tensor) -> torch.Tensor:
         """(T, C) sums of an error over samples and pixels -> (T,) per-frame value of the convention."""
         per_frame_sum = sums.sum(dim=1) / self._count
-        if self.convention.errors_summed_over_frame and self.denormalise is None:
+        if self.convention.errors_summed_over_frame:
             return per_frame_sum
         return per_frame_sum / (self._pixels() * sums.shape[1])
 
-    def _channel_mean_rmse(self, squared_sums: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        per_frame = (squared_sums / (self._count * self._pixels())).sqrt().mean(dim=1)
-        overall = (squared_sums.sum(dim=0) / (self._count * self._pixels() * self.frames_out)).sqrt().mean()
-        return per_frame, overall
+    def _variable_blocks(self) -> list[slice]:
+        """Channel slice of each named variable; one block of every channel when none are named."""
+        channels = self._frame_shape[0]
+        width = channels // max(1, len(self.variables))
+        return [slice(i * width, (i + 1) * width) for i in range(channels // width)]
+
+    def _channel_groups(self, pooled: bool, within: slice = slice(None)) -> list[slice]:
+        """Channels whose squared errors share one square root: whole variables (pooled) or single channels."""
+        channels = range(self._frame_shape[0])[within]
+        if pooled:
+            return self._variable_blocks() if within == slice(None) else [within]
+        return [slice(c, c + 1) for c in channels]
+
+    def _rmse_of_groups(self, squared_sums: torch.Tensor, groups: list[slice]) -> tuple[torch.Tensor, torch.Tensor]:
+        """(T, C) squared-error sums -> per-frame and overall RMSE: root of each group's pooled mean, mean over groups."""
+        per_frame, overall = [], []
+        for group in groups:
+            sums = squared_sums[:, group]
+            values = self._count * self._pixels() * sums.shape[1]
+            per_frame.append((sums.sum(dim=1) / values).sqrt())
+            overall.append((sums.sum() / (values * self.frames_out)).sqrt())
+        return torch.stack(per_frame).mean(dim=0), torch.stack(overall).mean()
+
+    def _per_variable(self) -> dict[str, dict[str, float]]:
+        per_variable = {}
+        for variable, block in zip(self.variables, self._variable_blocks()):
+            values = {}
+            for name in PIXEL_ERRORS:
+                if name in self.metrics:
+                    values[name] = float(self._physical_error(name, block)[1])
+            per_variable[variable] = values
+        return per_variable
+
+    def _physical_error(self, name: str, within: slice = slice(None)) -> tuple[torch.Tensor, torch.Tensor]:
+        """Per-frame and overall MAE/MSE/RMSE of physical fields over the channels ``within`` (per-pixel means)."""
+        if name == "rmse":
+            groups = self._channel_groups(self.convention.rmse_pooled_over_channels, within)
+            return self._rmse_of_groups(self._sums["sq"].cpu(), groups)
+        sums = self._sums["abs" if name == "mae" else "sq"].cpu()[:, within]
+        values = sums.sum(dim=1) / (self._count * self._pixels() * sums.shape[1])
+        return values, values.mean()
 
     def _reduce(self, name: str) -> tuple[torch.Tensor, torch.Tensor]:
         """(per-frame values (T,), overall value) of one metric, on CPU."""
+        if name in PIXEL_ERRORS and self.physical:
+            return self._physical_error(name)
         if name == "mae":
             values = self._error_mean(self._sums["abs"].cpu())
             return values, values.mean()
@@ -193,8 +279,6 @@ class MetricAccumulator:
             values = self._error_mean(self._sums["sq"].cpu())
             return values, values.mean()
         if name == "rmse":
-            if self.denormalise is not None:
-                return self._channel_mean_rmse(self._sums["sq"].cpu())
             mse = self._error_mean(self._sums["sq"].cpu())
             return mse.sqrt(), mse.mean().sqrt()
         values = self._sums[name].cpu() / self._count
@@ -208,12 +292,17 @@ def compute(
     convention: str = "standard",
     denormalise: Denormalise | None = None,
     latitudes: Sequence[float] | torch.Tensor | None = None,
+    **options,
 ) -> dict[str, float]:
-    """Overall metric values of one (B, T, C, H, W) pair, computed on ``pred``'s device."""
+    """Overall metric values of one (B, T, C, H, W) pair, computed on ``pred``'s device.
+
+    ``options``: ``physical``, ``value_range``, ``variables`` as for :class:`MetricAccumulator`.
+    """
     if pred.ndim != 5:
         raise SvqbenchError(f"metrics need (B,T,C,H,W) tensors; got shape {tuple(pred.shape)}")
     accumulator = MetricAccumulator(
-        metrics, convention, frames_out=pred.shape[1], device=pred.device, denormalise=denormalise, latitudes=latitudes
+        metrics, convention, frames_out=pred.shape[1], device=pred.device, denormalise=denormalise, latitudes=latitudes,
+        **options,
     )
     accumulator.update(pred, true)
     return accumulator.result()["overall"]

