@@ -12,7 +12,11 @@ from svqbench.models import MODELS, count_parameters, create_model, forecast
 from conftest import TINY_MODEL
 
 INFO = DatasetInfo("toy", frames_in=4, frames_out=4, channels=2, height=16, width=16)
-SMALL_ARGS = {"simvp": TINY_MODEL, "simvp_svq": {**TINY_MODEL, "codebook_size": 16}}
+SMALL_ARGS = {
+    "simvp": TINY_MODEL,
+    "simvp_svq": {**TINY_MODEL, "codebook_size": 16},
+    "simvp_mlp": {**TINY_MODEL, "svq_hidden": 16},
+}
 
 
 @pytest.mark.parametrize("name", MODELS.names())
@@ -61,6 +65,15 @@ def test_svq_sits_before_translator_or_after():
     post = create_model("simvp_svq", INFO, **TINY_MODEL, codebook_size=16, post_vq=True)
     assert pre.post_vq is False and post.post_vq is True
     assert pre.quantizer.codebook.shape == (16, TINY_MODEL["hid_S"])
+
+
+@pytest.mark.parametrize("post_vq", [False, True])
+@pytest.mark.parametrize("nonlinear, extra", [(True, 8 * 12 + 12 + 12 * 8 + 8), (False, 8 * 8 + 8)])
+def test_mlp_is_a_bottleneck_in_svqs_place(post_vq, nonlinear, extra):
+    """simvp_mlp = simvp + C -> K -> C (C = hid_S 8, K = svq_hidden 12), or one C -> C map when linear."""
+    mlp = create_model("simvp_mlp", INFO, **TINY_MODEL, svq_hidden=12, nonlinear=nonlinear, post_vq=post_vq)
+    assert mlp.post_vq is post_vq
+    assert count_parameters(mlp) == count_parameters(create_model("simvp", INFO, **TINY_MODEL)) + extra
 
 
 @pytest.mark.parametrize(
