@@ -258,6 +258,26 @@ def predict(
     out.print(str(out_file), highlight=False)
 
 
+@command
+def fold(
+    run_dir: Path = typer.Argument(..., help="a simvp_svq run directory (linear-output SVQ: out_relu false)"),
+    out_dir: Path = typer.Option(..., "--out", help="the new simvp_mlp run directory"),
+    force: bool = typer.Option(False, "--force", help="replace --out if it exists"),
+    device: str = DEVICE,
+) -> None:
+    """Fold a trained SimVP+SVQ run into the SimVP+MLP run computing the same predictions.
+
+    Example: svqbench fold runs/digits-simvp_svq-20261124-120000 --out runs/digits-simvp_svq-folded
+    """
+    from svqbench.device import resolve_device
+    from svqbench.fold import fold_run
+
+    report = fold_run(run_dir, out_dir, resolve_device(device), force)
+    params = report["parameters"]
+    out.print(f"{report['out']}\nparameters {params['svq']:,} -> {params['mlp']:,}; largest relative difference "
+              f"of the predictions on a random clip {report['max_relative_difference']:.2e}", highlight=False)
+
+
 @command(name="leaderboard")
 def leaderboard_(
     dataset: Optional[str] = typer.Argument(None, help="dataset name (default: every leaderboard)"),

@@ -19,6 +19,7 @@ SMALL_ARGS = {
     "convlstm": RECURRENT_TINY,
     "predrnn": RECURRENT_TINY,
     "predrnn_v2": RECURRENT_TINY,
+    "simvp_mlp": {**TINY_MODEL, "svq_hidden": 16},
 }
 
 
@@ -68,6 +69,15 @@ def test_svq_sits_before_translator_or_after():
     post = create_model("simvp_svq", INFO, **TINY_MODEL, codebook_size=16, post_vq=True)
     assert pre.post_vq is False and post.post_vq is True
     assert pre.quantizer.codebook.shape == (16, TINY_MODEL["hid_S"])
+
+
+@pytest.mark.parametrize("post_vq", [False, True])
+@pytest.mark.parametrize("nonlinear, extra", [(True, 8 * 12 + 12 + 12 * 8 + 8), (False, 8 * 8 + 8)])
+def test_mlp_is_a_bottleneck_in_svqs_place(post_vq, nonlinear, extra):
+    """simvp_mlp = simvp + C -> K -> C (C = hid_S 8, K = svq_hidden 12), or one C -> C map when linear."""
+    mlp = create_model("simvp_mlp", INFO, **TINY_MODEL, svq_hidden=12, nonlinear=nonlinear, post_vq=post_vq)
+    assert mlp.post_vq is post_vq
+    assert count_parameters(mlp) == count_parameters(create_model("simvp", INFO, **TINY_MODEL)) + extra
 
 
 @pytest.mark.parametrize(

@@ -1,9 +1,10 @@
-"""SimVP (Gao et al. 2022; OpenSTL layout), SimVP+SVQ (arXiv 2312.03406) and SimVP+hard VQ.
+"""SimVP (Gao et al. 2022; OpenSTL layout), SimVP+SVQ (arXiv 2312.03406), SimVP+hard VQ and SimVP+MLP.
 
 SimVP = encoder (ConvSC stack, stride 2 on every second layer) -> translator over the
 ``T * hid_S`` channels of the stacked latent frames -> decoder (skip from the first encoder
 layer) -> 1x1 readout. SimVP+SVQ quantizes every latent vector (dim ``hid_S``) of every frame
-after the encoder (``post_vq=False``) or after the translator (``post_vq=True``).
+after the encoder (``post_vq=False``) or after the translator (``post_vq=True``); SimVP+MLP puts the
+bottleneck MLP that SVQ folds into (svqbench.models.bottleneck) in the same place.
 
 Shapes: inputs (B, T, C, H, W) -> latent (B*T, hid_S, H/s, W/s), s = 2**(N_S // 2)
 -> translator (B, T*hid_S, H/s, W/s) -> frames (B, T, C, H, W).
@@ -19,6 +20,7 @@ from torch import nn
 
 from svqbench.errors import SvqbenchError
 from svqbench.models import MODELS, Forecast
+from svqbench.models.bottleneck import BottleneckMLP
 from svqbench.models.shape import ClipShape
 from svqbench.models.quantizers import build_quantizer
 from svqbench.models.svq import SVQ
@@ -205,6 +207,29 @@ def simvp_svq(
     quantizer = SVQ(model.latent_dim, codebook_size, hidden_dim=svq_hidden, nonlinear=nonlinear,
                     hid_relu=hid_relu, out_relu=out_relu, freeze_codebook=freeze_codebook, init=init)
     return model.with_quantizer(quantizer, post_vq)
+
+
+# Options of simvp_svq that only exist because of the codebook; simvp_mlp shares every other one.
+CODEBOOK_ONLY_OPTIONS = ("codebook_size", "freeze_codebook", "init", "out_relu")
+
+
+@MODELS.register("simvp_mlp")
+@with_simvp_arguments
+def simvp_mlp(
+    shape: ClipShape,
+    *,
+    svq_hidden: int = 128,
+    nonlinear: bool = True,
+    hid_relu: bool = True,
+    post_vq: bool = False,
+    **backbone,
+) -> SimVP:
+    """SimVP with the bottleneck MLP C -> svq_hidden -> C in SVQ's place: the function SVQ's linear-output
+    forms compute, trained directly (``svqbench fold`` turns a trained simvp_svq run into one of these).
+    The options keep simvp_svq's names and meaning, so the two recipes differ only in the codebook."""
+    model = simvp(shape, **backbone)
+    mlp = BottleneckMLP(model.latent_dim, hidden_dim=svq_hidden, nonlinear=nonlinear, hid_relu=hid_relu)
+    return model.with_quantizer(mlp, post_vq)
 
 
 @MODELS.register("simvp_vq")
