@@ -323,8 +323,8 @@ def claim_run_dir(setup: Setup, resume: bool, force: bool) -> None:
         raise SvqbenchError(f"{run_dir} already holds a run; continue it with `svqbench train --resume {run_dir}` "
                             "or replace it with --force")
     setup.world.barrier()
-    if setup.world.is_main:
-        if force and not resume:
+    if setup.world.is_main and not resume:
+        if force:
             remove_run(run_dir)
         run_dir.mkdir(parents=True, exist_ok=True)
         save_recipe(run_dir, setup.recipe)
@@ -377,6 +377,7 @@ def resume_state(setup: Setup) -> TrainState:
         setattr(state, name, checkpoint[name])
     restore_rng_state(checkpoint["rng"])
     if setup.world.is_main:
+        save_recipe(setup.run_dir, setup.recipe)  # with its extension, for the next resume
         forget_log_after(setup.run_dir / "log.jsonl", state.step)
     setup.reporter.message(f"resuming {setup.run_dir} at epoch {state.epoch + 1}, step {state.step}")
     return state
