@@ -43,8 +43,12 @@ def epoch_aware(dataset) -> Any | None:
     return inner if hasattr(inner, "set_epoch") else None
 
 
-def seed_worker(worker_id: int) -> None:
-    """Loader workers seed python and numpy from their torch seed, which the loader's generator fixes."""
+def init_worker(worker_id: int) -> None:
+    """Loader workers seed python and numpy from their torch seed, which the loader's generator fixes.
+
+    They ignore Ctrl-C: the main process stops the loop at a consistent point and ends them.
+    """
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     seed = torch.initial_seed() % 2**32
     random.seed(seed)
     np.random.seed(seed)
@@ -56,7 +60,7 @@ def make_loader(dataset: Dataset, batch_size: int, workers: int, device: torch.d
 
     ``seed`` fixes the loader's generator, hence every worker's seed; the global RNG is never drawn from.
     """
-    common = dict(num_workers=workers, pin_memory=device.type == "cuda", worker_init_fn=seed_worker,
+    common = dict(num_workers=workers, pin_memory=device.type == "cuda", worker_init_fn=init_worker,
                   generator=torch.Generator().manual_seed(seed))
     if batches is not None:
         return DataLoader(dataset, batch_sampler=batches, **common)

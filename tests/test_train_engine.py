@@ -48,7 +48,8 @@ def cli(*args, env: dict | None = None, launcher: tuple[str, ...] = ()) -> subpr
     command = [sys.executable, *(launcher or ("-m",)), *(("-m",) if launcher else ()), "svqbench", *map(str, args)]
     # as many threads as this process uses, so the two halves of a run compute alike
     environment = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": str(torch.get_num_threads()), **(env or {})}
-    return subprocess.Popen(command, env=environment, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    return subprocess.Popen(command, env=environment, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            start_new_session=True)
 
 
 def assert_same_weights(a: Path, b: Path) -> None:
@@ -82,14 +83,14 @@ def test_sigkill_then_resume_gives_bitwise_identical_weights(tmp_path, digits_ro
 
 
 def test_ctrl_c_writes_a_checkpoint_and_exits_130(tmp_path, digits_root):
-    recipe_file = write_recipe(tmp_path, epochs=200, max_steps=0, checkpoint_every=0)
+    recipe_file = write_recipe(tmp_path, epochs=200, max_steps=0, checkpoint_every=0, num_workers=2)
     run_dir = tmp_path / "run"
     process = cli("train", recipe_file, "--root", digits_root, "--run-dir", run_dir, "--device", "cpu", "--quiet")
     deadline = time.monotonic() + 120
     while not (run_dir / "log.jsonl").is_file():  # past the first epoch: the loop is running
         assert process.poll() is None and time.monotonic() < deadline, process.communicate()
         time.sleep(0.05)
-    process.send_signal(signal.SIGINT)
+    os.killpg(os.getpgid(process.pid), signal.SIGINT)  # as a terminal does: the loader's workers get it too
     _, stderr = process.communicate(timeout=60)
     assert process.returncode == 130, stderr
     lines = [line for line in stderr.splitlines() if line.strip()]
