@@ -45,7 +45,7 @@ from svqbench.data.base import DatasetInfo
 from svqbench.errors import SvqbenchError
 from svqbench.models import count_parameters, create_model, forecast, model_arguments
 from svqbench.models.svq import SVQ
-from svqbench.train import LOSSES, autocast
+from svqbench.runtime import LOSSES, autocast
 
 MB = 2**20
 

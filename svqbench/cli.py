@@ -41,8 +41,8 @@ def command(fn: Callable | None = None, *, name: str | None = None) -> Callable:
             except SvqbenchError as e:
                 err.print(f"[bold red]error:[/] {e}", highlight=False, soft_wrap=True)
                 raise typer.Exit(1) from None
-            except KeyboardInterrupt:
-                err.print("interrupted")
+            except KeyboardInterrupt as e:  # training's says where its checkpoint is
+                err.print(str(e) or "interrupted", highlight=False, soft_wrap=True)
                 raise typer.Exit(130) from None
 
         return app.command(name=name)(wrapper)
@@ -107,30 +107,42 @@ def recipes() -> None:
 
 @command
 def train(
-    recipe: str = typer.Argument(..., help="a .yaml path, a dataset (its default recipe) or DATASET/RECIPE"),
+    recipe: Optional[str] = typer.Argument(None, help="a .yaml path, a dataset (its default recipe) or DATASET/RECIPE"),
     set_: List[str] = typer.Option([], "--set", help="override a key: --set train.lr=1e-3 --set model.hid_S=32"),
     run_dir: Optional[Path] = typer.Option(None, "--run-dir", help="where to write (default runs/NAME-TIME)"),
-    resume: bool = typer.Option(False, "--resume", help="continue --run-dir from its last.pt"),
+    resume: Optional[Path] = typer.Option(None, "--resume", help="continue the run in DIR from its last.pt (no RECIPE)"),
+    force: bool = typer.Option(False, "--force", help="replace the run already in --run-dir"),
     root: Optional[Path] = ROOT,
     device: str = DEVICE,
     quiet: bool = typer.Option(False, "--quiet", help="print only the run directory"),
 ) -> None:
-    """Train a recipe; prints the run directory.
+    """Train a recipe, or resume a run; prints the run directory. Runs under torchrun too.
 
-    Example: svqbench train digits/simvp --set train.epochs=2 --device cuda
+    Example: svqbench train digits/simvp --set train.epochs=2 --device cuda   |   svqbench train --resume runs/X
     """
     from svqbench.config import load_recipe
     from svqbench.device import resolve_device
     from svqbench.progress import Reporter
-    from svqbench.runs import new_run_dir
+    from svqbench.runs import new_run_dir, resumed_recipe
+    from svqbench.runtime import launched_world
     from svqbench.train import train as train_recipe
 
-    if resume and run_dir is None:
-        raise SvqbenchError("--resume needs --run-dir DIR of the run to continue")
-    cfg = load_recipe(recipe, set_)
-    target = run_dir or new_run_dir(cfg)
-    train_recipe(cfg, target, resolve_device(device), data_root=root, resume=resume, reporter=Reporter(quiet))
-    out.print(str(target), highlight=False)
+    world = launched_world()
+    if resume is not None:
+        if recipe is not None or (run_dir is not None and run_dir != resume):
+            raise SvqbenchError("--resume DIR takes the recipe and folder from DIR; drop RECIPE and --run-dir")
+        cfg, target = resumed_recipe(resume, set_), resume
+    else:
+        if recipe is None:
+            raise SvqbenchError("missing RECIPE (e.g. digits/simvp_svq), or --resume DIR to continue a run")
+        if run_dir is None and world.size > 1:
+            raise SvqbenchError("under torchrun give --run-dir: every process must write to the same folder")
+        cfg = load_recipe(recipe, set_)
+        target = run_dir or new_run_dir(cfg)
+    train_recipe(cfg, target, resolve_device(device), data_root=root, resume=resume is not None, force=force,
+                 reporter=Reporter(quiet))
+    if world.is_main:
+        out.print(str(target), highlight=False)
 
 
 def _parse_metrics(text: Optional[str]) -> Optional[tuple[str, ...]]:
@@ -169,7 +181,7 @@ def eval_(
     root: Optional[Path] = ROOT,
     device: str = DEVICE,
 ) -> None:
-    """Evaluate a run's best checkpoint; writes RUN/metrics.json and a leaderboard row.
+    """Evaluate a run's selected checkpoint (train.select); writes RUN/metrics.json and a leaderboard row. Runs under torchrun too.
 
     Example: svqbench eval runs/digits-simvp_svq-20261124-120000 --metrics mae,mse,ssim,psnr,lpips
     """
@@ -178,8 +190,12 @@ def eval_(
 
     if split not in (None, "test", "val"):
         raise SvqbenchError(f"--split {split!r}: valid: test, val")
+    from svqbench.runtime import launched_world
+
     report = evaluate(run_dir, resolve_device(device), _parse_metrics(metrics), split, convention, root,
                       batch_size, lpips_weights, plot, svq_stats=svq_stats, value_range=_parse_range(value_range))
+    if not launched_world().is_main:
+        return
     table = Table(title=f"{report['run']} ({report['split']}, {report['convention']})")
     for name in report["overall"]:
         table.add_column(name, justify="right")

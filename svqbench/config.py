@@ -39,10 +39,15 @@ class TrainConfig(_Strict):
     warmup_epochs: float = Field(0.0, ge=0, description="linear warm-up before a cosine schedule")
     loss: Literal["l1", "mse"] = "mse"
     seed: int = 42
-    precision: Literal["fp32", "bf16"] = "fp32"
+    precision: Literal["fp32", "bf16", "fp16"] = Field("fp32", description="fp16 scales the loss (CUDA only)")
     clip_grad: float = Field(0.0, ge=0, description="max gradient norm (0: no clipping)")
     num_workers: int = Field(2, ge=0)
     train_samples: int = Field(0, ge=0, description="use only the first N training windows (0: all)")
+    checkpoint_every: int = Field(500, ge=0, description="write last.pt every N steps, besides each epoch end (0: epoch ends only)")
+    val_every: int = Field(0, ge=0, description="validate every N steps (0: at each epoch end)")
+    val_samples: int = Field(0, ge=0, description="validate on N evenly spaced val windows (0: all)")
+    patience: int = Field(0, ge=0, description="stop after N validations without improvement (0: never)")
+    select: Literal["best", "last"] = Field("best", description="the checkpoint eval uses")
 
 
 class EvalConfig(_Strict):
@@ -53,6 +58,7 @@ class EvalConfig(_Strict):
     value_range: Optional[tuple[float, float]] = Field(
         None, description="physical LO, HI mapped to [0, 1] for ssim/psnr/lpips on physical fields (refused without it)"
     )
+    precision: Literal["fp32", "bf16"] = "fp32"
 
 
 class Recipe(_Strict):

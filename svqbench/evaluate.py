@@ -1,4 +1,8 @@
-"""Streaming evaluation of a run: batches -> metric sums on the device -> metrics.json -> leaderboard row."""
+"""Streaming evaluation of a run: batches -> metric sums on the device -> metrics.json -> leaderboard row.
+
+Under torchrun each rank evaluates a contiguous share of the windows (each window exactly once) and the
+metric sums are all-reduced; rank 0 writes.
+"""
 
 from __future__ import annotations
 
@@ -9,6 +13,7 @@ from typing import Any, Iterator
 
 import torch
 from torch import nn
+from torch.utils.data import Subset
 
 from svqbench import data, leaderboard
 from svqbench.config import EvalConfig
@@ -18,7 +23,7 @@ from svqbench.metrics import MetricAccumulator, plot_horizon
 from svqbench.models import count_parameters, forecast
 from svqbench.models.svq import SVQ, SVQStats, code_weight_chunks
 from svqbench.runs import LoadedRun
-from svqbench.train import autocast, make_loader
+from svqbench.runtime import autocast, join_world, make_loader
 
 
 @torch.no_grad()
@@ -36,13 +41,14 @@ def evaluate(
     svq_stats: bool = False,
     value_range: tuple[float, float] | None = None,
 ) -> dict[str, Any]:
-    """Evaluate the best checkpoint of ``run_dir`` on a split; writes ``run_dir/metrics.json``.
+    """Evaluate the selected checkpoint (``train.select``) of ``run_dir`` on a split; writes ``run_dir/metrics.json``.
 
     Unset arguments fall back to the recipe's ``eval`` section. The split is streamed in
     batches; only running sums live in memory. ``svq_stats`` adds SVQ code-weight diagnostics
     (:class:`SVQStats` over every latent the SVQ layer sees) under ``"svq_stats"``. ``value_range``
     (physical LO, HI) lets SSIM/PSNR/LPIPS run on physical fields, which are refused without one.
     """
+    world, device = join_world(device)
     run = LoadedRun(run_dir, device)
     stats = SVQStats() if svq_stats else None
     cfg: EvalConfig = run.recipe.eval
@@ -51,7 +57,10 @@ def evaluate(
     convention = convention or cfg.convention
     dataset = run.recipe.dataset
     test_set = data.create(dataset, split, data_root)
-    loader = make_loader(test_set, batch_size or cfg.batch_size, False, run.recipe.train.num_workers, device)
+    if len(test_set) < world.size:
+        raise SvqbenchError(f"the {split} split has {len(test_set)} windows, fewer than the {world.size} processes")
+    shard = Subset(test_set, world.shard(len(test_set)))
+    loader = make_loader(shard, batch_size or cfg.batch_size, run.recipe.train.num_workers, device)
     accumulator = MetricAccumulator(
         metrics,
         convention=convention,
@@ -68,15 +77,19 @@ def evaluate(
     with recording_svq_inputs(run.model, stats, run.recipe.model_name):
         for inputs, targets in loader:
             inputs, targets = inputs.to(device, non_blocking=True), targets.to(device, non_blocking=True)
-            with autocast(device, run.recipe.train.precision):
+            with autocast(device, cfg.precision):  # eval.precision: never the training precision
                 pred = forecast(run.model, inputs, run.info.frames_out).frames
             accumulator.update(pred.float(), targets)
+    if world.size > 1:
+        accumulator.all_reduce()
+        # per-window arrays are gathered here when kept: shards are contiguous, so rank order is window order
     result = accumulator.result()
     report = {
         "run": run.dir.name,
         "dataset": dataset,
         "split": split,
         "checkpoint": run.checkpoint_file.name,
+        "selection": run.selection,
         "epoch": run.epoch,
         "model": run.recipe.model_name,
         "recipe": run.recipe.name,
@@ -86,6 +99,8 @@ def evaluate(
     }
     if stats is not None:
         report["svq_stats"] = stats.result()
+    if not world.is_main:
+        return report
     write_json(run.dir / "metrics.json", report)
     if plot:
         plot_horizon(result["per_frame"], run.dir / "horizon.png")

@@ -55,8 +55,9 @@ class Reporter:
         if self.quiet:
             return
         train = f"{record['train_loss']:.5g}" if record["train_loss"] is not None else "-"
+        val = f"{record['val_loss']:.5g}" if record["val_loss"] is not None else "-"
         console.print(
-            f"epoch {record['epoch']}: train loss {train}  val loss {record['val_loss']:.5g}  ({record['seconds']:.1f}s)",
+            f"epoch {record['epoch']} step {record['step']}: train loss {train}  val loss {val}  ({record['seconds']:.1f}s)",
             highlight=False,
         )
 

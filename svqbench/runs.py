@@ -1,13 +1,18 @@
 """The run directory: the only contract between ``train``, ``eval``, ``render`` and ``predict``.
 
-``RUN/recipe.yaml`` (resolved recipe), ``RUN/log.jsonl`` (one JSON object per line),
-``RUN/best.pt`` (lowest validation loss), ``RUN/last.pt`` (end of the latest epoch),
-``RUN/metrics.json`` (from eval). A checkpoint carries its own recipe and dataset facts.
+``RUN/recipe.yaml`` (resolved recipe), ``RUN/run.json`` (identity and progress, see :func:`run_meta`),
+``RUN/log.jsonl`` (one JSON object per line), ``RUN/best.pt`` (lowest validation loss),
+``RUN/last.pt`` (the latest checkpoint), ``RUN/metrics.json`` (from eval). A checkpoint carries its own
+recipe, dataset facts and ``meta`` (the content of run.json).
 """
 
 from __future__ import annotations
 
+import datetime
+import json
+import subprocess
 import time
+import uuid
 from pathlib import Path
 from typing import Any
 
@@ -15,11 +20,86 @@ import torch
 import yaml
 from torch import nn
 
-from svqbench.config import Recipe, validate_recipe
+from svqbench import __version__
+from svqbench.config import Recipe, load_recipe, parse_override, validate_recipe
 from svqbench.data.base import DatasetInfo
 from svqbench.errors import SvqbenchError
 from svqbench.fileio import atomic_path, write_text
 from svqbench.models import create_model
+
+
+RUN_FILES = ("recipe.yaml", "run.json", "log.jsonl", "last.pt", "best.pt", "metrics.json", "per_window.npz",
+             "horizon.png")
+# what a resumed run may change: more steps, and settings that do not change the result
+RESUMABLE_KEYS = ("train.epochs", "train.max_steps", "train.num_workers", "train.checkpoint_every")
+
+
+def holds_run(run_dir: Path) -> bool:
+    return any((Path(run_dir) / name).exists() for name in RUN_FILES)
+
+
+def remove_run(run_dir: Path) -> None:
+    """Delete the files of a run (``--force``); anything else in the folder stays."""
+    for name in RUN_FILES:
+        (Path(run_dir) / name).unlink(missing_ok=True)
+
+
+def resumed_recipe(run_dir: Path, overrides: list[str] = ()) -> Recipe:
+    """The recipe of the run in ``run_dir``, extended by ``overrides`` of :data:`RESUMABLE_KEYS` only."""
+    path = Path(run_dir) / "recipe.yaml"
+    if not path.is_file():
+        raise SvqbenchError(f"--resume {run_dir}: no run there (no recipe.yaml)")
+    for text in overrides:
+        key = ".".join(parse_override(text)[0])
+        if key not in RESUMABLE_KEYS:
+            raise SvqbenchError(
+                f"--set {key}: a resumed run may only change {', '.join(RESUMABLE_KEYS)}; start a new run to change {key}"
+            )
+    return load_recipe(str(path), list(overrides))
+
+
+def git_commit() -> str | None:
+    """The commit of the svqbench checkout, or None outside a git checkout."""
+    try:
+        result = subprocess.run(["git", "rev-parse", "HEAD"], cwd=Path(__file__).resolve().parent,
+                                capture_output=True, text=True, timeout=5)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    commit = result.stdout.strip()
+    return commit if result.returncode == 0 and commit else None
+
+
+def run_meta(recipe: Recipe, world_size: int, val_held_out: bool) -> dict[str, Any]:
+    """The identity of a new run (RUN/run.json and the checkpoints' "meta"); step/epoch/time follow it."""
+    return {
+        "run_id": uuid.uuid4().hex[:12],
+        "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "svqbench_version": __version__,
+        "git_commit": git_commit(),
+        "recipe_name": recipe.name,
+        "overrides": list(recipe.overrides),
+        "seed": recipe.train.seed,
+        "precision": recipe.train.precision,
+        "world_size": world_size,
+        "val_held_out": val_held_out,
+        "selection": recipe.train.select if val_held_out else "last",
+        "step": 0,
+        "epoch": 0,
+        "train_seconds": 0.0,
+    }
+
+
+def run_selection(run_dir: Path) -> str:
+    """Which checkpoint eval uses: run.json's "selection", else the recipe's train.select, else best."""
+    try:
+        return json.loads((Path(run_dir) / "run.json").read_text()).get("selection", "best")
+    except (OSError, ValueError):
+        pass
+    try:
+        raw = yaml.safe_load((Path(run_dir) / "recipe.yaml").read_text()) or {}
+        return raw.get("train", {}).get("select", "best")
+    except (OSError, yaml.YAMLError, AttributeError):
+        return "best"
 
 
 def new_run_dir(recipe: Recipe, base: Path = Path("runs")) -> Path:
@@ -58,13 +138,17 @@ def load_checkpoint(path: Path, device: torch.device | str = "cpu") -> dict[str,
 class LoadedRun:
     """A trained model with its recipe and dataset facts, ready for evaluation or prediction."""
 
-    def __init__(self, run_dir: Path, device: torch.device, which: str = "best"):
+    def __init__(self, run_dir: Path, device: torch.device, which: str | None = None):
+        """``which``: "best", "last", or None for the run's own selection (:func:`run_selection`)."""
         self.dir = Path(run_dir)
-        self.checkpoint_file = checkpoint_path(self.dir, which)
+        self.selection: str = which or run_selection(self.dir)
+        self.checkpoint_file = checkpoint_path(self.dir, self.selection)
         state = load_checkpoint(self.checkpoint_file, device)
         self.recipe: Recipe = validate_recipe(state["recipe"], str(self.checkpoint_file))
         self.info = DatasetInfo.from_dict(state["info"])
         self.epoch: int = state.get("epoch", 0)
+        self.step: int = state.get("step", 0)
+        self.meta: dict[str, Any] = state.get("meta", {})
         self.model: nn.Module = create_model(self.recipe.model_name, self.info, **self.recipe.model_args)
         self.model.load_state_dict(state["model"])
         self.model.to(device).eval()

@@ -1,33 +1,412 @@
-"""The one training loop: Adam, OneCycle/cosine/constant schedules, L1/MSE, bf16 autocast,
-validation on the val split every epoch (never on test), ``best.pt``/``last.pt``, resume."""
+"""The one training loop. :func:`train` reads top to bottom: set up, start or resume a
+:class:`TrainState`, then per batch :func:`train_step`, :func:`validate` and :func:`save` at their intervals.
+
+Exact resume: a checkpoint holds everything the next step depends on (weights, optimiser, schedule, grad
+scaler, position in the epoch, best value, every RNG state), and the batch order is a function of
+(seed, epoch) (see runtime.py). Under torchrun every rank trains on its slice of the same global batch and
+DistributedDataParallel averages the gradients, so the world size does not change the result.
+"""
 
 from __future__ import annotations
 
 import json
 import math
+import os
 import random
+import signal
 import time
 import warnings
-from contextlib import nullcontext
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
+from typing import Any, Callable
 
 import numpy as np
 import torch
 from torch import nn
-from torch.utils.data import DataLoader, Subset
+from torch.nn.parallel import DistributedDataParallel
+from torch.utils.data import Dataset, Subset
 
 from svqbench import data
 from svqbench.config import Recipe, TrainConfig
+from svqbench.data.base import DatasetInfo
 from svqbench.errors import SvqbenchError
+from svqbench.fileio import write_json
 from svqbench.models import count_parameters, create_model, forecast, training_forecast
 from svqbench.progress import Reporter
-from svqbench.runs import checkpoint_path, load_checkpoint, save_checkpoint, save_recipe
+from svqbench.runs import (RESUMABLE_KEYS, holds_run, load_checkpoint, remove_run, run_meta, save_checkpoint,
+                           save_recipe)
+from svqbench.runtime import (LOSSES, InterruptRequest, World, autocast, epoch_aware, evenly_spaced,
+                              is_out_of_memory, join_world, make_loader, rank_batches, restore_rng_state, rng_state,
+                              steps_per_epoch)
 
-LOSSES: dict[str, Callable[[torch.Tensor, torch.Tensor], torch.Tensor]] = {
-    "l1": nn.functional.l1_loss,
-    "mse": nn.functional.mse_loss,
-}
+CRASH_AT_STEP = "SVQBENCH_TEST_CRASH_AT_STEP"  # crash tests: the process SIGKILLs itself after this step
+
+
+class TrainingInterrupted(KeyboardInterrupt):
+    """Ctrl-C, after the checkpoint was written; its message says how to continue."""
+
+
+@dataclass
+class Setup:
+    """What stays fixed during a run."""
+
+    recipe: Recipe
+    run_dir: Path
+    device: torch.device
+    world: World
+    info: DatasetInfo
+    train_set: Dataset
+    val_set: Dataset  # this rank's share of the validation windows
+    batch_size: int  # global
+    steps_per_epoch: int
+    total_steps: int
+    val_held_out: bool
+    reporter: Reporter
+    loss_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+
+    @property
+    def cfg(self) -> TrainConfig:
+        return self.recipe.train
+
+
+@dataclass
+class TrainState:
+    """What changes during a run; all of it goes into a checkpoint."""
+
+    model: nn.Module  # the bare model: checkpoints, validation
+    module: nn.Module  # what a step calls: the model, or its DDP wrapper
+    optimizer: torch.optim.Optimizer | None
+    scheduler: Any
+    scaler: torch.amp.GradScaler
+    meta: dict[str, Any]
+    epoch: int = 0  # completed epochs = index of the epoch in progress
+    position: int = 0  # batches of that epoch already done
+    step: int = 0
+    best_val: float = math.inf
+    stale_validations: int = 0  # validations since the last improvement
+    loss_sum: float = 0.0  # training loss since the last log record, summed over samples
+    loss_samples: int = 0
+    clock: float = field(default_factory=time.perf_counter)  # not saved: wall time since the last save
+    record_clock: float = field(default_factory=time.perf_counter)
+
+
+def train(
+    recipe: Recipe,
+    run_dir: Path,
+    device: torch.device,
+    data_root: Path | None = None,
+    resume: bool = False,
+    reporter: Reporter | None = None,
+    force: bool = False,
+) -> Path:
+    """Train ``recipe`` into ``run_dir``, or ``resume`` the run there; returns ``run_dir``.
+
+    A folder that already holds a run is refused unless ``force`` (which replaces it). Ctrl-C writes
+    ``last.pt`` and raises :class:`TrainingInterrupted`.
+    """
+    run_dir = Path(run_dir)
+    world, device = join_world(device)
+    setup = make_setup(recipe, run_dir, device, world, data_root, reporter or Reporter())
+    claim_run_dir(setup, resume, force)
+    state = resume_state(setup) if resume else fresh_state(setup)
+    if state.optimizer is None:  # nothing to optimise (persistence): its validation loss, once
+        record(setup, state, validate(setup, state))
+        save(setup, state, "last.pt")
+        return run_dir
+    with InterruptRequest().active() as interrupt:
+        while state.step < setup.total_steps and not stopped_early(setup, state):
+            run_epoch(setup, state, interrupt)
+    return run_dir
+
+
+def run_epoch(setup: Setup, state: TrainState, interrupt: InterruptRequest) -> None:
+    """The rest of the current epoch (or of the run, when it ends first)."""
+    cfg = setup.cfg
+    count = min(setup.steps_per_epoch - state.position, setup.total_steps - state.step)
+    epochs = math.ceil(setup.total_steps / setup.steps_per_epoch)
+    with setup.reporter.epoch(state.epoch + 1, epochs, count) as bar:
+        for inputs, targets in epoch_batches(setup, state, count):
+            bar.advance(checked_step(setup, state, inputs, targets), setup.batch_size)
+            boundary = state.position == setup.steps_per_epoch or state.step == setup.total_steps
+            if state.position == setup.steps_per_epoch:
+                state.epoch, state.position = state.epoch + 1, 0
+            due = (cfg.val_every and state.step % cfg.val_every == 0) or (not cfg.val_every and boundary)
+            val = validate(setup, state) if due or state.step == setup.total_steps else None
+            if val is not None or boundary:
+                record(setup, state, val)
+            stop = interrupted(setup, interrupt)
+            if boundary or stop or stopped_early(setup, state) or (
+                cfg.checkpoint_every and state.step % cfg.checkpoint_every == 0
+            ):
+                save(setup, state, "last.pt")
+            if os.environ.get(CRASH_AT_STEP) == str(state.step):
+                os.kill(os.getpid(), signal.SIGKILL)
+            if stop:
+                raise TrainingInterrupted(f"interrupted at step {state.step}; {setup.run_dir / 'last.pt'} written, "
+                                          f"continue with: svqbench train --resume {setup.run_dir}")
+            if stopped_early(setup, state):
+                return
+
+
+def train_step(setup: Setup, state: TrainState, inputs: torch.Tensor, targets: torch.Tensor) -> float:
+    """One optimiser step on this rank's slice (B/world, T, C, H, W) of a global batch; returns its mean loss."""
+    cfg, device = setup.cfg, setup.device
+    inputs, targets = inputs.to(device, non_blocking=True), targets.to(device, non_blocking=True)
+    with autocast(device, cfg.precision):
+        out = training_forecast(state.module, inputs, targets, state.step)
+        loss = setup.loss_fn(out.frames.float(), targets) + out.aux_loss
+    global_loss = setup.world.sum(loss.detach().clone()).item() / setup.world.size  # equal slices: the batch mean
+    if not math.isfinite(global_loss):
+        raise SvqbenchError(f"training diverged at step {state.step} (loss {global_loss}); lower train.lr={cfg.lr}")
+    state.optimizer.zero_grad(set_to_none=True)
+    state.scaler.scale(loss).backward()
+    if cfg.clip_grad:
+        state.scaler.unscale_(state.optimizer)
+        nn.utils.clip_grad_norm_([p for p in state.model.parameters() if p.requires_grad], cfg.clip_grad)
+    state.scaler.step(state.optimizer)
+    state.scaler.update()
+    state.scheduler.step()
+    state.step, state.position = state.step + 1, state.position + 1
+    state.loss_sum += global_loss * setup.batch_size
+    state.loss_samples += setup.batch_size
+    return global_loss
+
+
+def checked_step(setup: Setup, state: TrainState, inputs: torch.Tensor, targets: torch.Tensor) -> float:
+    """:func:`train_step`, with running out of memory as a one-line error."""
+    try:
+        return train_step(setup, state, inputs, targets)
+    except (torch.OutOfMemoryError, RuntimeError) as error:
+        if not is_out_of_memory(error):
+            raise
+        per_process = f" ({setup.batch_size // setup.world.size} per process)" if setup.world.size > 1 else ""
+        raise SvqbenchError(f"out of memory at train.batch_size={setup.batch_size}{per_process} on {setup.device}; "
+                            "lower it, e.g. --set train.batch_size=" + str(max(1, setup.batch_size // 2))) from None
+
+
+@torch.no_grad()
+def validate(setup: Setup, state: TrainState) -> float:
+    """Mean loss over the (subset of the) val split; keeps the best value, writes ``best.pt`` on improvement."""
+    model, device = state.model, setup.device
+    model.eval()
+    sums = torch.zeros(2, dtype=torch.float64, device=device)  # loss x windows, windows
+    loader = make_loader(setup.val_set, max(1, setup.batch_size // setup.world.size), setup.cfg.num_workers, device)
+    for inputs, targets in loader:
+        inputs, targets = inputs.to(device, non_blocking=True), targets.to(device, non_blocking=True)
+        with autocast(device, setup.cfg.precision):
+            pred = forecast(model, inputs, setup.info.frames_out).frames
+        sums += torch.stack([setup.loss_fn(pred.float(), targets).double() * len(inputs),
+                             torch.tensor(len(inputs), dtype=torch.float64, device=device)])
+    model.train()
+    total, windows = setup.world.sum(sums).tolist()
+    val = total / max(windows, 1)
+    if val < state.best_val:
+        state.best_val, state.stale_validations = val, 0
+        save(setup, state, "best.pt")
+    else:
+        state.stale_validations += 1
+        if stopped_early(setup, state):
+            setup.reporter.message(f"early stop at step {state.step}: {state.stale_validations} validations "
+                                   f"without improvement (train.patience={setup.cfg.patience})")
+    return val
+
+
+def stopped_early(setup: Setup, state: TrainState) -> bool:
+    return bool(setup.cfg.patience) and state.stale_validations >= setup.cfg.patience
+
+
+def interrupted(setup: Setup, interrupt: InterruptRequest) -> bool:
+    """Whether any rank saw Ctrl-C (all ranks must stop at the same step)."""
+    if setup.world.size == 1:
+        return interrupt.requested
+    flag = torch.tensor([float(interrupt.requested)], device=setup.device)
+    return setup.world.sum(flag).item() > 0
+
+
+def record(setup: Setup, state: TrainState, val: float | None) -> None:
+    """Append one line to log.jsonl: training loss since the last line, validation loss when measured."""
+    now = time.perf_counter()
+    seconds = now - state.record_clock
+    line = {
+        "epoch": state.epoch + (1 if state.position else 0),
+        "step": state.step,
+        "train_loss": state.loss_sum / state.loss_samples if state.loss_samples else None,
+        "val_loss": val,
+        "lr": state.optimizer.param_groups[0]["lr"] if state.optimizer else None,
+        "samples_per_s": state.loss_samples / seconds if state.loss_samples else None,
+        "seconds": round(seconds, 3),
+    }
+    state.loss_sum, state.loss_samples, state.record_clock = 0.0, 0, now
+    if setup.world.is_main:
+        with (setup.run_dir / "log.jsonl").open("a") as f:
+            f.write(json.dumps(line) + "\n")
+        setup.reporter.epoch_done(line)
+
+
+def save(setup: Setup, state: TrainState, name: str) -> None:
+    """Write checkpoint ``name`` (atomically; rank 0) and the progress in run.json."""
+    if not setup.world.is_main:
+        return
+    now = time.perf_counter()
+    state.meta.update(step=state.step, epoch=state.epoch,
+                      train_seconds=round(state.meta.get("train_seconds", 0.0) + now - state.clock, 3))
+    state.clock = now
+    save_checkpoint(
+        setup.run_dir / name,
+        model=state.model.state_dict(),
+        optimizer=state.optimizer.state_dict() if state.optimizer else {},
+        scheduler=state.scheduler.state_dict() if state.scheduler else {},
+        scaler=state.scaler.state_dict(),
+        epoch=state.epoch,
+        position=state.position,
+        step=state.step,
+        total_steps=setup.total_steps,
+        best_val=state.best_val,
+        stale_validations=state.stale_validations,
+        loss_sum=state.loss_sum,
+        loss_samples=state.loss_samples,
+        rng=rng_state(),
+        sampler={"seed": setup.cfg.seed, "epoch": state.epoch, "position": state.position},
+        meta=state.meta,
+        recipe=setup.recipe.to_dict(),
+        info=setup.info.to_dict(),
+        parameters=count_parameters(state.model),
+    )
+    write_json(setup.run_dir / "run.json", state.meta)
+
+
+def epoch_batches(setup: Setup, state: TrainState, count: int):
+    """This rank's slices of the next ``count`` global batches of the current epoch."""
+    cfg = setup.cfg
+    if epoch_aware(setup.train_set) is not None:
+        epoch_aware(setup.train_set).set_epoch(state.epoch)
+    batches = rank_batches(len(setup.train_set), setup.batch_size, cfg.seed, state.epoch, state.position, count,
+                           setup.world)
+    return make_loader(setup.train_set, 0, cfg.num_workers, setup.device, batches, seed=cfg.seed * 1000003 + state.epoch)
+
+
+def make_setup(recipe: Recipe, run_dir: Path, device: torch.device, world: World, data_root: Path | None,
+               reporter: Reporter) -> Setup:
+    cfg = recipe.train
+    if cfg.precision == "fp16" and device.type != "cuda":
+        raise SvqbenchError(f"train.precision=fp16 needs a CUDA GPU (its grad scaler); on {device} use bf16 or fp32")
+    train_set = data.create(recipe.dataset, "train", data_root)
+    if cfg.train_samples:
+        train_set = Subset(train_set, range(min(cfg.train_samples, len(train_set))))
+    batch_size = min(cfg.batch_size, len(train_set))
+    if batch_size % world.size:
+        raise SvqbenchError(f"train.batch_size={batch_size} is the global batch; {world.size} processes cannot "
+                            f"share it evenly: use a multiple of {world.size}")
+    val_set = data.create(recipe.dataset, "val", data_root)
+    val_windows = evenly_spaced(len(val_set), cfg.val_samples)
+    spe = steps_per_epoch(len(train_set), batch_size)
+    return Setup(
+        recipe=recipe, run_dir=run_dir, device=device, world=world,
+        info=data.info(recipe.dataset, data_root),
+        train_set=train_set,
+        val_set=Subset(val_set, [val_windows[i] for i in world.shard(len(val_windows))]),
+        batch_size=batch_size,
+        steps_per_epoch=spe,
+        total_steps=min(cfg.epochs * spe, cfg.max_steps or math.inf),
+        val_held_out=data.load_manifest(recipe.dataset, data_root).get("val_held_out", True),
+        reporter=reporter if world.is_main else Reporter(quiet=True),
+        loss_fn=LOSSES[cfg.loss],
+    )
+
+
+def claim_run_dir(setup: Setup, resume: bool, force: bool) -> None:
+    """Refuse a folder holding another run (every rank checks before rank 0 writes anything)."""
+    run_dir = setup.run_dir
+    if resume and not (run_dir / "last.pt").is_file():
+        raise SvqbenchError(f"--resume {run_dir}: no last.pt there to continue from")
+    if not resume and not force and holds_run(run_dir):
+        raise SvqbenchError(f"{run_dir} already holds a run; continue it with `svqbench train --resume {run_dir}` "
+                            "or replace it with --force")
+    setup.world.barrier()
+    if setup.world.is_main and not resume:
+        if force:
+            remove_run(run_dir)
+        run_dir.mkdir(parents=True, exist_ok=True)
+        save_recipe(run_dir, setup.recipe)
+
+
+def build_state(setup: Setup, model: nn.Module, meta: dict[str, Any]) -> TrainState:
+    cfg = setup.cfg
+    trainable = [p for p in model.parameters() if p.requires_grad]
+    optimizer = torch.optim.Adam(trainable, lr=cfg.lr, weight_decay=cfg.weight_decay) if trainable else None
+    scheduler = make_scheduler(cfg, optimizer, setup.total_steps, setup.steps_per_epoch) if optimizer else None
+    module = model
+    if setup.world.size > 1 and trainable:
+        module = DistributedDataParallel(model, device_ids=[setup.device.index] if setup.device.type == "cuda" else None)
+    scaler = torch.amp.GradScaler(setup.device.type, enabled=cfg.precision == "fp16")
+    return TrainState(model, module, optimizer, scheduler, scaler, meta)
+
+
+def fresh_state(setup: Setup) -> TrainState:
+    """A new run: seeded weights (fitted first when the model learns from data without gradients)."""
+    seed_everything(setup.cfg.seed)
+    model = create_model(setup.recipe.model_name, setup.info, **setup.recipe.model_args).to(setup.device)
+    if hasattr(model, "fit"):
+        if setup.world.is_main:
+            model.fit(setup.train_set)
+        setup.world.broadcast_state(model)
+    if not setup.val_held_out:
+        setup.reporter.message(f"{setup.recipe.dataset}: its val split is not held out from train; "
+                               "the run selects last.pt and records val_held_out: false")
+    meta = run_meta(setup.recipe, setup.world.size, setup.val_held_out)
+    if setup.world.is_main:
+        write_json(setup.run_dir / "run.json", meta)
+    return build_state(setup, model, meta)
+
+
+def resume_state(setup: Setup) -> TrainState:
+    """The state of ``last.pt``, under the (possibly extended) recipe."""
+    checkpoint = load_checkpoint(setup.run_dir / "last.pt", setup.device)
+    check_same_run(checkpoint["recipe"], setup.recipe, setup.run_dir)
+    model = create_model(setup.recipe.model_name, setup.info, **setup.recipe.model_args).to(setup.device)
+    model.load_state_dict(checkpoint["model"])
+    state = build_state(setup, model, {**checkpoint["meta"], "world_size": setup.world.size})
+    if state.optimizer:
+        state.optimizer.load_state_dict(checkpoint["optimizer"])
+        if checkpoint["total_steps"] == setup.total_steps:
+            state.scheduler.load_state_dict(checkpoint["scheduler"])
+        elif checkpoint["step"] < setup.total_steps:  # a longer run: the schedule follows the new length
+            fast_forward(state.scheduler, checkpoint["step"])
+    state.scaler.load_state_dict(checkpoint["scaler"])
+    for name in ("epoch", "position", "step", "best_val", "stale_validations", "loss_sum", "loss_samples"):
+        setattr(state, name, checkpoint[name])
+    restore_rng_state(checkpoint["rng"])
+    if setup.world.is_main:
+        save_recipe(setup.run_dir, setup.recipe)  # with its extension, for the next resume
+        forget_log_after(setup.run_dir / "log.jsonl", state.step)
+    setup.reporter.message(f"resuming {setup.run_dir} at epoch {state.epoch + 1}, step {state.step}")
+    return state
+
+
+def check_same_run(saved: dict[str, Any], recipe: Recipe, run_dir: Path) -> None:
+    """A resumed run may change only :data:`RESUMABLE_KEYS`; anything else would change the result."""
+    new = recipe.to_dict()
+    for section in ("dataset", "model", "train"):
+        old_value, new_value = saved.get(section), new.get(section)
+        if section == "train":
+            old_value = {k: v for k, v in old_value.items() if f"train.{k}" not in RESUMABLE_KEYS}
+            new_value = {k: v for k, v in new_value.items() if f"train.{k}" not in RESUMABLE_KEYS}
+        if isinstance(old_value, dict):
+            for key in sorted(set(old_value) | set(new_value)):
+                if old_value.get(key) != new_value.get(key):
+                    raise SvqbenchError(f"{section}.{key} differs from the run in {run_dir} ({old_value.get(key)!r} "
+                                        f"there, {new_value.get(key)!r} now); resume it unchanged or start a new run")
+        elif old_value != new_value:
+            raise SvqbenchError(f"{section} differs from the run in {run_dir} ({old_value!r} there, {new_value!r} now)")
+
+
+def forget_log_after(log_path: Path, step: int) -> None:
+    """Drop log lines written after the checkpoint: the resumed run writes them again."""
+    if log_path.is_file():
+        lines = [line for line in log_path.read_text().splitlines() if line.strip()]
+        kept = [line for line in lines if json.loads(line).get("step", 0) <= step]
+        if len(kept) != len(lines):
+            log_path.write_text("".join(line + "\n" for line in kept))
 
 
 def seed_everything(seed: int) -> None:
@@ -38,6 +417,7 @@ def seed_everything(seed: int) -> None:
 
 def make_scheduler(cfg: TrainConfig, optimizer: torch.optim.Optimizer, total_steps: int, steps_per_epoch: int):
     """Per-step LR schedule. cosine: linear warm-up over ``warmup_epochs`` then cosine to 0."""
+    total_steps = max(1, total_steps)
     if cfg.schedule == "onecycle":
         return torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=cfg.lr, total_steps=total_steps)
     if cfg.schedule == "cosine":
@@ -59,153 +439,3 @@ def fast_forward(scheduler, steps: int) -> None:
         warnings.simplefilter("ignore", UserWarning)  # "scheduler.step() before optimizer.step()"
         for _ in range(steps):
             scheduler.step()
-
-
-def autocast(device: torch.device, precision: str):
-    if precision == "bf16":
-        return torch.autocast(device_type=device.type, dtype=torch.bfloat16)
-    return nullcontext()
-
-
-def epoch_aware(dataset) -> object | None:
-    """The dataset (possibly inside a Subset) that draws new samples per epoch via ``set_epoch``, if any."""
-    inner = dataset.dataset if isinstance(dataset, Subset) else dataset
-    return inner if hasattr(inner, "set_epoch") else None
-
-
-def make_loader(dataset, batch_size: int, shuffle: bool, workers: int, device: torch.device, seed: int = 0):
-    """Workers persist across epochs, except for datasets that must see ``set_epoch`` in each worker."""
-    return DataLoader(
-        dataset,
-        batch_size=batch_size,
-        shuffle=shuffle,
-        num_workers=workers,
-        pin_memory=device.type == "cuda",
-        drop_last=shuffle and len(dataset) > batch_size,
-        persistent_workers=workers > 0 and epoch_aware(dataset) is None,
-        generator=torch.Generator().manual_seed(seed),
-    )
-
-
-@torch.no_grad()
-def validation_loss(model: nn.Module, loader: DataLoader, loss_fn, frames_out: int, device, precision: str) -> float:
-    """Mean loss over a split, weighted by batch size."""
-    model.eval()
-    total, count = 0.0, 0
-    for inputs, targets in loader:
-        inputs, targets = inputs.to(device, non_blocking=True), targets.to(device, non_blocking=True)
-        with autocast(device, precision):
-            pred = forecast(model, inputs, frames_out).frames
-        total += loss_fn(pred.float(), targets).item() * len(inputs)
-        count += len(inputs)
-    model.train()
-    return total / max(count, 1)
-
-
-def train(
-    recipe: Recipe,
-    run_dir: Path,
-    device: torch.device,
-    data_root: Path | None = None,
-    resume: bool = False,
-    reporter: Reporter | None = None,
-) -> Path:
-    """Train ``recipe`` into ``run_dir``; returns ``run_dir``. Resumes from ``last.pt`` when asked."""
-    cfg = recipe.train
-    reporter = reporter or Reporter()
-    info = data.info(recipe.dataset, data_root)
-    train_set = data.create(recipe.dataset, "train", data_root)
-    val_set = data.create(recipe.dataset, "val", data_root)
-    if cfg.train_samples:
-        train_set = Subset(train_set, range(min(cfg.train_samples, len(train_set))))
-    seed_everything(cfg.seed)
-    model = create_model(recipe.model_name, info, **recipe.model_args).to(device)
-    run_dir.mkdir(parents=True, exist_ok=True)
-    save_recipe(run_dir, recipe)
-
-    loader = make_loader(train_set, cfg.batch_size, True, cfg.num_workers, device, cfg.seed)
-    val_loader = make_loader(val_set, cfg.batch_size, False, cfg.num_workers, device)
-    steps_per_epoch = len(loader)
-    total_steps = cfg.epochs * steps_per_epoch
-    if cfg.max_steps:
-        total_steps = min(total_steps, cfg.max_steps)
-    epochs = math.ceil(total_steps / steps_per_epoch)
-    loss_fn = LOSSES[cfg.loss]
-    trainable = [p for p in model.parameters() if p.requires_grad]
-    optimizer = torch.optim.Adam(trainable, lr=cfg.lr, weight_decay=cfg.weight_decay) if trainable else None
-    scheduler = make_scheduler(cfg, optimizer, total_steps, steps_per_epoch) if optimizer else None
-
-    start_epoch, step, best_val = 0, 0, math.inf
-    if resume:
-        state = load_checkpoint(checkpoint_path(run_dir, "last"), device)
-        model.load_state_dict(state["model"])
-        start_epoch, step, best_val = state["epoch"], state["step"], state["best_val"]
-        if optimizer:
-            optimizer.load_state_dict(state["optimizer"])
-            scheduler = make_scheduler(cfg, optimizer, total_steps, steps_per_epoch)
-            fast_forward(scheduler, step)  # the schedule follows the (possibly extended) recipe
-        reporter.message(f"resuming {run_dir} at epoch {start_epoch}, step {step}")
-
-    def checkpoint(name: str, epoch: int) -> None:
-        save_checkpoint(
-            run_dir / name,
-            model=model.state_dict(),
-            optimizer=optimizer.state_dict() if optimizer else {},
-            epoch=epoch,
-            step=step,
-            best_val=best_val,
-            recipe=recipe.to_dict(),
-            info=info.to_dict(),
-            parameters=count_parameters(model),
-        )
-
-    log_path = run_dir / "log.jsonl"
-    model.train()
-    for epoch in range(start_epoch, epochs):
-        epoch_loss, seen, started = 0.0, 0, time.perf_counter()
-        if epoch_aware(train_set) is not None:
-            epoch_aware(train_set).set_epoch(epoch)
-        if optimizer:
-            with reporter.epoch(epoch + 1, epochs, min(steps_per_epoch, total_steps - step)) as bar:
-                for inputs, targets in loader:
-                    if step >= total_steps:
-                        break
-                    inputs = inputs.to(device, non_blocking=True)
-                    targets = targets.to(device, non_blocking=True)
-                    with autocast(device, cfg.precision):
-                        out = training_forecast(model, inputs, targets, step)
-                        loss = loss_fn(out.frames.float(), targets) + out.aux_loss
-                    if not torch.isfinite(loss):
-                        raise SvqbenchError(
-                            f"training diverged at step {step} (loss {loss.item()}); lower train.lr={cfg.lr}"
-                        )
-                    optimizer.zero_grad(set_to_none=True)
-                    loss.backward()
-                    if cfg.clip_grad:
-                        nn.utils.clip_grad_norm_(trainable, cfg.clip_grad)
-                    optimizer.step()
-                    scheduler.step()
-                    step += 1
-                    epoch_loss += loss.item() * len(inputs)
-                    seen += len(inputs)
-                    bar.advance(loss.item(), len(inputs))
-        elapsed = time.perf_counter() - started
-        val = validation_loss(model, val_loader, loss_fn, info.frames_out, device, cfg.precision)
-        improved = val < best_val
-        best_val = min(best_val, val)
-        record = {
-            "epoch": epoch + 1,
-            "step": step,
-            "train_loss": epoch_loss / seen if seen else None,
-            "val_loss": val,
-            "lr": optimizer.param_groups[0]["lr"] if optimizer else None,
-            "samples_per_s": seen / elapsed if seen else None,
-            "seconds": round(elapsed, 3),
-        }
-        with log_path.open("a") as f:
-            f.write(json.dumps(record) + "\n")
-        reporter.epoch_done(record)
-        checkpoint("last.pt", epoch + 1)
-        if improved:
-            checkpoint("best.pt", epoch + 1)
-    return run_dir

@@ -59,7 +59,7 @@ def test_prep_train_eval_render_leaderboard(tmp_path, tiny_recipe, isolated_lead
     shown = invoke("leaderboard", "digits")
     assert shown.exit_code == 0 and "simvp_svq" in shown.output
 
-    resumed = invoke("train", tiny_recipe, "--root", root, "--run-dir", run_dir, "--resume",
+    resumed = invoke("train", "--resume", run_dir, "--root", root,
                      "--set", "train.max_steps=6", "--set", "train.epochs=3", "--quiet")
     assert resumed.exit_code == 0, resumed.output
     log = [json.loads(line) for line in (run_dir / "log.jsonl").read_text().splitlines()]
@@ -79,7 +79,7 @@ def test_recipes_command_lists_shipped_recipes():
         (["train", "digits/nope"], ["unknown recipe 'digits/nope'"]),
         (["train", "digits/simvp", "--set", "train.momentum=0.9"], ["train.momentum"]),
         (["train", "digits/simvp", "--device", "tpu"], ["--device 'tpu'"]),
-        (["train", "digits/simvp", "--resume"], ["--resume needs --run-dir"]),
+        (["train"], ["missing RECIPE", "--resume DIR"]),
         (["leaderboard", "nothing"], ["no leaderboard for 'nothing'"]),
         (["eval", "runs/x", "--range", "cold"], ["--range 'cold'", "LO,HI"]),
     ],

@@ -1,0 +1,212 @@
+"""What training, evaluation and benchmarking share: losses, autocast, loaders, batch order, processes.
+
+Batch order is a pure function of ``(seed, epoch)``: resuming skips the batches already done instead of
+pickling loader state, and every world size sees the same global batches (each rank loads its slice).
+"""
+
+from __future__ import annotations
+
+import atexit
+import os
+import random
+import signal
+from contextlib import contextmanager, nullcontext
+from dataclasses import dataclass
+from typing import Any, Callable, Iterator
+
+import numpy as np
+import torch
+import torch.distributed as dist
+from torch import nn
+from torch.utils.data import DataLoader, Dataset, Subset
+
+from svqbench.errors import SvqbenchError
+
+LOSSES: dict[str, Callable[[torch.Tensor, torch.Tensor], torch.Tensor]] = {
+    "l1": nn.functional.l1_loss,
+    "mse": nn.functional.mse_loss,
+}
+
+AUTOCAST_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
+
+
+def autocast(device: torch.device, precision: str):
+    """Mixed precision for ``bf16``/``fp16``; a no-op for ``fp32``."""
+    if precision in AUTOCAST_DTYPES:
+        return torch.autocast(device_type=device.type, dtype=AUTOCAST_DTYPES[precision])
+    return nullcontext()
+
+
+def epoch_aware(dataset) -> Any | None:
+    """The dataset (possibly inside a Subset) that draws new samples per epoch via ``set_epoch``, if any."""
+    inner = dataset.dataset if isinstance(dataset, Subset) else dataset
+    return inner if hasattr(inner, "set_epoch") else None
+
+
+def init_worker(worker_id: int) -> None:
+    """Loader workers seed python and numpy from their torch seed, which the loader's generator fixes.
+
+    They ignore Ctrl-C: the main process stops the loop at a consistent point and ends them.
+    """
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    seed = torch.initial_seed() % 2**32
+    random.seed(seed)
+    np.random.seed(seed)
+
+
+def make_loader(dataset: Dataset, batch_size: int, workers: int, device: torch.device,
+                batches: list[list[int]] | None = None, seed: int = 0) -> DataLoader:
+    """In-order batches of ``batch_size``, or exactly the index lists ``batches``.
+
+    ``seed`` fixes the loader's generator, hence every worker's seed; the global RNG is never drawn from.
+    """
+    common = dict(num_workers=workers, pin_memory=device.type == "cuda", worker_init_fn=init_worker,
+                  generator=torch.Generator().manual_seed(seed))
+    if batches is not None:
+        return DataLoader(dataset, batch_sampler=batches, **common)
+    return DataLoader(dataset, batch_size=batch_size, shuffle=False, **common)
+
+
+def epoch_order(length: int, seed: int, epoch: int) -> torch.Tensor:
+    """The shuffled window order of ``epoch``: a pure function of (seed, epoch)."""
+    return torch.randperm(length, generator=torch.Generator().manual_seed(seed * 1000003 + epoch))
+
+
+def steps_per_epoch(length: int, batch_size: int) -> int:
+    """Full global batches per epoch (a split smaller than a batch is one batch)."""
+    return max(1, length // batch_size)
+
+
+def rank_batches(length: int, batch_size: int, seed: int, epoch: int, start: int, count: int,
+                 world: "World") -> list[list[int]]:
+    """Window indices this rank loads for global batches ``start .. start+count-1`` of ``epoch``.
+
+    Each global batch of ``batch_size`` windows is cut into ``world_size`` contiguous equal slices.
+    """
+    batch_size = min(batch_size, length)
+    order = epoch_order(length, seed, epoch)
+    per_rank = batch_size // world.size
+    batches = []
+    for index in range(start, start + count):
+        first = index * batch_size + world.rank * per_rank
+        batches.append(order[first : first + per_rank].tolist())
+    return batches
+
+
+def evenly_spaced(length: int, samples: int) -> list[int]:
+    """``samples`` indices spread over ``range(length)`` (all of them when ``samples`` is 0 or too many)."""
+    if not samples or samples >= length:
+        return list(range(length))
+    return np.unique(np.linspace(0, length - 1, samples).round().astype(int)).tolist()
+
+
+@dataclass(frozen=True)
+class World:
+    """This process's place among the processes ``torchrun`` started (one process: rank 0 of 1)."""
+
+    rank: int = 0
+    size: int = 1
+    local_rank: int = 0
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+    def shard(self, length: int) -> range:
+        """This rank's contiguous share of ``range(length)``; shares differ by at most one."""
+        return range(length * self.rank // self.size, length * (self.rank + 1) // self.size)
+
+    def sum(self, tensor: torch.Tensor) -> torch.Tensor:
+        """Sum of ``tensor`` over all ranks (in place)."""
+        if self.size > 1:
+            dist.all_reduce(tensor)
+        return tensor
+
+    def barrier(self) -> None:
+        if self.size > 1:
+            dist.barrier()
+
+    def broadcast_state(self, module: nn.Module) -> None:
+        """Copy rank 0's parameters and buffers into every rank."""
+        if self.size > 1:
+            for tensor in module.state_dict().values():
+                dist.broadcast(tensor, 0)
+
+
+def launched_world() -> World:
+    """The world described by torchrun's environment variables."""
+    return World(int(os.environ.get("RANK", 0)), int(os.environ.get("WORLD_SIZE", 1)),
+                 int(os.environ.get("LOCAL_RANK", 0)))
+
+
+def join_world(device: torch.device) -> tuple[World, torch.device]:
+    """Join torchrun's process group, once per process: gloo on CPU, nccl on CUDA with device cuda:LOCAL_RANK.
+
+    A single process (no torchrun) joins nothing. The group is left at exit.
+    """
+    world = launched_world()
+    if world.size == 1:
+        return world, device
+    if device.type == "cuda":
+        if world.local_rank >= torch.cuda.device_count():
+            raise SvqbenchError(f"local rank {world.local_rank} has no GPU: only {torch.cuda.device_count()} visible")
+        device = torch.device("cuda", world.local_rank)
+        torch.cuda.set_device(device)
+    if not dist.is_initialized():
+        dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
+        atexit.register(dist.destroy_process_group)
+    return world, device
+
+
+def rng_state() -> dict[str, Any]:
+    """Every global RNG state, in types a ``weights_only`` checkpoint load accepts."""
+    kind, keys, position, has_gauss, gauss = np.random.get_state()
+    return {
+        "python": random.getstate(),
+        "numpy": {"kind": kind, "keys": torch.from_numpy(keys.astype(np.int64)), "position": int(position),
+                  "has_gauss": int(has_gauss), "gauss": float(gauss)},
+        "torch": torch.get_rng_state(),
+        "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
+    }
+
+
+def restore_rng_state(state: dict[str, Any]) -> None:
+    python = state["python"]
+    random.setstate((python[0], tuple(python[1]), python[2]))
+    numpy = state["numpy"]
+    np.random.set_state((numpy["kind"], numpy["keys"].numpy().astype(np.uint32), numpy["position"],
+                         numpy["has_gauss"], numpy["gauss"]))
+    torch.set_rng_state(state["torch"].cpu())
+    if state["cuda"] and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all([s.cpu() for s in state["cuda"]])
+
+
+def is_out_of_memory(error: BaseException) -> bool:
+    """A GPU out-of-memory error, or the CPU allocator failing."""
+    if isinstance(error, torch.OutOfMemoryError):
+        return True
+    return isinstance(error, RuntimeError) and "allocate" in str(error) and "memory" in str(error)
+
+
+class InterruptRequest:
+    """Ctrl-C while active only sets ``requested``; the loop stops at a consistent point. A second Ctrl-C stops now."""
+
+    def __init__(self) -> None:
+        self.requested = False
+
+    def _handle(self, signum, frame) -> None:
+        if self.requested:
+            raise KeyboardInterrupt
+        self.requested = True
+
+    @contextmanager
+    def active(self) -> Iterator["InterruptRequest"]:
+        try:
+            previous = signal.signal(signal.SIGINT, self._handle)
+        except ValueError:  # not the main thread: Ctrl-C cannot reach us here anyway
+            yield self
+            return
+        try:
+            yield self
+        finally:
+            signal.signal(signal.SIGINT, previous)
