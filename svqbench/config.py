@@ -186,3 +186,8 @@ def validate_recipe(raw: dict[str, Any], source: str = "recipe") -> Recipe:
             f"{source}: eval.convention: unknown {recipe.eval.convention!r}; valid: {', '.join(CONVENTIONS)}"
         )
     return recipe
+
+
+def with_seed(recipe: Recipe, seed: int) -> Recipe:
+    """``recipe`` trained from ``seed``: a seed is a repetition, not an override (rows keep it in their ``seed``)."""
+    return recipe.model_copy(update={"train": recipe.train.model_copy(update={"seed": int(seed)})})

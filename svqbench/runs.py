@@ -105,3 +105,11 @@ def training_record(run_dir: Path) -> dict[str, Any]:
         "step": records[-1].get("step"),
         "train_seconds": round(sum(r.get("seconds") or 0.0 for r in records), 3),
     }
+
+
+def seeded_run_dir(recipe: Recipe, seed: int, base_dir: Path | None = None) -> Path:
+    """``BASE_DIR/seedK`` when a folder is given, else ``runs/NAME-seedK-TIME``: the seed is in the name."""
+    if base_dir is not None:
+        return Path(base_dir) / f"seed{seed}"
+    stem = recipe.name.replace("/", "-") or f"{recipe.dataset}-{recipe.model_name}"
+    return Path("runs") / f"{stem}-seed{seed}-{time.strftime('%Y%m%d-%H%M%S')}"
