@@ -82,7 +82,7 @@ def _cell(group: pd.Series, metric: str) -> str:
     mean, std = group[f"{metric}_mean"], group[f"{metric}_std"]
     if pd.isna(mean):
         return ""
-    return format_value(float(mean)) + ("" if pd.isna(std) else f" ± {format_value(float(std))}")
+    return format_value(float(mean)) + ("" if pd.isna(std) else f" ± {float(std):.2g}")  # 2 digits: the spread
 
 
 def analyse(table: pd.DataFrame) -> list[dict[str, Any]]:
@@ -233,7 +233,8 @@ def plot(dataset: str, table: pd.DataFrame, path: str | os.PathLike) -> Path:
             direction = "higher" if metric in HIGHER_IS_BETTER else "lower"
             axis.set_title(f"{metric} ({direction} is better)", fontsize=9)
             axis.grid(axis="y", alpha=0.3)
-        axes[row][0].set_ylabel(section["title"].replace(", ", "\n", 2), fontsize=7)
+        key = section["key"]
+        axes[row][0].set_ylabel(f"{key['protocol']} protocol, {key['convention']}, {key['split']}", fontsize=8)
     figure.suptitle(f"{dataset}: mean ± std over seeds (orange: distinguishable best)", fontsize=10)
     with atomic_path(path) as tmp:
         figure.savefig(tmp, format="png", dpi=110)
