@@ -21,7 +21,6 @@ from svqbench.compare import compare_groups, has_per_window
 from svqbench.errors import SvqbenchError
 from svqbench.fileio import atomic_path
 from svqbench.leaderboard import (
-    GROUP_KEYS,
     HIGHER_IS_BETTER,
     format_value,
     metric_columns,

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import io
 import json
 import multiprocessing
+from pathlib import Path
 
 import pandas as pd
 import pytest
@@ -83,7 +85,7 @@ def test_exports_and_plot(isolated_leaderboards, tmp_path):
     table = leaderboard.read("digits")
     as_json = json.loads(export("digits", table, "json"))
     assert as_json["sections"][0]["best"] == {"mse": "digits/a"} and as_json["sections"][0]["groups"][0]["n"] == 3
-    flat = pd.read_csv(__import__("io").StringIO(export("digits", table, "csv")))
+    flat = pd.read_csv(io.StringIO(export("digits", table, "csv")))
     assert flat["mse_best"].tolist() == [True, False]
     latex = export("digits", table, "latex")
     assert r"\textbf{0.01 $\pm$ 0.001}" in latex and r"digits/a" in latex
@@ -113,3 +115,16 @@ def test_concurrent_writers_lose_no_row(isolated_leaderboards):
 def test_missing_leaderboard_is_an_error(isolated_leaderboards):
     with pytest.raises(SvqbenchError, match="no leaderboard for 'kth'"):
         leaderboard.read("kth")
+
+
+def test_lock_is_portable():
+    assert "fcntl" not in vars(leaderboard)  # filelock works on every OS; fcntl exists only on POSIX
+
+
+@pytest.mark.parametrize("path", sorted((Path(__file__).resolve().parents[1] / "leaderboards" / "reported").glob("*.csv")),
+                         ids=lambda p: p.stem)
+def test_every_reported_number_names_its_source_and_convention(path):
+    table = pd.read_csv(path, comment="#")
+    assert {"method", "convention", "source", "protocol", "frames"} <= set(table.columns)
+    assert table["source"].notna().all() and set(table["convention"]) <= {"openstl", "standard"}
+    assert table[leaderboard.metric_columns(table)].notna().any(axis=1).all()

@@ -8,6 +8,7 @@ import re
 import numpy as np
 import pandas as pd
 import pytest
+import torch
 from typer.testing import CliRunner
 
 from svqbench.cli import app
@@ -88,7 +89,7 @@ def test_sweep_trains_evaluates_skips_and_resumes(tmp_path, digits_root, isolate
     monkeypatch.setenv("SVQBENCH_RECIPES", str(tmp_path / "recipes"))
     study = load_study(write_study(tmp_path, ["digits/persistence", "digits/simvp_tiny"]))
     lines = []
-    result = sweep(study, __import__("torch").device("cpu"), digits_root, echo=lines.append)
+    result = sweep(study, torch.device("cpu"), digits_root, echo=lines.append)
     assert [r["state"] for r in result["runs"]] == ["new"] * 4
     assert lines[0].startswith("[1/4] digits/persistence seed 1: trained") and "elapsed" in lines[3]
     assert lines[-1].startswith("study tinystudy: 4 runs (0 already done) in ")
@@ -101,14 +102,14 @@ def test_sweep_trains_evaluates_skips_and_resumes(tmp_path, digits_root, isolate
     assert (tmp_path / "out" / "tinystudy.png").is_file()
 
     (tmp_path / "runs" / "simvp_tiny-seed2" / "metrics.json").unlink()  # interrupted before its evaluation
-    again = sweep(study, __import__("torch").device("cpu"), digits_root, echo=lines.append)
+    again = sweep(study, torch.device("cpu"), digits_root, echo=lines.append)
     assert [r["state"] for r in again["runs"]] == ["done", "done", "done", "resume"]
 
 
 def test_sweep_names_a_missing_recipe_before_running(tmp_path):
     study = load_study(write_study(tmp_path, ["digits/persistence", "digits/no_such_recipe"]))
     with pytest.raises(SvqbenchError, match="recipe 'digits/no_such_recipe' cannot be used"):
-        sweep(study, __import__("torch").device("cpu"))
+        sweep(study, torch.device("cpu"))
     assert not (tmp_path / "runs").exists()
     result = invoke("sweep", tmp_path / "study.yaml")
     assert result.exit_code == 1 and len(result.output.strip().splitlines()) == 1
