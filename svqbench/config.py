@@ -85,7 +85,8 @@ def recipes_dir() -> Path:
 def list_recipes() -> list[str]:
     """Names ``dataset/recipe`` of every recipe file under :func:`recipes_dir`."""
     base = recipes_dir()
-    return sorted(str(p.relative_to(base).with_suffix("")) for p in base.glob("*/*.yaml"))
+    return sorted(str(p.relative_to(base).with_suffix("")) for p in base.glob("*/*.yaml")
+                  if p.parent.name != "studies")  # recipes/studies/ holds study files for `svqbench sweep`
 
 
 def find_recipe(name_or_path: str) -> Path:

@@ -4,7 +4,10 @@ A study file (YAML)::
 
     name: digits                       # the study's leaderboard: OUT/NAME.md, .csv, .png
     dataset: digits                    # every recipe must train on it
-    recipes: [digits/persistence, digits/simvp, digits/simvp_svq]
+    recipes:                           # names, or {name, set, label} for overrides of one recipe
+      - digits/persistence
+      - digits/simvp
+      - {name: digits/simvp_svq, set: [model.codebook_size=1024], label: simvp_svq_1k}
     seeds: [1, 2, 3]
     set: [train.max_steps=2000]        # --set overrides shared by every recipe (optional)
     eval: {metrics: [mae, mse, ssim, psnr], convention: standard, split: test}   # optional
@@ -27,7 +30,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from svqbench import leaderboard
-from svqbench.config import EvalConfig, Recipe, load_recipe, with_seed
+from svqbench.config import EvalConfig, Recipe, find_recipe, load_recipe, with_seed
 from svqbench.errors import SvqbenchError
 from svqbench.evaluate import evaluate
 from svqbench.fileio import write_text
@@ -44,19 +47,36 @@ class StudyEval(BaseModel):
     batch_size: int | None = Field(None, ge=1)
 
 
+class StudyRecipe(BaseModel):
+    """One entry of a study: a recipe, its own --set overrides, and the label its run folders carry."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    name: str
+    set: tuple[str, ...] = ()
+    label: str = ""
+
+    @property
+    def folder_label(self) -> str:
+        return self.label or self.name.split("/")[-1]
+
+
 class Study(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
     name: str
     dataset: str
-    recipes: tuple[str, ...] = Field(min_length=1)
+    recipes: tuple[str | StudyRecipe, ...] = Field(min_length=1)
     seeds: tuple[int, ...] = Field((42,), min_length=1)
     set: tuple[str, ...] = ()
     eval: StudyEval = StudyEval()
     runs: Path = Path("runs/studies")
     out: Path = Path("leaderboards/studies")
 
-    def run_dir(self, recipe: str, seed: int) -> Path:
-        return self.runs / f"{recipe.split('/')[-1]}-seed{seed}"
+    @property
+    def entries(self) -> list[StudyRecipe]:
+        return [StudyRecipe(name=r) if isinstance(r, str) else r for r in self.recipes]
+
+    def run_dir(self, entry: StudyRecipe, seed: int) -> Path:
+        return self.runs / f"{entry.folder_label}-seed{seed}"
 
 
 def load_study(path: str | Path) -> Study:
@@ -74,19 +94,33 @@ def load_study(path: str | Path) -> Study:
 
 
 def plan(study: Study) -> list[tuple[str, int, Recipe, Path]]:
-    """Every (recipe name, seed, seeded recipe, run folder), validated before anything runs."""
-    recipes = {}
-    for name in study.recipes:
+    """Every (recipe label, seed, seeded recipe, run folder), validated before anything runs."""
+    entries = study.entries
+    labels = [e.folder_label for e in entries]
+    if len(set(labels)) != len(labels):
+        twice = next(label for label in labels if labels.count(label) > 1)
+        raise SvqbenchError(f"study {study.name}: two entries would share run folders {twice!r}; give one a label")
+    missing = []
+    for entry in entries:
         try:
-            recipes[name] = load_recipe(name, list(study.set))
+            find_recipe(entry.name)
+        except SvqbenchError:
+            missing.append(entry.name)
+    if missing:
+        raise SvqbenchError(f"study {study.name}: unknown recipe{'s' if len(missing) > 1 else ''} "
+                            f"{', '.join(missing)} (see `svqbench recipes`)")
+    recipes = {}
+    for entry in entries:
+        try:
+            recipes[entry.folder_label] = load_recipe(entry.name, [*study.set, *entry.set])
         except SvqbenchError as e:
-            raise SvqbenchError(f"study {study.name}: recipe {name!r} cannot be used: {e}") from None
-        if recipes[name].dataset != study.dataset:
-            raise SvqbenchError(
-                f"study {study.name}: recipe {name!r} trains on {recipes[name].dataset!r}, not {study.dataset!r}"
-            )
-    return [(name, seed, with_seed(recipes[name], seed), study.run_dir(name, seed))
-            for name in study.recipes for seed in study.seeds]
+            raise SvqbenchError(f"study {study.name}: recipe {entry.name!r} cannot be used: {e}") from None
+        if recipes[entry.folder_label].dataset != study.dataset:
+            raise SvqbenchError(f"study {study.name}: recipe {entry.name!r} trains on "
+                                f"{recipes[entry.folder_label].dataset!r}, not {study.dataset!r}")
+    return [(entry.name if not entry.set else f"{entry.name} ({entry.folder_label})", seed,
+             with_seed(recipes[entry.folder_label], seed), study.run_dir(entry, seed))
+            for entry in entries for seed in study.seeds]
 
 
 def _eval_settings(study: Study, recipe: Recipe) -> dict[str, Any]:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -13,7 +14,7 @@ from typer.testing import CliRunner
 
 from svqbench.cli import app
 from svqbench.errors import SvqbenchError
-from svqbench.sweep import load_study, sweep
+from svqbench.sweep import load_study, plan, sweep
 
 runner = CliRunner()
 TINY_SIMVP = ("dataset: digits\n"
@@ -108,13 +109,38 @@ def test_sweep_trains_evaluates_skips_and_resumes(tmp_path, digits_root, isolate
 
 def test_sweep_names_a_missing_recipe_before_running(tmp_path):
     study = load_study(write_study(tmp_path, ["digits/persistence", "digits/no_such_recipe"]))
-    with pytest.raises(SvqbenchError, match="recipe 'digits/no_such_recipe' cannot be used"):
+    with pytest.raises(SvqbenchError, match="unknown recipe digits/no_such_recipe "):
         sweep(study, torch.device("cpu"))
     assert not (tmp_path / "runs").exists()
     result = invoke("sweep", tmp_path / "study.yaml")
     assert result.exit_code == 1 and len(result.output.strip().splitlines()) == 1
+    bad_set = tmp_path / "bad.yaml"
+    bad_set.write_text(write_study(tmp_path, ["digits/persistence"]).read_text().replace("train.num_workers", "train.nope"))
+    with pytest.raises(SvqbenchError, match="recipe 'digits/persistence' cannot be used: .*train.nope"):
+        sweep(load_study(bad_set), torch.device("cpu"))
 
 
 def test_committed_study_file_is_valid():
-    study = load_study("recipes/studies/digits.yaml")
-    assert study.dataset == "digits" and study.seeds == (1, 2, 3) and "digits/simvp_svq_frozen" in study.recipes
+    study = load_study(Path(__file__).resolve().parents[1] / "recipes" / "studies" / "digits.yaml")
+    names = [entry.name for entry in study.entries]
+    assert study.dataset == "digits" and study.seeds == (1, 2, 3)
+    assert {"digits/persistence", "digits/blank", "digits/simvp", "digits/simvp_svq", "digits/simvp_svq_frozen",
+            "digits/simvp_vq"} <= set(names)
+
+
+def test_study_entries_with_their_own_overrides_get_their_own_folders(tmp_path):
+    path = write_study(tmp_path, ["digits/persistence"])
+    text = path.read_text().replace(
+        "recipes: [digits/persistence]",
+        "recipes: [digits/simvp, {name: digits/simvp, set: [model.hid_S=16], label: simvp16}]")
+    path.write_text(text)
+    planned = plan(load_study(path))
+    assert [(label, seed, run.name) for label, seed, _, run in planned] == [
+        ("digits/simvp", 1, "simvp-seed1"), ("digits/simvp", 2, "simvp-seed2"),
+        ("digits/simvp (simvp16)", 1, "simvp16-seed1"), ("digits/simvp (simvp16)", 2, "simvp16-seed2")]
+    recipe = planned[3][2]
+    assert recipe.model["hid_S"] == 16 and recipe.train.seed == 2
+    assert recipe.overrides == ("train.num_workers=0", "model.hid_S=16")
+    path.write_text(text.replace(", label: simvp16", ""))
+    with pytest.raises(SvqbenchError, match="share run folders 'simvp'"):
+        plan(load_study(path))
