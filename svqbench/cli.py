@@ -115,34 +115,49 @@ def train(
     root: Optional[Path] = ROOT,
     device: str = DEVICE,
     quiet: bool = typer.Option(False, "--quiet", help="print only the run directory"),
+    seeds: Optional[str] = typer.Option(None, "--seeds", help="one run per seed, e.g. 1,2,3 (folders RUN-DIR/seedK)"),
 ) -> None:
-    """Train a recipe, or resume a run; prints the run directory. Runs under torchrun too.
+    """Train a recipe (one run per seed with --seeds), or resume a run; prints the run directory. Runs under torchrun too.
 
-    Example: svqbench train digits/simvp --set train.epochs=2 --device cuda   |   svqbench train --resume runs/X
+    Example: svqbench train digits/simvp --set train.epochs=2 --device cuda   |   svqbench train digits/simvp --seeds 1,2,3   |   svqbench train --resume runs/X
     """
-    from svqbench.config import load_recipe
+    from svqbench.config import load_recipe, with_seed
     from svqbench.device import resolve_device
     from svqbench.progress import Reporter
-    from svqbench.runs import new_run_dir, resumed_recipe
+    from svqbench.runs import new_run_dir, resumed_recipe, seeded_run_dir
     from svqbench.runtime import launched_world
     from svqbench.train import train as train_recipe
 
     world = launched_world()
     if resume is not None:
-        if recipe is not None or (run_dir is not None and run_dir != resume):
-            raise SvqbenchError("--resume DIR takes the recipe and folder from DIR; drop RECIPE and --run-dir")
-        cfg, target = resumed_recipe(resume, set_), resume
+        if recipe is not None or seeds is not None or (run_dir is not None and run_dir != resume):
+            raise SvqbenchError("--resume DIR takes the recipe and folder from DIR; drop RECIPE, --seeds and --run-dir")
+        plan = [(resumed_recipe(resume, set_), resume)]
     else:
         if recipe is None:
             raise SvqbenchError("missing RECIPE (e.g. digits/simvp_svq), or --resume DIR to continue a run")
         if run_dir is None and world.size > 1:
             raise SvqbenchError("under torchrun give --run-dir: every process must write to the same folder")
         cfg = load_recipe(recipe, set_)
-        target = run_dir or new_run_dir(cfg)
-    train_recipe(cfg, target, resolve_device(device), data_root=root, resume=resume is not None, force=force,
-                 reporter=Reporter(quiet))
-    if world.is_main:
-        out.print(str(target), highlight=False)
+        if seeds is None:
+            plan = [(cfg, run_dir or new_run_dir(cfg))]
+        else:
+            plan = [(with_seed(cfg, seed), seeded_run_dir(cfg, seed, run_dir)) for seed in _parse_seeds(seeds)]
+    for seeded, target in plan:
+        train_recipe(seeded, target, resolve_device(device), data_root=root, resume=resume is not None, force=force,
+                     reporter=Reporter(quiet))
+        if world.is_main:
+            out.print(str(target), highlight=False)
+
+
+def _parse_seeds(text: str) -> list[int]:
+    try:
+        seeds = [int(part) for part in text.split(",") if part.strip()]
+    except ValueError:
+        raise SvqbenchError(f"--seeds {text!r}: expected integers separated by commas, e.g. 1,2,3") from None
+    if not seeds or len(set(seeds)) != len(seeds):
+        raise SvqbenchError(f"--seeds {text!r}: expected distinct integers, e.g. 1,2,3")
+    return seeds
 
 
 def _parse_metrics(text: Optional[str]) -> Optional[tuple[str, ...]]:
@@ -298,33 +313,92 @@ def fold(
 def leaderboard_(
     dataset: Optional[str] = typer.Argument(None, help="dataset name (default: every leaderboard)"),
     convention: Optional[str] = typer.Option(None, "--convention", help="only rows of this convention"),
+    fmt: str = typer.Option("md", "--format", help="md | csv | json | latex"),
+    out_file: Optional[Path] = typer.Option(None, "--out", help="write to this file instead of printing"),
+    plot: Optional[Path] = typer.Option(None, "--plot", help="also draw a PNG bar chart per metric (error bars: std)"),
 ) -> None:
-    """Show leaderboards with the best value per metric marked.
+    """Leaderboards: runs grouped by recipe (mean +- std, n) per protocol, convention and split; published numbers apart.
 
-    Example: svqbench leaderboard digits
+    Example: svqbench leaderboard digits --format latex --plot digits.png
     """
     from svqbench import leaderboard
+    from svqbench.fileio import write_text
+    from svqbench.leaderboard_views import FORMATS, export, plot as plot_leaderboard
 
+    if fmt not in FORMATS:
+        raise SvqbenchError(f"--format {fmt!r}: valid: {', '.join(FORMATS)}")
     names = [dataset] if dataset else sorted(p.stem for p in leaderboard.leaderboards_dir().glob("*.csv"))
     if not names:
         raise SvqbenchError(f"no leaderboards in {leaderboard.leaderboards_dir()}; run `svqbench eval RUN` first")
+    if (out_file or plot) and len(names) > 1:
+        raise SvqbenchError("--out and --plot need one DATASET")
+    texts = []
     for name in names:
         table = leaderboard.read(name)
         if convention:
             table = table[table["convention"] == convention]
-        for (conv, split), group in table.groupby(["convention", "split"], sort=True):
-            group = group.drop(columns=["convention", "split"])
-            best = leaderboard.best_rows(group)
-            view = Table(title=f"{name}: {split} split, {conv} convention")
-            for column in group.columns:
-                view.add_column(column, justify="right" if column not in ("run", "model", "recipe") else "left")
-            for index, row in group.iterrows():
-                view.add_row(*(
-                    f"[bold green]{leaderboard.format_value(v)}*[/]" if best.get(c) == index else leaderboard.format_value(v)
-                    for c, v in row.items()
-                ))
-            out.print(view)
-    out.print("* best value in its column", style="dim")
+        texts.append(export(name, table, fmt, leaderboard.reported(name)))
+        if plot:
+            out.print(str(plot_leaderboard(name, table, plot)), highlight=False)
+    if out_file:
+        write_text(out_file, "\n".join(texts))
+        out.print(str(out_file), highlight=False)
+    else:
+        out.print("\n".join(texts), highlight=False, markup=False, soft_wrap=True)
+
+
+@command
+def compare(
+    runs: List[Path] = typer.Argument(None, help="RUN_A RUN_B (or use --a/--b for groups)"),
+    a: List[Path] = typer.Option([], "--a", help="a run of group A (repeat for seeds)"),
+    b: List[Path] = typer.Option([], "--b", help="a run of group B (repeat for seeds)"),
+    metrics: Optional[str] = typer.Option(None, "--metrics", help="comma list (default: every shared metric)"),
+    resamples: int = typer.Option(10_000, "--resamples", help="bootstrap resamples over test windows"),
+    seed: int = typer.Option(0, "--seed", help="bootstrap seed"),
+    json_out: Optional[Path] = typer.Option(None, "--json", help="also save the result as JSON"),
+) -> None:
+    """Paired comparison over the test windows: mean difference A - B with a bootstrap 95% interval.
+
+    Example: svqbench compare runs/simvp-seed1 runs/simvp_svq-seed1   |   svqbench compare --a r/s1 --a r/s2 --b q/s1 --b q/s2
+    """
+    from svqbench.compare import compare_groups
+    from svqbench.fileio import write_json
+
+    runs = list(runs or [])
+    if runs and (a or b):
+        raise SvqbenchError("give RUN_A RUN_B or --a/--b groups, not both")
+    if runs:
+        if len(runs) != 2:
+            raise SvqbenchError(f"compare needs two runs, got {len(runs)}; use --a/--b for groups")
+        a, b = [runs[0]], [runs[1]]
+    result = compare_groups(a, b, _parse_metrics(metrics), resamples, seed)
+    table = Table(title=f"A - B over {result['windows']} {result['split']} windows ({result['convention']})")
+    for column in ("metric", "A", "B", "A - B", "95% interval", "verdict"):
+        table.add_column(column, justify="left" if column in ("metric", "verdict") else "right")
+    for name, row in result["metrics"].items():
+        diff = row["difference"]
+        table.add_row(name, f"{row['a']:.5g}", f"{row['b']:.5g}", f"{diff['mean']:+.4g}",
+                      f"[{diff['low']:+.4g}, {diff['high']:+.4g}]", row["verdict"])
+    out.print(table)
+    out.print(f"A: {', '.join(result['a'])}\nB: {', '.join(result['b'])}", highlight=False)
+    if json_out:
+        write_json(json_out, result)
+
+
+@command
+def sweep(
+    study_file: Path = typer.Argument(..., help="a study YAML, e.g. recipes/studies/digits.yaml"),
+    root: Optional[Path] = ROOT,
+    device: str = DEVICE,
+) -> None:
+    """Train and evaluate every (recipe, seed) of a study, skipping finished runs and resuming interrupted ones.
+
+    Example: svqbench sweep recipes/studies/digits.yaml --device cuda
+    """
+    from svqbench.device import resolve_device
+    from svqbench.sweep import load_study, sweep as run_sweep
+
+    run_sweep(load_study(study_file), resolve_device(device), root, echo=lambda line: out.print(line, highlight=False))
 
 
 @command

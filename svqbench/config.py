@@ -94,7 +94,8 @@ def recipes_dir() -> Path:
 def list_recipes() -> list[str]:
     """Names ``dataset/recipe`` of every recipe file under :func:`recipes_dir`."""
     base = recipes_dir()
-    return sorted(str(p.relative_to(base).with_suffix("")) for p in base.glob("*/*.yaml"))
+    return sorted(str(p.relative_to(base).with_suffix("")) for p in base.glob("*/*.yaml")
+                  if p.parent.name != "studies")  # recipes/studies/ holds study files for `svqbench sweep`
 
 
 def find_recipe(name_or_path: str) -> Path:
@@ -230,3 +231,7 @@ def _model_keys(recipe: Recipe) -> str:
     keys = [k for k in recipe.model_args if k in overridden] or list(recipe.model_args)
     return ", ".join(f"model.{k}={recipe.model_args[k]!r}" for k in keys)
 
+
+def with_seed(recipe: Recipe, seed: int) -> Recipe:
+    """``recipe`` trained from ``seed``: a seed is a repetition, not an override (rows keep it in their ``seed``)."""
+    return recipe.model_copy(update={"train": recipe.train.model_copy(update={"seed": int(seed)})})

@@ -6,23 +6,27 @@ metric sums are all-reduced; rank 0 writes.
 
 from __future__ import annotations
 
+import inspect
 import time
 from contextlib import contextmanager
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Iterator
 
+import numpy as np
 import torch
 from torch import nn
 from torch.utils.data import Subset
 
-from svqbench import data, leaderboard
+from svqbench import __version__, data, leaderboard
+from svqbench.compare import PER_WINDOW
 from svqbench.config import EvalConfig
 from svqbench.errors import SvqbenchError
-from svqbench.fileio import write_json
+from svqbench.fileio import atomic_path, write_json
 from svqbench.metrics import MetricAccumulator, plot_horizon
 from svqbench.models import count_parameters, forecast
 from svqbench.models.svq import SVQ, SVQStats, code_weight_chunks
-from svqbench.runs import LoadedRun
+from svqbench.runs import LoadedRun, training_record
 from svqbench.runtime import autocast, join_world, make_loader
 
 
@@ -41,7 +45,8 @@ def evaluate(
     svq_stats: bool = False,
     value_range: tuple[float, float] | None = None,
 ) -> dict[str, Any]:
-    """Evaluate the selected checkpoint (``train.select``) of ``run_dir`` on a split; writes ``run_dir/metrics.json``.
+    """Evaluate the selected checkpoint (``train.select``) of ``run_dir`` on a split; writes ``run_dir/metrics.json``
+    and ``run_dir/per_window.npz`` (one float64 array (N_windows,) per metric, in test-window order).
 
     Unset arguments fall back to the recipe's ``eval`` section. The split is streamed in
     batches; only running sums live in memory. ``svq_stats`` adds SVQ code-weight diagnostics
@@ -82,10 +87,10 @@ def evaluate(
             accumulator.update(pred.float(), targets)
     if world.size > 1:
         accumulator.all_reduce()
-        # per-window arrays are gathered here when kept: shards are contiguous, so rank order is window order
     result = accumulator.result()
     report = {
         "run": run.dir.name,
+        "run_id": run.meta["run_id"],
         "dataset": dataset,
         "split": split,
         "checkpoint": run.checkpoint_file.name,
@@ -99,26 +104,71 @@ def evaluate(
     }
     if stats is not None:
         report["svq_stats"] = stats.result()
+    per_window = world.gather_concatenated(accumulator.per_window())  # before rank > 0 returns: a collective
     if not world.is_main:
         return report
+    with atomic_path(run.dir / PER_WINDOW) as tmp:
+        np.savez(tmp, **per_window)
     write_json(run.dir / "metrics.json", report)
     if plot:
         plot_horizon(result["per_frame"], run.dir / "horizon.png")
     if update_leaderboard:
-        leaderboard.add_row(
-            dataset,
-            {
-                "run": run.dir.name,
-                "model": run.recipe.model_name,
-                "recipe": run.recipe.name,
-                "params": report["parameters"],
-                "epochs": run.epoch,
-                "convention": result["convention"],
-                "split": split,
-                **result["overall"],
-            },
-        )
+        leaderboard.add_row(dataset, leaderboard_row(run, report, data.load_manifest(dataset, data_root)))
     return report
+
+
+def protocol_name(manifest: dict[str, Any]) -> str:
+    """The short name of a prepared dataset's split protocol: its ``protocol`` option, else that option's default."""
+    if "protocol" in manifest.get("options", {}):
+        return str(manifest["options"]["protocol"])
+    spec = data.DATASETS.get(manifest["spec"]) if manifest.get("spec") in data.DATASETS else None
+    parameter = inspect.signature(spec.prepare).parameters.get("protocol") if spec else None
+    return str(parameter.default) if parameter is not None else "default"
+
+
+def _display_path(path: Path) -> str:
+    """The run folder relative to the working directory when it is inside it (portable tables), else absolute."""
+    resolved = path.resolve()
+    try:
+        return str(resolved.relative_to(Path.cwd().resolve()))
+    except ValueError:
+        return str(resolved)
+
+
+def leaderboard_row(run: LoadedRun, report: dict[str, Any], manifest: dict[str, Any]) -> dict[str, Any]:
+    """Everything needed to cite one evaluation: the run, its data protocol, training, selection and metrics."""
+    meta, recipe, info = run.meta, run.recipe, run.info
+    options = manifest.get("options", {})
+    trained = training_record(run.dir)
+    return {
+        "run_id": meta["run_id"],
+        "run": run.dir.name,
+        "recipe": recipe.name,
+        "overrides": " ".join(meta.get("overrides", recipe.overrides)),
+        "model": recipe.model_name,
+        "params": report["parameters"],
+        "seed": meta.get("seed", recipe.train.seed),
+        "protocol": protocol_name(manifest),
+        "val_held_out": bool(meta.get("val_held_out", manifest.get("val_held_out", True))),
+        "frames": f"{info.frames_in}->{info.frames_out}",
+        "size": f"{info.channels}x{info.height}x{info.width}",
+        "data_options": " ".join(f"{k}={v}" for k, v in sorted(options.items())),
+        "selection": run.selection,
+        "selected_epoch": run.epoch,
+        "selected_step": run.step,
+        "epochs_trained": trained["epoch"],
+        "steps_trained": trained["step"],
+        "train_seconds": trained["train_seconds"],
+        "precision": meta.get("precision", recipe.train.precision),
+        "convention": report["convention"],
+        "split": report["split"],
+        "svqbench_version": meta.get("svqbench_version", __version__),
+        "git_commit": meta.get("git_commit"),
+        "trained_at": meta.get("created"),
+        "evaluated_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "path": _display_path(run.dir),
+        **report["overall"],
+    }
 
 
 @contextmanager

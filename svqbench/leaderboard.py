@@ -1,12 +1,16 @@
-"""Leaderboards: one CSV per dataset (the record) and a Markdown table regenerated from it.
+"""Leaderboards: one CSV of rows per dataset (the record), summaries by recipe, and published numbers apart.
 
-Rows are appended under an exclusive lock and both files are written atomically, so two
+A row is one evaluation of one run, keyed by ``(run_id, convention, split)``; the run's folder name is
+only for display. Rows are ranked only inside a *section*: the same protocol, validation hold-out,
+frames, frame size, metric convention and split. Inside a section, runs of the same recipe and
+``--set`` overrides (seeds aside) form a *group*, summarised as mean, standard deviation and n.
+
+Rows are appended under a cross-platform file lock and the files are written atomically, so several
 evaluations finishing together never lose a row or leave a half-written table.
 """
 
 from __future__ import annotations
 
-import fcntl
 import io
 import os
 from contextlib import contextmanager
@@ -14,13 +18,25 @@ from pathlib import Path
 from typing import Any, Iterator
 
 import pandas as pd
+from filelock import FileLock
 
 from svqbench.errors import SvqbenchError
 from svqbench.fileio import write_text
 
-LOWER_IS_BETTER = {"mae", "mse", "rmse", "lpips", "wrmse"}
+LOWER_IS_BETTER = {"mae", "mse", "rmse", "lpips", "wrmse", "lat_weighted_rmse"}
 HIGHER_IS_BETTER = {"ssim", "psnr"}
-ID_COLUMNS = ["run", "model", "recipe", "params", "epochs", "convention", "split"]
+METRIC_ORDER = ["mse", "mae", "rmse", "lat_weighted_rmse", "ssim", "psnr", "lpips"]
+
+ROW_KEY = ["run_id", "convention", "split"]
+SECTION_KEYS = ["protocol", "val_held_out", "frames", "size", "convention", "split"]
+GROUP_KEYS = ["recipe", "overrides", "model"]
+ID_COLUMNS = [
+    "run_id", "run", "recipe", "overrides", "model", "params", "seed",
+    "protocol", "val_held_out", "frames", "size", "data_options",
+    "selection", "selected_epoch", "selected_step", "epochs_trained", "steps_trained", "train_seconds",
+    "precision", "convention", "split", "svqbench_version", "git_commit", "trained_at", "evaluated_at", "path",
+]
+_LEGACY_NAMES = {"epochs": "selected_epoch"}  # rows written before 0.2 named the best checkpoint's epoch "epochs"
 
 
 def leaderboards_dir() -> Path:
@@ -29,13 +45,18 @@ def leaderboards_dir() -> Path:
 
 @contextmanager
 def _locked(path: Path) -> Iterator[None]:
+    """Exclusive lock on ``path``'s table across processes (a ``.lock`` file next to it)."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path.with_suffix(".lock"), "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(lock, fcntl.LOCK_UN)
+    with FileLock(str(path.with_suffix(".lock"))):
+        yield
+
+
+def _read_csv(path: Path) -> pd.DataFrame:
+    table = pd.read_csv(path, dtype={"overrides": str, "git_commit": str, "run_id": str})
+    table = table.rename(columns={k: v for k, v in _LEGACY_NAMES.items() if k in table and v not in table})
+    if "run_id" not in table:  # legacy rows: the folder name was the key
+        table.insert(0, "run_id", table["run"].astype(str))
+    return table
 
 
 def read(dataset: str, directory: Path | None = None) -> pd.DataFrame:
@@ -43,22 +64,94 @@ def read(dataset: str, directory: Path | None = None) -> pd.DataFrame:
     if not path.is_file():
         known = sorted(p.stem for p in path.parent.glob("*.csv"))
         raise SvqbenchError(f"no leaderboard for {dataset!r} in {path.parent}; available: {', '.join(known) or 'none'}")
-    return pd.read_csv(path)
+    return _read_csv(path)
+
+
+def metric_columns(table: pd.DataFrame) -> list[str]:
+    """The metric columns present, in a fixed reading order."""
+    known = [m for m in METRIC_ORDER if m in table]
+    return known + [c for c in table if c in LOWER_IS_BETTER | HIGHER_IS_BETTER and c not in known]
 
 
 def add_row(dataset: str, row: dict[str, Any], directory: Path | None = None) -> Path:
-    """Append ``row`` (replacing an earlier row of the same run, convention and split)."""
+    """Append ``row`` (replacing an earlier row of the same run id, convention and split)."""
     path = (directory or leaderboards_dir()) / f"{dataset}.csv"
     with _locked(path):
-        table = pd.read_csv(path) if path.is_file() else pd.DataFrame(columns=ID_COLUMNS)
-        same = (table["run"] == row["run"]) & (table["convention"] == row["convention"]) & (table["split"] == row["split"])
-        table = pd.concat([table[~same], pd.DataFrame([row])], ignore_index=True)
-        table = table[[c for c in ID_COLUMNS if c in table] + [c for c in table if c not in ID_COLUMNS]]
+        table = _read_csv(path) if path.is_file() else pd.DataFrame(columns=ROW_KEY)
+        same = pd.Series(True, index=table.index)
+        for key in ROW_KEY:
+            same &= table[key].astype(str) == str(row[key])
+        new = pd.DataFrame([row])
+        table = new if table[~same].empty else pd.concat([table[~same], new], ignore_index=True)
+        ordered = [c for c in ID_COLUMNS if c in table]
+        table = table[ordered + [c for c in table if c not in ordered]]
         buffer = io.StringIO()
         table.to_csv(buffer, index=False)
         write_text(path, buffer.getvalue())
-        write_text(path.with_suffix(".md"), to_markdown(dataset, table))
+        from svqbench.leaderboard_views import to_markdown
+
+        write_text(path.with_suffix(".md"), to_markdown(dataset, table, reported(dataset)))
     return path
+
+
+def _text(series: pd.Series) -> pd.Series:
+    return series.fillna("").astype(str).replace("nan", "")
+
+
+def group_overrides(overrides: str) -> str:
+    """The overrides that define a group: every ``--set`` except the seed (seeds are what a group averages)."""
+    return " ".join(part for part in str(overrides or "").split() if not part.startswith("train.seed="))
+
+
+def sections(table: pd.DataFrame) -> list[tuple[dict[str, str], pd.DataFrame]]:
+    """Split rows into sections whose rows may be ranked together: [(key values, rows)]."""
+    table = table.copy()
+    for key in SECTION_KEYS:
+        table[key] = _text(table[key]) if key in table else ""
+    return [
+        (dict(zip(SECTION_KEYS, keys if isinstance(keys, tuple) else (keys,))), rows)
+        for keys, rows in table.groupby(SECTION_KEYS, sort=True, dropna=False)
+    ]
+
+
+def summarise(rows: pd.DataFrame) -> pd.DataFrame:
+    """One row per group of one section: GROUP_KEYS, n, seeds, run_ids, and ``METRIC_mean`` / ``METRIC_std``.
+
+    The standard deviation is across runs (ddof 1), NaN for a group of one run.
+    """
+    rows = rows.copy()
+    rows["overrides"] = _text(rows["overrides"]).map(group_overrides) if "overrides" in rows else ""
+    for key in GROUP_KEYS:
+        rows[key] = _text(rows[key]) if key in rows else ""
+    metrics = metric_columns(rows)
+    out = []
+    for keys, group in rows.groupby(GROUP_KEYS, sort=False):
+        record: dict[str, Any] = dict(zip(GROUP_KEYS, keys))
+        record["n"] = len(group)
+        record["seeds"] = " ".join(_text(group["seed"])) if "seed" in group else ""
+        record["run_ids"] = " ".join(group["run_id"].astype(str))
+        record["paths"] = " ".join(_text(group["path"])) if "path" in group else ""
+        for metric in metrics:
+            values = pd.to_numeric(group[metric], errors="coerce")
+            record[f"{metric}_mean"] = values.mean()
+            record[f"{metric}_std"] = values.std(ddof=1) if values.count() > 1 else float("nan")
+        out.append(record)
+    return pd.DataFrame(out)
+
+
+def reported_dirs() -> list[Path]:
+    """Where published numbers live: ``LEADERBOARDS/reported`` and the repository's ``leaderboards/reported``."""
+    repository = Path(__file__).resolve().parents[1] / "leaderboards" / "reported"
+    return list(dict.fromkeys([leaderboards_dir() / "reported", repository]))
+
+
+def reported(dataset: str) -> pd.DataFrame:
+    """Published numbers for ``dataset`` (method, source, convention, protocol, metrics); empty when none."""
+    for folder in reported_dirs():
+        path = folder / f"{dataset}.csv"
+        if path.is_file():
+            return pd.read_csv(path, comment="#")
+    return pd.DataFrame()
 
 
 def best_rows(table: pd.DataFrame) -> dict[str, Any]:
@@ -80,18 +173,3 @@ def format_value(value: Any) -> str:
             return ""
         return f"{value:.4g}" if abs(value) < 1e4 else f"{value:.0f}"
     return str(value)
-
-
-def to_markdown(dataset: str, table: pd.DataFrame) -> str:
-    """A Markdown table with the best value of each metric column in bold (per convention)."""
-    lines = [f"# {dataset} leaderboard", "", "Generated from the CSV by `svqbench eval`; best value per metric in bold "
-             "(compare rows of the same convention only).", ""]
-    for convention, group in table.groupby("convention", sort=True):
-        best = best_rows(group)
-        lines += [f"## convention: {convention}", "", "| " + " | ".join(group.columns) + " |",
-                  "|" + "---|" * len(group.columns)]
-        for index, row in group.iterrows():
-            cells = [f"**{format_value(v)}**" if best.get(c) == index else format_value(v) for c, v in row.items()]
-            lines.append("| " + " | ".join(cells) + " |")
-        lines.append("")
-    return "\n".join(lines)

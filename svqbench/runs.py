@@ -9,6 +9,7 @@ recipe, dataset facts and ``meta`` (the content of run.json).
 from __future__ import annotations
 
 import datetime
+import hashlib
 import json
 import subprocess
 import time
@@ -141,15 +142,54 @@ class LoadedRun:
     def __init__(self, run_dir: Path, device: torch.device, which: str | None = None):
         """``which``: "best", "last", or None for the run's own selection (:func:`run_selection`)."""
         self.dir = Path(run_dir)
-        self.selection: str = which or run_selection(self.dir)
-        self.checkpoint_file = checkpoint_path(self.dir, self.selection)
+        self.checkpoint_file = checkpoint_path(self.dir, which or run_selection(self.dir))
         state = load_checkpoint(self.checkpoint_file, device)
         self.recipe: Recipe = validate_recipe(state["recipe"], str(self.checkpoint_file))
         self.info = DatasetInfo.from_dict(state["info"])
         self.epoch: int = state.get("epoch", 0)
         self.step: int = state.get("step", 0)
-        self.meta: dict[str, Any] = state.get("meta", {})
+        self.selection: str = self.checkpoint_file.stem  # "best" falls back to "last" when no best.pt exists
+        self.meta: dict[str, Any] = dict(state.get("meta") or {})
+        self.meta.setdefault("run_id", fallback_run_id(self.dir))
         self.model: nn.Module = create_model(self.recipe.model_name, self.info, **self.recipe.model_args)
         self.model.load_state_dict(state["model"])
         self.model.to(device).eval()
         self.device = device
+
+
+def fallback_run_id(run_dir: Path) -> str:
+    """12 hex chars from the run folder's absolute path, for runs trained before ids were stored.
+
+    Stable across evaluations of the same folder; two folders of the same name elsewhere differ.
+    """
+    return hashlib.sha1(str(Path(run_dir).resolve()).encode()).hexdigest()[:12]
+
+
+def training_record(run_dir: Path) -> dict[str, Any]:
+    """What training did in all: ``{"epoch", "step", "train_seconds"}`` at its latest checkpoint.
+
+    From ``RUN/run.json`` when the trainer wrote one, else summed from ``RUN/log.jsonl``.
+    """
+    run_dir = Path(run_dir)
+    run_json = run_dir / "run.json"
+    if run_json.is_file():
+        meta = json.loads(run_json.read_text())
+        if "step" in meta:
+            return {k: meta.get(k) for k in ("epoch", "step", "train_seconds")}
+    log = run_dir / "log.jsonl"
+    records = [json.loads(line) for line in log.read_text().splitlines() if line.strip()] if log.is_file() else []
+    if not records:
+        return {"epoch": None, "step": None, "train_seconds": None}
+    return {
+        "epoch": records[-1].get("epoch"),
+        "step": records[-1].get("step"),
+        "train_seconds": round(sum(r.get("seconds") or 0.0 for r in records), 3),
+    }
+
+
+def seeded_run_dir(recipe: Recipe, seed: int, base_dir: Path | None = None) -> Path:
+    """``BASE_DIR/seedK`` when a folder is given, else ``runs/NAME-seedK-TIME``: the seed is in the name."""
+    if base_dir is not None:
+        return Path(base_dir) / f"seed{seed}"
+    stem = recipe.name.replace("/", "-") or f"{recipe.dataset}-{recipe.model_name}"
+    return Path("runs") / f"{stem}-seed{seed}-{time.strftime('%Y%m%d-%H%M%S')}"

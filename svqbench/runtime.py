@@ -122,6 +122,14 @@ class World:
             dist.all_reduce(tensor)
         return tensor
 
+    def gather_concatenated(self, arrays: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """Each name's arrays of all ranks, concatenated in rank order (with contiguous shards: sample order)."""
+        if self.size == 1:
+            return arrays
+        shares: list[dict[str, np.ndarray]] = [{} for _ in range(self.size)]
+        dist.all_gather_object(shares, arrays)
+        return {name: np.concatenate([share[name] for share in shares]) for name in arrays}
+
     def barrier(self) -> None:
         if self.size > 1:
             dist.barrier()

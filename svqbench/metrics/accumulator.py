@@ -12,6 +12,11 @@ test set is never concatenated and the overall value is exact whatever the batch
   under ``openstl`` (as in OpenSTL, and so has the mean over frames that include it), 100 dB (the cap)
   under ``standard``.
 
+Each test window's own value of every metric is also kept (``per_window()``, float64 of shape
+(N_windows,), in the order the windows were seen) for paired comparisons between runs. Per window,
+MAE/MSE follow the convention's per-frame scale averaged over the window's frames, RMSE is the root of
+that window MSE (channels pooled), and SSIM/PSNR/LPIPS are the window's mean over frames.
+
 Pixel errors use unclipped predictions (in physical units when ``denormalise`` is given). SSIM, PSNR
 and LPIPS use predictions clipped to [0, 1] against unclipped targets: image data as it is, physical
 fields only through a declared ``value_range`` (physical LO, HI mapped to [0, 1]); without one they are
@@ -23,6 +28,7 @@ from __future__ import annotations
 import os
 from typing import Callable, Sequence
 
+import numpy as np
 import torch
 
 from svqbench.errors import SvqbenchError
@@ -37,12 +43,12 @@ PIXEL_ERRORS = ("mae", "mse", "rmse")
 
 
 def _sum_per_frame_channel(values: torch.Tensor) -> torch.Tensor:
-    """(B, T, C, H, W) -> (T, C) float64 sums.
+    """(B, T, C, H, W) -> (B, T, C) float64 sums over pixels (sum over dim 0 for the split's (T, C) sums).
 
     Each frame is summed in float32 (pairwise/tree reductions: ~1e-7 relative), samples in float64,
     so long test sets do not lose precision; a float64 reduction over all pixels costs ~3x more on CPU.
     """
-    return values.sum(dim=(3, 4)).double().sum(dim=0)
+    return values.sum(dim=(3, 4)).double()
 
 
 def check_value_range(value_range: Sequence[float] | None, physical: bool, metrics: Sequence[str]) -> tuple[float, float] | None:
@@ -111,6 +117,7 @@ class MetricAccumulator:
         self._lat_weights = None if latitudes is None else latitude_weights(latitudes, self.device)
         self._lpips = load_lpips(self.device, lpips_weights) if "lpips" in self.metrics else None
         self._sums: dict[str, torch.Tensor] = {}
+        self._windows: dict[str, list[torch.Tensor]] = {}  # metric -> per-batch (B,) float64 values
         self._count = 0
         self._frame_shape: tuple[int, int, int] | None = None
 
@@ -156,27 +163,57 @@ class MetricAccumulator:
             return
         error = pred - true
         if "mae" in self.metrics:
-            self._add("abs", _sum_per_frame_channel(error.abs()))
+            absolute = _sum_per_frame_channel(error.abs())
+            self._add("abs", absolute.sum(0))
+            self._record_window("mae", self._window_error(absolute))
         if {"mse", "rmse"} & set(self.metrics):
             squared = error.square()
-            self._add("sq", _sum_per_frame_channel(squared))
+            squared_sums = _sum_per_frame_channel(squared)
+            self._add("sq", squared_sums.sum(0))
+            window_mse = self._window_error(squared_sums)
+            if "mse" in self.metrics:
+                self._record_window("mse", window_mse)
+            if "rmse" in self.metrics:
+                self._record_window("rmse", window_mse.sqrt())
             if self._lat_weights is not None and "rmse" in self.metrics:
-                self._add("lat_sq", _sum_per_frame_channel(squared * self._lat_weights))
+                self._add("lat_sq", _sum_per_frame_channel(squared * self._lat_weights).sum(0))
 
     def _add_frame_scores(self, pred: torch.Tensor, true: torch.Tensor) -> None:
         if not set(IMAGE_METRICS) & set(self.metrics):
             return
         batch, frames = pred.shape[:2]
         pred_frames, true_frames = pred.flatten(0, 1), true.flatten(0, 1)
+        scores: dict[str, torch.Tensor] = {}  # metric -> (B, T) per-frame values
         if "ssim" in self.metrics:
-            self._add("ssim", ssim_per_frame(pred_frames, true_frames, self.convention).view(batch, frames).sum(0))
+            scores["ssim"] = ssim_per_frame(pred_frames, true_frames, self.convention).view(batch, frames)
         if "psnr" in self.metrics:
             mse = (pred - true).square().mean(dim=(2, 3, 4)).double()
             if self.convention.psnr_max_db is not None:
                 mse = mse.clamp_min(10.0 ** (-self.convention.psnr_max_db / 10.0))
-            self._add("psnr", (-10.0 * torch.log10(mse)).sum(0))  # peak 1
+            scores["psnr"] = -10.0 * torch.log10(mse)  # peak 1
         if "lpips" in self.metrics:
-            self._add("lpips", self._lpips(pred_frames, true_frames).double().view(batch, frames).sum(0))
+            scores["lpips"] = self._lpips(pred_frames, true_frames).double().view(batch, frames)
+        for name, values in scores.items():
+            self._add(name, values.sum(0))
+            self._record_window(name, values.double().mean(1))
+
+    def _window_error(self, sums: torch.Tensor) -> torch.Tensor:
+        """(B, T, C) error sums over pixels -> (B,) per-window MAE/MSE in the convention's per-frame scale."""
+        per_frame = sums.sum(dim=2)
+        if not (self.convention.errors_summed_over_frame and self.denormalise is None):
+            per_frame = per_frame / (self._pixels() * sums.shape[2])
+        return per_frame.mean(dim=1)
+
+    def _record_window(self, name: str, values: torch.Tensor) -> None:
+        self._windows.setdefault(name, []).append(values.detach().to("cpu", torch.float64))
+
+    def per_window(self) -> dict[str, np.ndarray]:
+        """{metric: float64 array (N_windows,)}, one value per window this process evaluated, in order.
+
+        Not reduced across processes by :meth:`all_reduce`: under multi-process evaluation each
+        process holds its own shard's windows.
+        """
+        return {name: torch.cat(chunks).numpy() for name, chunks in self._windows.items()}
 
     def all_reduce(self) -> None:
         """Sum the state of every process of the default torch.distributed group into each of them.

@@ -1,0 +1,240 @@
+"""Views of a leaderboard: Markdown, CSV, JSON and LaTeX summaries, and a bar chart with error bars.
+
+Every view shows groups (mean +- std over n runs) inside sections that may be ranked (see
+:mod:`svqbench.leaderboard`), then the published numbers as a separate block that is never ranked.
+A best value is marked only when it is distinguishable from the runner-up: its 95% interval excludes
+0 by a paired bootstrap over the test windows when every run's ``per_window.npz`` is reachable, else by
+a Welch t interval across seeds; with neither (one run each, no per-window file) nothing is marked.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from svqbench.compare import compare_groups, has_per_window
+from svqbench.errors import SvqbenchError
+from svqbench.fileio import atomic_path
+from svqbench.leaderboard import (
+    HIGHER_IS_BETTER,
+    format_value,
+    metric_columns,
+    sections,
+    summarise,
+)
+from svqbench.stats import Interval, welch_interval
+
+FORMATS = ("md", "csv", "json", "latex")
+RUN_COLUMNS = ["run", "run_id", "recipe", "seed", "selection", "selected_epoch", "selected_step", "steps_trained",
+               "train_seconds", "precision", "svqbench_version", "git_commit", "evaluated_at"]
+MARKING = ("Bold: the best group of its section, only where its 95% interval against the runner-up excludes 0 "
+           "(paired bootstrap over test windows when every run's per_window.npz is reachable, "
+           "else Welch t across seeds; stated under each table). * recipe changed by --set (overrides column).")
+
+
+def _best_against_runner_up(summary: pd.DataFrame, rows: pd.DataFrame, metric: str) -> tuple[Any, str]:
+    """(index of the distinguishable best group or None, a one-line account of the test)."""
+    means = pd.to_numeric(summary[f"{metric}_mean"], errors="coerce").dropna()
+    if len(means) < 2:
+        return None, ""
+    ordered = means.sort_values(ascending=metric not in HIGHER_IS_BETTER).index
+    best, runner = ordered[0], ordered[1]
+    interval = _interval(summary.loc[best], summary.loc[runner], rows, metric)
+    names = f"{summary.loc[best, 'recipe']} vs {summary.loc[runner, 'recipe']}"
+    if interval is None:
+        return None, f"{metric}: {names}: no interval (one run each and no per-window values)"
+    account = (f"{metric}: {names}: {interval.mean:+.4g} [{interval.low:+.4g}, {interval.high:+.4g}] "
+               f"({interval.method}): {'distinguishable' if interval.distinguishable else 'not distinguishable'}")
+    return (best if interval.distinguishable else None), account
+
+
+def _interval(best: pd.Series, runner: pd.Series, rows: pd.DataFrame, metric: str) -> Interval | None:
+    paths_best, paths_runner = best["paths"].split(), runner["paths"].split()
+    if paths_best and paths_runner and all(has_per_window(p) for p in paths_best + paths_runner):
+        try:
+            diff = compare_groups(paths_best, paths_runner, [metric])["metrics"][metric]["difference"]
+            return Interval(diff["mean"], diff["low"], diff["high"], diff["method"])
+        except SvqbenchError:
+            pass  # runs not comparable window by window: fall back to seeds
+    values = [pd.to_numeric(rows.loc[rows["run_id"].astype(str).isin(g["run_ids"].split()), metric], errors="coerce")
+              .dropna().to_numpy() for g in (best, runner)]
+    return welch_interval(*values)
+
+
+def section_title(key: dict[str, str]) -> str:
+    held = {"True": "val held out", "False": "val overlaps train"}.get(key["val_held_out"], "")
+    parts = [f"protocol {key['protocol'] or 'default'}", held, f"{key['frames']} frames" if key["frames"] else "",
+             key["size"], f"{key['convention']} convention", f"{key['split']} split"]
+    return ", ".join(p for p in parts if p)
+
+
+def _display_recipe(group: pd.Series) -> str:
+    return f"{group['recipe']}*" if group["overrides"] else group["recipe"]
+
+
+def _cell(group: pd.Series, metric: str) -> str:
+    mean, std = group[f"{metric}_mean"], group[f"{metric}_std"]
+    if pd.isna(mean):
+        return ""
+    return format_value(float(mean)) + ("" if pd.isna(std) else f" ± {float(std):.2g}")  # 2 digits: the spread
+
+
+def analyse(table: pd.DataFrame) -> list[dict[str, Any]]:
+    """[{"key", "title", "summary", "rows", "metrics", "best": {metric: index}, "tests": [str]}] per section."""
+    out = []
+    for key, rows in sections(table):
+        summary = summarise(rows)
+        metrics = metric_columns(rows)
+        best, tests = {}, []
+        for metric in metrics:
+            index, account = _best_against_runner_up(summary, rows, metric)
+            if index is not None:
+                best[metric] = index
+            if account:
+                tests.append(account)
+        out.append({"key": key, "title": section_title(key), "summary": summary, "rows": rows, "metrics": metrics,
+                    "best": best, "tests": tests})
+    return out
+
+
+def _markdown_table(header: list[str], body: list[list[str]]) -> list[str]:
+    return ["| " + " | ".join(header) + " |", "|" + "---|" * len(header), *("| " + " | ".join(r) + " |" for r in body)]
+
+
+def to_markdown(dataset: str, table: pd.DataFrame, reported: pd.DataFrame | None = None) -> str:
+    """The whole leaderboard as Markdown: sections of groups, the reported block, then the runs."""
+    lines = [f"# {dataset} leaderboard", "", "Generated from the CSV; mean ± std over n runs. " + MARKING, ""]
+    for section in analyse(table):
+        summary, metrics = section["summary"], section["metrics"]
+        body = []
+        for index, group in summary.iterrows():
+            cells = [f"**{_cell(group, m)}**" if section["best"].get(m) == index else _cell(group, m) for m in metrics]
+            body.append([_display_recipe(group), group["overrides"], group["model"], str(group["n"]), group["seeds"], *cells])
+        lines += [f"## {section['title']}", ""]
+        lines += _markdown_table(["recipe", "overrides", "model", "n", "seeds", *metrics], body)
+        lines += [""] + [f"- {t}" for t in section["tests"]] + ([""] if section["tests"] else [])
+    lines += reported_markdown(reported)
+    runs = table[[c for c in RUN_COLUMNS if c in table]]
+    lines += ["## Runs", ""]
+    lines += _markdown_table(list(runs.columns), [[format_value(v) for v in row] for row in runs.itertuples(index=False)])
+    return "\n".join(lines) + "\n"
+
+
+def reported_markdown(reported: pd.DataFrame | None) -> list[str]:
+    if reported is None or reported.empty:
+        return []
+    lines = ["## Reported (published numbers in their own convention; never ranked with measured rows)", ""]
+    lines += _markdown_table(list(reported.columns),
+                             [[format_value(v) for v in row] for row in reported.itertuples(index=False)])
+    return lines + [""]
+
+
+def summary_frame(table: pd.DataFrame) -> pd.DataFrame:
+    """Every section's groups in one flat table (section keys first), for CSV export."""
+    frames = []
+    for section in analyse(table):
+        summary = section["summary"].drop(columns=["paths"]).copy()
+        for position, (key, value) in enumerate(section["key"].items()):
+            summary.insert(position, key, value)
+        for metric in section["metrics"]:
+            summary[f"{metric}_best"] = [section["best"].get(metric) == i for i in summary.index]
+        frames.append(summary)
+    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
+
+
+def _latex_escape(text: str) -> str:
+    for char, escaped in (("\\", r"\textbackslash{}"), ("_", r"\_"), ("%", r"\%"), ("&", r"\&"), ("#", r"\#")):
+        text = text.replace(char, escaped)
+    return text
+
+
+def to_latex(dataset: str, table: pd.DataFrame, reported: pd.DataFrame | None = None) -> str:
+    """One booktabs tabular per section (mean $\\pm$ std), then the reported block."""
+    out = [f"% {dataset} leaderboard, generated by svqbench. {MARKING}"]
+    for section in analyse(table):
+        metrics = section["metrics"]
+        out += [f"% {section['title']}", r"\begin{tabular}{l" + "r" * (len(metrics) + 1) + "}", r"\toprule",
+                " & ".join(["recipe", "n", *metrics]) + r" \\", r"\midrule"]
+        for index, group in section["summary"].iterrows():
+            cells = [_cell(group, m).replace("±", r"$\pm$") for m in metrics]
+            cells = [rf"\textbf{{{c}}}" if section["best"].get(m) == index else c for c, m in zip(cells, metrics)]
+            out.append(" & ".join([_latex_escape(_display_recipe(group)), str(group["n"]), *cells]) + r" \\")
+        out += [r"\bottomrule", r"\end{tabular}", ""]
+    if reported is not None and not reported.empty:
+        out += ["% reported (published; not ranked)", r"\begin{tabular}{" + "l" * len(reported.columns) + "}",
+                r"\toprule", " & ".join(_latex_escape(c) for c in reported.columns) + r" \\", r"\midrule"]
+        out += [" & ".join(_latex_escape(format_value(v)) for v in row) + r" \\" for row in reported.itertuples(index=False)]
+        out += [r"\bottomrule", r"\end{tabular}", ""]
+    return "\n".join(out)
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, float) and math.isnan(value):
+        return None
+    if hasattr(value, "item"):
+        return _jsonable(value.item())
+    return value
+
+
+def to_json(dataset: str, table: pd.DataFrame, reported: pd.DataFrame | None = None) -> str:
+    sections_out = []
+    for section in analyse(table):
+        groups = [{k: _jsonable(v) for k, v in g.items() if k != "paths"} for g in section["summary"].to_dict("records")]
+        best = {m: section["summary"].loc[i, "recipe"] for m, i in section["best"].items()}
+        sections_out.append({**section["key"], "groups": groups, "best": best, "tests": section["tests"]})
+    records = [] if reported is None else [{k: _jsonable(v) for k, v in r.items()} for r in reported.to_dict("records")]
+    return json.dumps({"dataset": dataset, "sections": sections_out, "reported": records}, indent=2) + "\n"
+
+
+def export(dataset: str, table: pd.DataFrame, fmt: str, reported: pd.DataFrame | None = None) -> str:
+    """The leaderboard as text in ``fmt`` (md, csv, json, latex)."""
+    if fmt == "md":
+        return to_markdown(dataset, table, reported)
+    if fmt == "csv":
+        return summary_frame(table).to_csv(index=False)
+    if fmt == "json":
+        return to_json(dataset, table, reported)
+    if fmt == "latex":
+        return to_latex(dataset, table, reported)
+    raise SvqbenchError(f"--format {fmt!r}: valid: {', '.join(FORMATS)}")
+
+
+def plot(dataset: str, table: pd.DataFrame, path: str | os.PathLike) -> Path:
+    """PNG bar chart: one panel per (section, metric), one bar per group, error bars = std across runs."""
+    from matplotlib.figure import Figure
+
+    analysed = [s for s in analyse(table) if s["metrics"]]
+    if not analysed:
+        raise SvqbenchError(f"leaderboard {dataset!r} has no metric values to plot")
+    columns = max(len(s["metrics"]) for s in analysed)
+    figure = Figure(figsize=(3.6 * columns, 3.4 * len(analysed)), layout="constrained")
+    axes = figure.subplots(len(analysed), columns, squeeze=False)
+    for row, section in enumerate(analysed):
+        summary = section["summary"]
+        labels = [_display_recipe(g) for _, g in summary.iterrows()]
+        for column in range(columns):
+            axis = axes[row][column]
+            if column >= len(section["metrics"]):
+                axis.set_visible(False)
+                continue
+            metric = section["metrics"][column]
+            means = pd.to_numeric(summary[f"{metric}_mean"], errors="coerce")
+            stds = pd.to_numeric(summary[f"{metric}_std"], errors="coerce").fillna(0.0)
+            colours = ["tab:orange" if section["best"].get(metric) == i else "tab:blue" for i in summary.index]
+            axis.bar(range(len(summary)), means, yerr=stds, capsize=3, color=colours)
+            axis.set_xticks(range(len(summary)), [label.split("/")[-1] for label in labels], rotation=45, ha="right",
+                            fontsize=8)
+            direction = "higher" if metric in HIGHER_IS_BETTER else "lower"
+            axis.set_title(f"{metric} ({direction} is better)", fontsize=9)
+            axis.grid(axis="y", alpha=0.3)
+        key = section["key"]
+        axes[row][0].set_ylabel(f"{key['protocol']} protocol, {key['convention']}, {key['split']}", fontsize=8)
+    figure.suptitle(f"{dataset}: mean ± std over seeds (orange: distinguishable best)", fontsize=10)
+    with atomic_path(path) as tmp:
+        figure.savefig(tmp, format="png", dpi=110)
+    return Path(path)

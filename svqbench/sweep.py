@@ -1,0 +1,214 @@
+"""Studies: train and evaluate every (recipe, seed) of a study file, then write the study's leaderboard.
+
+A study file (YAML)::
+
+    name: digits                       # the study's leaderboard: OUT/NAME.md, .csv, .png
+    dataset: digits                    # every recipe must train on it
+    recipes:                           # names, or {name, set, label} for overrides of one recipe
+      - digits/persistence
+      - digits/simvp
+      - {name: digits/simvp_svq, set: [model.codebook_size=1024], label: simvp_svq_1k}
+    seeds: [1, 2, 3]
+    set: [train.max_steps=2000]        # --set overrides shared by every recipe (optional)
+    eval: {metrics: [mae, mse, ssim, psnr], convention: standard, split: test}   # optional
+    runs: runs/studies/digits          # runs go to RUNS/<recipe>-seed<k>
+    out: leaderboards/studies          # where the study's leaderboard goes
+
+The sweep can span several sittings: a run whose ``metrics.json`` matches the planned recipe and
+evaluation is skipped; a run with a ``last.pt`` is resumed; anything else is trained from scratch.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from typing import Any, Callable
+
+import torch
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from svqbench import leaderboard
+from svqbench.config import EvalConfig, Recipe, find_recipe, load_recipe, with_seed
+from svqbench.errors import SvqbenchError
+from svqbench.evaluate import evaluate
+from svqbench.fileio import write_text
+from svqbench.leaderboard_views import plot, to_markdown
+from svqbench.progress import Reporter
+from svqbench.train import train
+
+
+class StudyEval(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    metrics: tuple[str, ...] | None = None
+    convention: str | None = None
+    split: str | None = None
+    batch_size: int | None = Field(None, ge=1)
+
+
+class StudyRecipe(BaseModel):
+    """One entry of a study: a recipe, its own --set overrides, and the label its run folders carry."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    name: str
+    set: tuple[str, ...] = ()
+    label: str = ""
+
+    @property
+    def folder_label(self) -> str:
+        return self.label or self.name.split("/")[-1]
+
+
+class Study(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    name: str
+    dataset: str
+    recipes: tuple[str | StudyRecipe, ...] = Field(min_length=1)
+    seeds: tuple[int, ...] = Field((42,), min_length=1)
+    set: tuple[str, ...] = ()
+    eval: StudyEval = StudyEval()
+    runs: Path = Path("runs/studies")
+    out: Path = Path("leaderboards/studies")
+
+    @property
+    def entries(self) -> list[StudyRecipe]:
+        return [StudyRecipe(name=r) if isinstance(r, str) else r for r in self.recipes]
+
+    def run_dir(self, entry: StudyRecipe, seed: int) -> Path:
+        return self.runs / f"{entry.folder_label}-seed{seed}"
+
+
+def load_study(path: str | Path) -> Study:
+    path = Path(path)
+    if not path.is_file():
+        raise SvqbenchError(f"study file {path} does not exist")
+    try:
+        raw = yaml.safe_load(path.read_text()) or {}
+        return Study.model_validate(raw)
+    except yaml.YAMLError as e:
+        raise SvqbenchError(f"{path}: not valid YAML ({str(e).splitlines()[0]})") from None
+    except ValidationError as e:
+        first = e.errors()[0]
+        raise SvqbenchError(f"{path}: {'.'.join(map(str, first['loc']))}: {first['msg']}") from None
+
+
+def plan(study: Study) -> list[tuple[str, int, Recipe, Path]]:
+    """Every (recipe label, seed, seeded recipe, run folder), validated before anything runs."""
+    entries = study.entries
+    labels = [e.folder_label for e in entries]
+    if len(set(labels)) != len(labels):
+        twice = next(label for label in labels if labels.count(label) > 1)
+        raise SvqbenchError(f"study {study.name}: two entries would share run folders {twice!r}; give one a label")
+    missing = []
+    for entry in entries:
+        try:
+            find_recipe(entry.name)
+        except SvqbenchError:
+            missing.append(entry.name)
+    if missing:
+        raise SvqbenchError(f"study {study.name}: unknown recipe{'s' if len(missing) > 1 else ''} "
+                            f"{', '.join(missing)} (see `svqbench recipes`)")
+    recipes = {}
+    for entry in entries:
+        try:
+            recipes[entry.folder_label] = load_recipe(entry.name, [*study.set, *entry.set])
+        except SvqbenchError as e:
+            raise SvqbenchError(f"study {study.name}: recipe {entry.name!r} cannot be used: {e}") from None
+        if recipes[entry.folder_label].dataset != study.dataset:
+            raise SvqbenchError(f"study {study.name}: recipe {entry.name!r} trains on "
+                                f"{recipes[entry.folder_label].dataset!r}, not {study.dataset!r}")
+    return [(entry.name if not entry.set else f"{entry.name} ({entry.folder_label})", seed,
+             with_seed(recipes[entry.folder_label], seed), study.run_dir(entry, seed))
+            for entry in entries for seed in study.seeds]
+
+
+def _eval_settings(study: Study, recipe: Recipe) -> dict[str, Any]:
+    cfg: EvalConfig = recipe.eval
+    return {
+        "metrics": sorted(study.eval.metrics or cfg.metrics),
+        "convention": study.eval.convention or cfg.convention,
+        "split": study.eval.split or cfg.split,
+    }
+
+
+def run_state(recipe: Recipe, run_dir: Path, settings: dict[str, Any]) -> str:
+    """'done' (evaluated as planned), 'resume' (a checkpoint to continue) or 'new'."""
+    stored = run_dir / "recipe.yaml"
+    same_recipe = stored.is_file() and yaml.safe_load(stored.read_text()) == recipe.to_dict()
+    metrics = run_dir / "metrics.json"
+    if same_recipe and metrics.is_file() and (run_dir / "per_window.npz").is_file():
+        report = json.loads(metrics.read_text())
+        if (set(settings["metrics"]) <= set(report.get("overall", {}))
+                and (report.get("convention"), report.get("split")) == (settings["convention"], settings["split"])):
+            return "done"
+    return "resume" if (run_dir / "last.pt").is_file() else "new"
+
+
+def sweep(
+    study: Study,
+    device: torch.device,
+    data_root: Path | None = None,
+    echo: Callable[[str], None] = print,
+    quiet_training: bool = True,
+) -> dict[str, Any]:
+    """Train and evaluate every planned run (skipping finished ones); write the study's leaderboard.
+
+    Returns ``{"runs": [{recipe, seed, run_dir, state, seconds}], "seconds", "markdown", "csv", "plot"}``.
+    """
+    runs = plan(study)
+    started = time.perf_counter()
+    done = []
+    for position, (name, seed, recipe, run_dir) in enumerate(runs, 1):
+        settings = _eval_settings(study, recipe)
+        state = run_state(recipe, run_dir, settings)
+        run_started = time.perf_counter()
+        if state != "done":
+            train(recipe, run_dir, device, data_root=data_root, resume=state == "resume", reporter=Reporter(quiet_training))
+        if state != "done" or not _has_row(study.dataset, run_dir):
+            evaluate(run_dir, device, tuple(settings["metrics"]), settings["split"], settings["convention"], data_root,
+                     study.eval.batch_size)
+        report = json.loads((run_dir / "metrics.json").read_text())
+        seconds = time.perf_counter() - run_started
+        headline = ", ".join(f"{k} {v:.4g}" for k, v in list(report["overall"].items())[:3])
+        action = {"done": "already done", "resume": "resumed", "new": "trained"}[state]
+        echo(f"[{position}/{len(runs)}] {name} seed {seed}: {action} in {seconds:.0f} s; {headline} ({run_dir}); "
+             f"{_clock(time.perf_counter() - started)} elapsed")
+        done.append({"recipe": name, "seed": seed, "run_dir": str(run_dir), "state": state, "seconds": round(seconds, 1),
+                     "run_id": report.get("run_id")})
+    outputs = write_study_leaderboard(study, [d["run_id"] for d in done])
+    total = time.perf_counter() - started
+    echo(f"study {study.name}: {len(runs)} runs ({sum(d['state'] == 'done' for d in done)} already done) "
+         f"in {_clock(total)}; leaderboard {outputs['markdown']}")
+    return {"runs": done, "seconds": round(total, 1), **{k: str(v) for k, v in outputs.items()}}
+
+
+def _has_row(dataset: str, run_dir: Path) -> bool:
+    """Whether the dataset's leaderboard holds the run's evaluation (it may have been cleared since)."""
+    run_id = json.loads((run_dir / "metrics.json").read_text()).get("run_id")
+    try:
+        return run_id in set(leaderboard.read(dataset)["run_id"].astype(str))
+    except SvqbenchError:
+        return False
+
+
+def write_study_leaderboard(study: Study, run_ids: list[str]) -> dict[str, Path]:
+    """The study's own rows (from the dataset's leaderboard) as OUT/NAME.csv, .md and .png."""
+    table = leaderboard.read(study.dataset)
+    table = table[table["run_id"].astype(str).isin(run_ids)]
+    if table.empty:
+        raise SvqbenchError(f"study {study.name}: none of its runs is in the {study.dataset!r} leaderboard")
+    out = {"csv": study.out / f"{study.name}.csv", "markdown": study.out / f"{study.name}.md",
+           "plot": study.out / f"{study.name}.png"}
+    write_text(out["csv"], table.to_csv(index=False))
+    write_text(out["markdown"], to_markdown(study.name, table, leaderboard.reported(study.dataset)))
+    plot(study.name, table, out["plot"])
+    return out
+
+
+def _clock(seconds: float) -> str:
+    minutes, secs = divmod(int(round(seconds)), 60)
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours}h{minutes:02d}m{secs:02d}s" if hours else f"{minutes}m{secs:02d}s"
+
+

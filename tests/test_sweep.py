@@ -1,0 +1,146 @@
+"""Seeds, complete rows, compare and the study sweep, end to end on the tiny digits fixture."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+from typer.testing import CliRunner
+
+from svqbench.cli import app
+from svqbench.errors import SvqbenchError
+from svqbench.sweep import load_study, plan, sweep
+
+runner = CliRunner()
+TINY_SIMVP = ("dataset: digits\n"
+              "model: {name: simvp, hid_S: 8, hid_T: 16, N_S: 2, N_T: 2, translator: incepu}\n"
+              "train: {epochs: 1, max_steps: 2, batch_size: 4, num_workers: 0}\n"
+              "eval: {metrics: [mae, mse, ssim, psnr], batch_size: 4}\n")
+
+
+def invoke(*args):
+    return runner.invoke(app, [str(a) for a in args])
+
+
+def test_seeds_rows_and_compare(tmp_path, digits_root, isolated_leaderboards):
+    recipe = tmp_path / "simvp_tiny.yaml"
+    recipe.write_text(TINY_SIMVP)
+    trained = invoke("train", recipe, "--seeds", "1,2", "--run-dir", tmp_path / "runs", "--root", digits_root,
+                     "--device", "cpu", "--quiet", "--set", "train.lr=0.002")
+    assert trained.exit_code == 0, trained.output
+    runs = [tmp_path / "runs" / "seed1", tmp_path / "runs" / "seed2"]
+    assert trained.output.split() == [str(r) for r in runs]
+    for run in runs:
+        assert invoke("eval", run, "--root", digits_root, "--device", "cpu").exit_code == 0
+        windows = np.load(run / "per_window.npz")
+        assert sorted(windows.files) == ["mae", "mse", "psnr", "ssim"] and windows["mse"].shape == (4,)
+        assert windows["mse"].mean() == pytest.approx(json.loads((run / "metrics.json").read_text())["overall"]["mse"])
+
+    table = pd.read_csv(isolated_leaderboards / "digits.csv", dtype={"run_id": str})
+    assert table["seed"].tolist() == [1, 2] and table["run_id"].nunique() == 2
+    assert all(re.fullmatch(r"[0-9a-f]{12}", r) for r in table["run_id"])
+    first = table.iloc[0]
+    assert first["overrides"] == "train.lr=0.002" and first["recipe"].endswith("simvp_tiny")
+    assert (first["protocol"], first["frames"], first["size"], first["selection"]) == ("default", "10->10", "1x64x64", "best")
+    assert (first["steps_trained"], first["epochs_trained"], first["precision"]) == (2, 1, "fp32")
+    assert first["train_seconds"] > 0 and first["svqbench_version"] and first["evaluated_at"]
+
+    compared = invoke("compare", *runs, "--resamples", "500")
+    assert compared.exit_code == 0, compared.output
+    assert "4 test windows" in compared.output and "mse" in compared.output
+    grouped = invoke("compare", "--a", runs[0], "--a", runs[1], "--b", runs[0], "--metrics", "mse")
+    assert grouped.exit_code == 0 and "not distinguishable" in grouped.output
+
+    shown = invoke("leaderboard", "digits", "--format", "json")
+    assert shown.exit_code == 0, shown.output
+    (section,) = json.loads(shown.output)["sections"]
+    assert section["groups"][0]["n"] == 2 and section["groups"][0]["seeds"] == "1 2"
+    plotted = invoke("leaderboard", "digits", "--plot", tmp_path / "digits.png", "--format", "latex")
+    assert plotted.exit_code == 0 and (tmp_path / "digits.png").is_file() and "tabular" in plotted.output
+
+
+@pytest.mark.parametrize("args, needle", [(["--seeds", "1,x"], "--seeds '1,x'"), (["--seeds", "1,1"], "distinct")])
+def test_bad_seeds_are_one_line_errors(args, needle):
+    result = invoke("train", "digits/simvp", *args)
+    assert result.exit_code == 1 and needle in result.output and "Traceback" not in result.output
+
+
+def write_study(tmp_path, recipes):
+    path = tmp_path / "study.yaml"
+    path.write_text(
+        "name: tinystudy\ndataset: digits\n"
+        f"recipes: [{', '.join(recipes)}]\nseeds: [1, 2]\n"
+        "set: [train.num_workers=0]\n"
+        "eval: {metrics: [mae, mse], batch_size: 4}\n"
+        f"runs: {tmp_path / 'runs'}\nout: {tmp_path / 'out'}\n"
+    )
+    return path
+
+
+def test_sweep_trains_evaluates_skips_and_resumes(tmp_path, digits_root, isolated_leaderboards, monkeypatch):
+    recipes = tmp_path / "recipes" / "digits"
+    recipes.mkdir(parents=True)
+    (recipes / "simvp_tiny.yaml").write_text(TINY_SIMVP)
+    (recipes / "persistence.yaml").write_text("dataset: digits\nmodel: {name: persistence}\ntrain: {batch_size: 4}\n")
+    monkeypatch.setenv("SVQBENCH_RECIPES", str(tmp_path / "recipes"))
+    study = load_study(write_study(tmp_path, ["digits/persistence", "digits/simvp_tiny"]))
+    lines = []
+    result = sweep(study, torch.device("cpu"), digits_root, echo=lines.append)
+    assert [r["state"] for r in result["runs"]] == ["new"] * 4
+    assert lines[0].startswith("[1/4] digits/persistence seed 1: trained") and "elapsed" in lines[3]
+    assert lines[-1].startswith("study tinystudy: 4 runs (0 already done) in ")
+    study_rows = pd.read_csv(tmp_path / "out" / "tinystudy.csv")
+    assert sorted(zip(study_rows["recipe"], study_rows["seed"])) == [
+        ("digits/persistence", 1), ("digits/persistence", 2), ("digits/simvp_tiny", 1), ("digits/simvp_tiny", 2)]
+    markdown = (tmp_path / "out" / "tinystudy.md").read_text()
+    assert "| digits/simvp_tiny* | train.num_workers=0 | simvp | 2 | 1 2 |" in markdown
+    assert "paired bootstrap over 4 windows" in markdown
+    assert (tmp_path / "out" / "tinystudy.png").is_file()
+
+    (tmp_path / "runs" / "simvp_tiny-seed2" / "metrics.json").unlink()  # interrupted before its evaluation
+    again = sweep(study, torch.device("cpu"), digits_root, echo=lines.append)
+    assert [r["state"] for r in again["runs"]] == ["done", "done", "done", "resume"]
+
+
+def test_sweep_names_a_missing_recipe_before_running(tmp_path):
+    study = load_study(write_study(tmp_path, ["digits/persistence", "digits/no_such_recipe"]))
+    with pytest.raises(SvqbenchError, match="unknown recipe digits/no_such_recipe "):
+        sweep(study, torch.device("cpu"))
+    assert not (tmp_path / "runs").exists()
+    result = invoke("sweep", tmp_path / "study.yaml")
+    assert result.exit_code == 1 and len(result.output.strip().splitlines()) == 1
+    bad_set = tmp_path / "bad.yaml"
+    bad_set.write_text(write_study(tmp_path, ["digits/persistence"]).read_text().replace("train.num_workers", "train.nope"))
+    with pytest.raises(SvqbenchError, match="recipe 'digits/persistence' cannot be used: .*train.nope"):
+        sweep(load_study(bad_set), torch.device("cpu"))
+
+
+def test_committed_study_file_is_valid():
+    study = load_study(Path(__file__).resolve().parents[1] / "recipes" / "studies" / "digits.yaml")
+    names = [entry.name for entry in study.entries]
+    assert study.dataset == "digits" and study.seeds == (1, 2, 3)
+    assert {"digits/persistence", "digits/blank", "digits/simvp", "digits/simvp_svq", "digits/simvp_svq_frozen",
+            "digits/simvp_vq"} <= set(names)
+
+
+def test_study_entries_with_their_own_overrides_get_their_own_folders(tmp_path):
+    path = write_study(tmp_path, ["digits/persistence"])
+    text = path.read_text().replace(
+        "recipes: [digits/persistence]",
+        "recipes: [digits/simvp, {name: digits/simvp, set: [model.hid_S=16], label: simvp16}]")
+    path.write_text(text)
+    planned = plan(load_study(path))
+    assert [(label, seed, run.name) for label, seed, _, run in planned] == [
+        ("digits/simvp", 1, "simvp-seed1"), ("digits/simvp", 2, "simvp-seed2"),
+        ("digits/simvp (simvp16)", 1, "simvp16-seed1"), ("digits/simvp (simvp16)", 2, "simvp16-seed2")]
+    recipe = planned[3][2]
+    assert recipe.model["hid_S"] == 16 and recipe.train.seed == 2
+    assert recipe.overrides == ("train.num_workers=0", "model.hid_S=16")
+    path.write_text(text.replace(", label: simvp16", ""))
+    with pytest.raises(SvqbenchError, match="share run folders 'simvp'"):
+        plan(load_study(path))
