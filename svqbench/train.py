@@ -27,6 +27,8 @@ from svqbench.runs import checkpoint_path, load_checkpoint, save_checkpoint, sav
 LOSSES: dict[str, Callable[[torch.Tensor, torch.Tensor], torch.Tensor]] = {
     "l1": nn.functional.l1_loss,
     "mse": nn.functional.mse_loss,
+    # MSE alone settles on a grey haze around moving objects; the L1 term pulls the haze to the background.
+    "mse_l1": lambda pred, target: nn.functional.mse_loss(pred, target) + 0.5 * nn.functional.l1_loss(pred, target),
 }
 
 
@@ -136,6 +138,8 @@ def train(
     scheduler = make_scheduler(cfg, optimizer, total_steps, steps_per_epoch) if optimizer else None
 
     start_epoch, step, best_val = 0, 0, math.inf
+    if not resume and hasattr(model, "fit"):
+        model.fit(train_set)  # models fitted from data without gradients (blank); saved as buffers
     if resume:
         state = load_checkpoint(checkpoint_path(run_dir, "last"), device)
         model.load_state_dict(state["model"])
