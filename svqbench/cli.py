@@ -278,7 +278,7 @@ def quickstart(
     device: str = DEVICE,
     out_dir: Optional[Path] = typer.Option(None, "--out", help="new working folder (default ./quickstart-YYYYmmdd-HHMMSS)"),
     precision: str = typer.Option("auto", "--precision", help="auto (bf16 where measured faster) | fp32 | bf16"),
-    set_: List[str] = typer.Option([], "--set", help="override a key of every quick recipe, e.g. train.max_steps=50"),
+    set_: List[str] = typer.Option([], "--set", help="override a train.* or eval.* key of every quick recipe, e.g. train.max_steps=50"),
     refresh_assets: bool = typer.Option(False, "--refresh-assets", help="also overwrite the repository's assets/quickstart.gif "
                                         "and leaderboards/digits_small.* (run from the repository root)"),
 ) -> None:

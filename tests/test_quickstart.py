@@ -16,7 +16,7 @@ from svqbench import data, quickstart
 from svqbench.cli import app
 from svqbench.errors import SvqbenchError
 
-TINY = ("train.max_steps=2", "model.hid_S=8", "model.hid_T=16")
+TINY = ("train.max_steps=2",)
 
 
 @pytest.fixture(scope="module")
