@@ -77,6 +77,6 @@ def test_digits_small_is_one_small_digit_from_the_same_generator(tmp_path):
     frames = np.load(folder / "train" / "frames.npy")
     for frame in frames:  # one 16x16 digit: its lit pixels fit in a 16x16 box
         ys, xs = np.nonzero(frame[0])
-        assert 0 < ys.ptp() < 16 and 0 < xs.ptp() < 16
+        assert 0 < np.ptp(ys) < 16 and 0 < np.ptp(xs) < 16
     again = data.prepare("digits_small", root=tmp_path / "again", train=3, val=1, test=1)
     assert _digest(folder) == _digest(again)
