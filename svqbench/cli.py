@@ -69,7 +69,7 @@ def _split_options(pairs: list[str]) -> dict[str, str]:
 
 @command
 def prep(
-    name: str = typer.Argument(..., help="dataset: digits, kth, kth40, mmnist, human, kitticaltech, taxibj, weather_*, videos"),
+    name: str = typer.Argument(..., help="dataset: digits, digits_small, kth, kth40, mmnist, human, kitticaltech, taxibj, weather_*, videos"),
     root: Optional[Path] = ROOT,
     src: Optional[Path] = typer.Option(None, "--src", help="folder of already-downloaded source files"),
     force: bool = typer.Option(False, "--force", help="prepare again even if complete"),
@@ -261,9 +261,10 @@ def predict(
     video: Path = typer.Argument(..., help="your clip (any format OpenCV reads); its last T_in frames are used"),
     out_file: Path = typer.Option(Path("prediction.gif"), "--out", help=".gif, or .npy for raw (T,C,H,W) floats"),
     frames: Optional[int] = typer.Option(None, "--frames", help="frames to predict (default: the dataset's)"),
+    root: Optional[Path] = ROOT,
     device: str = DEVICE,
 ) -> None:
-    """Continue your own clip with a trained model.
+    """Continue your own clip with a trained model (the clip is cropped and resized as `prep videos` does).
 
     Example: svqbench predict runs/kth-simvp_svq-20261124-120000 walk.avi --out walk_pred.gif
     """
@@ -280,7 +281,7 @@ def predict(
     if out_file.suffix.lower() not in (".gif", ".npy"):
         raise SvqbenchError(f"--out {out_file}: must end in .gif or .npy")
     run = LoadedRun(run_dir, resolve_device(device))
-    inputs, pred = predict_clip(run, video, frames)
+    inputs, pred = predict_clip(run, video, frames, root)
     if out_file.suffix.lower() == ".npy":
         with atomic_path(out_file) as tmp:
             np.save(tmp, pred.numpy())
@@ -405,17 +406,41 @@ def sweep(
 def quickstart(
     root: Optional[Path] = ROOT,
     device: str = DEVICE,
-    runs: Path = typer.Option(Path("runs/quickstart"), "--runs", help="where the runs go"),
-    gif: Path = typer.Option(Path("assets/quickstart.gif"), "--gif", help="where the GIF goes"),
+    out_dir: Optional[Path] = typer.Option(None, "--out", help="new working folder (default ./quickstart-YYYYmmdd-HHMMSS)"),
+    precision: str = typer.Option("auto", "--precision", help="auto (bf16 where measured faster) | fp32 | bf16"),
+    set_: List[str] = typer.Option([], "--set", help="override a train.* or eval.* key of every quick recipe, e.g. train.max_steps=50"),
+    refresh_assets: bool = typer.Option(False, "--refresh-assets", help="also overwrite the repository's assets/quickstart.gif "
+                                        "and leaderboards/digits_small.* (run from the repository root)"),
 ) -> None:
-    """Prep `digits`, train persistence / SimVP / SimVP+SVQ (quick recipes), evaluate, render, compare.
+    """Prep `digits_small`, train and evaluate blank / persistence / SimVP / SimVP+SVQ, render, compare.
 
-    Example: svqbench quickstart --device cuda
+    Example: svqbench quickstart   (writes ./quickstart-YYYYmmdd-HHMMSS/, nothing else)
     """
     from svqbench.device import resolve_device
-    from svqbench.quickstart import run_quickstart
+    from svqbench import quickstart as qs
 
-    table = run_quickstart(resolve_device(device), root, runs, gif, console=out)
+    result = qs.run_quickstart(resolve_device(device), root, out_dir or qs.default_folder(), out, precision, tuple(set_))
+    out.print(qs.results_table(result))
+    verdict = "beats" if result.svq_beats_floors() else "does NOT beat"
+    out.print(f"SimVP+SVQ {verdict} both floors (blank, persistence) on every metric, overall and on frame +1.",
+              highlight=False)
+    out.print(f"{result.folder}/{qs.GIF_NAME}  (runs/, leaderboards/ beside it)", highlight=False)
+    if refresh_assets:
+        for path in qs.refresh_assets(result, Path.cwd()):
+            out.print(f"refreshed {path}", highlight=False)
+
+
+@command
+def doctor(root: Optional[Path] = ROOT) -> None:
+    """One screen on this installation: torch build, devices, bf16, threads, data, LPIPS weights, leaderboards.
+
+    Example: svqbench doctor
+    """
+    from svqbench.doctor import diagnose
+
+    table = Table("", "", show_header=False, box=None, title="svqbench doctor")
+    for key, value in diagnose(root).items():
+        table.add_row(f"[bold]{key}[/]", value)
     out.print(table)
 
 

@@ -14,6 +14,7 @@ A recipe names a dataset, a model with its arguments, and the training and evalu
 from __future__ import annotations
 
 import os
+from importlib import resources
 from pathlib import Path
 from typing import Any, Literal, Optional
 
@@ -37,7 +38,7 @@ class TrainConfig(_Strict):
     weight_decay: float = Field(0.0, ge=0)
     schedule: Literal["onecycle", "cosine", "constant"] = "onecycle"
     warmup_epochs: float = Field(0.0, ge=0, description="linear warm-up before a cosine schedule")
-    loss: Literal["l1", "mse"] = "mse"
+    loss: Literal["l1", "mse", "mse_l1"] = "mse"  # mse_l1: MSE + 0.5 L1
     seed: int = 42
     precision: Literal["fp32", "bf16", "fp16"] = Field("fp32", description="fp16 scales the loss (CUDA only)")
     clip_grad: float = Field(0.0, ge=0, description="max gradient norm (0: no clipping)")
@@ -82,12 +83,17 @@ class Recipe(_Strict):
 
 
 def recipes_dir() -> Path:
-    """Where named recipes live: ``$SVQBENCH_RECIPES``, ``./recipes``, or the repository's ``recipes/``."""
+    """Where named recipes live: ``$SVQBENCH_RECIPES``, ``./recipes``, the copy installed inside the
+    package (``svqbench/recipes``, from a wheel), or the repository's ``recipes/`` (a checkout or an
+    editable install)."""
     if "SVQBENCH_RECIPES" in os.environ:
         return Path(os.environ["SVQBENCH_RECIPES"])
     local = Path("recipes")
     if local.is_dir():
         return local
+    packaged = Path(str(resources.files("svqbench").joinpath("recipes")))
+    if packaged.is_dir():
+        return packaged
     return Path(__file__).resolve().parents[1] / "recipes"
 
 

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import cv2
 import numpy as np
 import torch
 
 from svqbench import data
+from svqbench.data.base import read_manifest
+from svqbench.data.video import FrameTransform, decode_video
+from svqbench.data.videos import VIDEO_FIT, VIDEO_INTERPOLATION
 from svqbench.errors import SvqbenchError
 from svqbench.models import forecast
 from svqbench.runs import LoadedRun
@@ -53,35 +55,34 @@ def predict_runs(run_dirs: list[Path], device: torch.device, index: int, split: 
     return inputs, truth, rows
 
 
-def read_clip(path: Path, frames: int, channels: int, height: int, width: int) -> torch.Tensor:
-    """The last ``frames`` frames of a video file, resized: (frames, channels, height, width) in [0, 1]."""
-    capture = cv2.VideoCapture(str(path))
-    if not capture.isOpened():
-        raise SvqbenchError(f"{path}: cannot open as a video (any format OpenCV reads)")
-    images = []
-    while True:
-        ok, frame = capture.read()
-        if not ok:
-            break
-        frame = cv2.resize(frame, (width, height), interpolation=cv2.INTER_AREA)
-        if channels == 1:
-            frame = cv2.cvtColor(frame, cv2.COLOR_BGR2GRAY)[..., None]
-        elif channels == 3:
-            frame = cv2.cvtColor(frame, cv2.COLOR_BGR2RGB)
-        else:
-            raise SvqbenchError(f"{path}: the model expects {channels}-channel frames; videos give 1 or 3")
-        images.append(frame)
-    capture.release()
-    if len(images) < frames:
-        raise SvqbenchError(f"{path}: has {len(images)} frames; the model needs at least {frames} input frames")
-    clip = np.stack(images[-frames:]).transpose(0, 3, 1, 2)
-    return torch.from_numpy(clip.astype(np.float32) / 255.0)
+def read_clip(path: Path, frames: int, channels: int, height: int, width: int, every: int = 1) -> torch.Tensor:
+    """The last ``frames`` frames of a video file, prepared exactly as ``prep videos`` prepares training
+    clips (scaled to cover height x width, centre cut, luma for 1 channel, every ``every``-th frame):
+    (frames, C, H, W) in [0, 1]."""
+    if channels not in (1, 3):
+        raise SvqbenchError(f"{path}: the model expects {channels}-channel frames; videos give 1 or 3")
+    transform = FrameTransform(height, width, channels=channels, fit=VIDEO_FIT, interpolation=VIDEO_INTERPOLATION,
+                               every=every)
+    clip = decode_video(path, transform)
+    if len(clip) < frames:
+        raise SvqbenchError(f"{path}: has {len(clip)} frames; the model needs at least {frames} input frames")
+    return torch.from_numpy(clip[-frames:].astype(np.float32) / 255.0)
+
+
+def frame_step(dataset: str, data_root: Path | None = None) -> int:
+    """The ``every`` option a ``videos`` dataset was prepared with (1 when unknown or not prepared here)."""
+    root = Path(data_root) if data_root is not None else data.default_root()
+    manifest = read_manifest(root / dataset) or {}
+    return int(manifest.get("options", {}).get("every", 1))
 
 
 @torch.no_grad()
-def predict_clip(run: LoadedRun, path: Path, frames_out: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+def predict_clip(
+    run: LoadedRun, path: Path, frames_out: int | None = None, data_root: Path | None = None
+) -> tuple[torch.Tensor, torch.Tensor]:
     """(inputs (T_in,C,H,W), prediction (T_out,C,H,W)) continuing the user's video ``path``."""
     info = run.info
-    inputs = read_clip(path, info.frames_in, info.channels, info.height, info.width)
+    every = frame_step(run.recipe.dataset, data_root)
+    inputs = read_clip(path, info.frames_in, info.channels, info.height, info.width, every)
     pred = forecast(run.model, inputs[None].to(run.device), frames_out or info.frames_out).frames[0]
     return inputs, pred.float().cpu()

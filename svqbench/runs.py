@@ -104,7 +104,8 @@ def run_selection(run_dir: Path) -> str:
 
 
 def new_run_dir(recipe: Recipe, base: Path = Path("runs")) -> Path:
-    stem = recipe.name.replace("/", "-") or f"{recipe.dataset}-{recipe.model_name}"
+    # the dataset actually used (after --set dataset=...), then the recipe's own name
+    stem = f"{recipe.dataset}-{recipe.name.split('/')[-1] or recipe.model_name}"
     return base / f"{stem}-{time.strftime('%Y%m%d-%H%M%S')}"
 
 

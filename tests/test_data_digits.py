@@ -67,3 +67,16 @@ def test_unknown_dataset_and_option(tmp_path):
         data.prepare("digits", root=tmp_path, size=3)
     with pytest.raises(SvqbenchError, match="no split 'dev'"):
         data.create("digits", "dev", data.prepare("digits", root=tmp_path, train=1, val=1, test=1).parent)
+
+
+def test_digits_small_is_one_small_digit_from_the_same_generator(tmp_path):
+    folder = data.prepare("digits_small", root=tmp_path, train=3, val=1, test=1)
+    assert folder.name == "digits_small"
+    inputs, targets = data.create("digits_small", "train", tmp_path)[0]
+    assert inputs.shape == (10, 1, 32, 32) and targets.shape == (10, 1, 32, 32)
+    frames = np.load(folder / "train" / "frames.npy")
+    for frame in frames:  # one 16x16 digit: its lit pixels fit in a 16x16 box
+        ys, xs = np.nonzero(frame[0])
+        assert 0 < np.ptp(ys) < 16 and 0 < np.ptp(xs) < 16
+    again = data.prepare("digits_small", root=tmp_path / "again", train=3, val=1, test=1)
+    assert _digest(folder) == _digest(again)

@@ -31,6 +31,9 @@ def test_model_shapes_and_backward(name):
     out = forecast(model, inputs, INFO.frames_out)
     assert out.frames.shape == (2, INFO.frames_out, INFO.channels, INFO.height, INFO.width)
     assert torch.isfinite(out.frames).all() and torch.isfinite(out.aux_loss)
+    if not out.frames.requires_grad:  # a fitted constant (blank): nothing to differentiate
+        assert count_parameters(model) == 0
+        return
     (out.frames.square().mean() + out.aux_loss).backward()
     assert torch.isfinite(inputs.grad).all()
     for pname, p in model.named_parameters():
@@ -93,3 +96,22 @@ def test_bad_model_arguments_are_one_line_errors(name, args, key):
     odd = DatasetInfo("odd", 4, 4, 1, 20, 20)
     with pytest.raises(SvqbenchError, match=key.replace("(", r"\(")):
         create_model(name, odd, **args)
+
+
+def test_blank_predicts_the_median_target_frame():
+    """fit() takes the per-pixel median of training targets; the buffer travels in the state_dict."""
+    frames = torch.zeros(5, 8, *INFO.shape_in[1:])
+    frames[:3, 4:, 0, 2, 3] = 0.5  # 3 of 5 windows light the pixel in every target frame: median 0.5
+    frames[:, 4:, 1, 7, 7] = torch.linspace(0, 1, 5)[:, None]
+    windows = [(f[:4], f[4:]) for f in frames]
+    model = create_model("blank", INFO)
+    model.fit(windows)
+    expected = torch.zeros(INFO.channels, INFO.height, INFO.width)
+    expected[0, 2, 3], expected[1, 7, 7] = 0.5, 0.5
+    torch.testing.assert_close(model.median, expected)
+    out = forecast(model, torch.rand(2, *INFO.shape_in), 6).frames
+    assert out.shape == (2, 6, *INFO.shape_in[1:]) and torch.equal(out[1, 5], expected)
+    assert count_parameters(model) == 0
+    reloaded = create_model("blank", INFO)
+    reloaded.load_state_dict(model.state_dict())
+    assert torch.equal(reloaded.median, expected)

@@ -26,6 +26,7 @@ from svqbench.errors import SvqbenchError
 
 EXTENSIONS = {".avi", ".mp4", ".mov", ".mkv", ".webm", ".mpg", ".mpeg", ".m4v", ".wmv", ".flv"}
 SPLITS = ("train", "val", "test")
+VIDEO_FIT, VIDEO_INTERPOLATION = "crop", "area"  # how frames are fitted to size x size; predict reuses them
 
 
 def parse_frames(text: str) -> tuple[int, int]:
@@ -127,7 +128,7 @@ class Videos(DatasetSpec):
         if not files:
             raise SvqbenchError(f"--src {src}: no video files ({', '.join(sorted(EXTENSIONS))})")
         splits = assign_splits(files, src, val, test, seed)
-        transform = FrameTransform(size, size, channels=channels, fit="crop", interpolation="area", every=every)
+        transform = FrameTransform(size, size, channels=channels, fit=VIDEO_FIT, interpolation=VIDEO_INTERPOLATION, every=every)
         ordered = [path for split in SPLITS for path in splits[split]]
         parts, lengths = decode_videos(ordered, target / "_work", transform, backend, workers)
         length_of = dict(zip(ordered, lengths))

@@ -95,4 +95,4 @@ def count_parameters(model: nn.Module) -> int:
     return sum(p.numel() for p in model.parameters())
 
 
-from svqbench.models import persistence, recurrent, simvp  # noqa: E402,F401  (registers the models)
+from svqbench.models import blank, persistence, recurrent, simvp  # noqa: E402,F401  (registers the models)

@@ -1,0 +1,93 @@
+"""The quickstart on a tiny budget: four recipes, both floors in the table, everything inside its own
+folder, and the repository's assets refreshed only on request."""
+
+from __future__ import annotations
+
+import os
+
+import pandas as pd
+import pytest
+import torch
+from PIL import Image
+from rich.console import Console
+from typer.testing import CliRunner
+
+from svqbench import data, quickstart
+from svqbench.cli import app
+from svqbench.errors import SvqbenchError
+
+TINY = ("train.max_steps=2",)
+
+
+@pytest.fixture(scope="module")
+def small_root(tmp_path_factory):
+    root = tmp_path_factory.mktemp("data")
+    data.prepare("digits_small", root=root, train=16, val=4, test=4)
+    return root
+
+
+def test_quickstart_writes_only_its_folder(tmp_path, monkeypatch, small_root, isolated_leaderboards):
+    monkeypatch.chdir(tmp_path)
+    result = runner_invoke("quickstart", "--root", small_root, "--device", "cpu", "--precision", "fp32",
+                           "--out", "qs", *[a for s in TINY for a in ("--set", s)])
+    assert result.exit_code == 0, result.output
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["qs"]
+    folder = tmp_path / "qs"
+    assert sorted(p.name for p in (folder / "runs").iterdir()) == sorted(quickstart.RECIPES)
+    assert Image.open(folder / "quickstart.gif").n_frames == 20 and (folder / "quickstart.png").is_file()
+    board = pd.read_csv(folder / "leaderboards" / "digits_small.csv")
+    assert sorted(board["model"]) == ["blank", "persistence", "simvp", "simvp_svq"]
+    assert not isolated_leaderboards.exists()  # the user's leaderboards folder is left alone
+    assert os.environ["SVQBENCH_LEADERBOARDS"] == str(isolated_leaderboards)
+    for name in ("digits_small/blank", "digits_small/persistence", "MAE +1", "SSIM +1", "both floors"):
+        assert name in result.output, name
+
+
+def runner_invoke(*args):
+    return CliRunner().invoke(app, [str(a) for a in args])
+
+
+def test_quickstart_refuses_a_used_folder(tmp_path, small_root):
+    (tmp_path / "old.txt").write_text("mine")
+    with pytest.raises(SvqbenchError, match="not empty"):
+        quickstart.run_quickstart(torch.device("cpu"), small_root, tmp_path, Console(quiet=True), "fp32", TINY)
+
+
+def _result(tmp_path, svq_mae: float) -> quickstart.QuickstartResult:
+    def report(mae, ssim):
+        values = {"mae": mae, "mse": mae, "ssim": ssim, "psnr": 1 / mae}
+        return {"overall": values, "per_frame": {k: [v] for k, v in values.items()}, "parameters": 0}
+
+    result = quickstart.QuickstartResult(tmp_path, 1.0, "fp32")
+    result.reports = {"digits_small/blank": report(0.04, 0.6), "digits_small/persistence": report(0.06, 0.5),
+                      "digits_small/simvp_quick": report(0.035, 0.65), "digits_small/simvp_svq_quick": report(svq_mae, 0.7)}
+    return result
+
+
+def test_svq_must_beat_both_floors_on_every_metric(tmp_path):
+    assert _result(tmp_path, 0.03).svq_beats_floors()
+    assert not _result(tmp_path, 0.05).svq_beats_floors()  # worse than blank on MAE, MSE, PSNR
+
+
+def test_refresh_assets_copies_into_the_repository_only(tmp_path):
+    result = _result(tmp_path, 0.03)
+    (tmp_path / "quickstart.gif").write_bytes(b"GIF89a")
+    (tmp_path / "leaderboards").mkdir()
+    for suffix in (".csv", ".md"):
+        (tmp_path / "leaderboards" / f"digits_small{suffix}").write_text("rows")
+    repo = tmp_path / "repo"
+    with pytest.raises(SvqbenchError, match="repository root"):
+        quickstart.refresh_assets(result, repo)
+    for folder in ("assets", "leaderboards"):
+        (repo / folder).mkdir(parents=True)
+    (repo / "pyproject.toml").write_text("")
+    copied = quickstart.refresh_assets(result, repo)
+    assert (repo / "assets" / "quickstart.gif").read_bytes() == b"GIF89a"
+    assert (repo / "leaderboards" / "digits_small.md").read_text() == "rows" and len(copied) == 3
+
+
+def test_precision_choice():
+    assert quickstart.choose_precision(torch.device("cpu"), "fp32") == "fp32"
+    assert quickstart.choose_precision(torch.device("cpu"), "auto") in ("fp32", "bf16")
+    with pytest.raises(SvqbenchError, match="--precision"):
+        quickstart.choose_precision(torch.device("cpu"), "fp16")
