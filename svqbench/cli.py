@@ -388,13 +388,13 @@ def compare(
 
 @command
 def sweep(
-    study_file: Path = typer.Argument(..., help="a study YAML, e.g. recipes/studies/digits.yaml"),
+    study_file: Path = typer.Argument(..., help="a study YAML, e.g. recipes/studies/digits_small.yaml"),
     root: Optional[Path] = ROOT,
     device: str = DEVICE,
 ) -> None:
     """Train and evaluate every (recipe, seed) of a study, skipping finished runs and resuming interrupted ones.
 
-    Example: svqbench sweep recipes/studies/digits.yaml --device cuda
+    Example: svqbench sweep recipes/studies/digits_small.yaml --device cuda
     """
     from svqbench.device import resolve_device
     from svqbench.sweep import load_study, sweep as run_sweep

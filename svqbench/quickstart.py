@@ -34,7 +34,7 @@ from svqbench.runs import LoadedRun
 from svqbench.train import train
 
 DATASET = "digits_small"
-RECIPES = ("blank", "persistence", "simvp_quick", "simvp_svq_quick")  # the floors first, SVQ last
+RECIPES = ("blank", "persistence", "simvp", "simvp_svq")  # the floors first, SVQ last
 METRICS = ("mae", "mse", "ssim", "psnr")
 LOWER_IS_BETTER = {"mae", "mse"}
 RENDER_INDEX = 0

@@ -31,8 +31,11 @@ from svqbench import data
 from svqbench.data import mmnist
 
 
-def prep_digits(src: Path, root: Path, **options) -> None:
-    data.prepare("digits", root=root, train=6, val=3, test=2, **options)
+def prep_digits(name: str):
+    def prep(src: Path, root: Path, **options) -> None:
+        data.prepare(name, root=root, train=6, val=3, test=2, **options)
+
+    return prep
 
 
 def prep_mmnist(src: Path, root: Path, monkeypatch, **options) -> None:
@@ -108,7 +111,8 @@ def prep_videos(src: Path, root: Path, **options) -> None:
 
 
 PREPARE = {
-    "digits": prep_digits,
+    "digits": prep_digits("digits"),
+    "digits_small": prep_digits("digits_small"),
     "mmnist": prep_mmnist,
     "kth": prep_kth("kth"),
     "kth40": prep_kth("kth40"),

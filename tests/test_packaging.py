@@ -56,4 +56,4 @@ def test_installed_copy_lists_recipes_from_an_empty_folder(wheel, tmp_path):
     assert listed.returncode == 0, listed.stderr
     where, names = listed.stdout.splitlines()
     assert Path(where) == site / "svqbench" / "recipes"
-    assert "digits_small/simvp_svq_quick" in names.split() and "videos/simvp_svq" in names.split()
+    assert "digits_small/simvp_svq" in names.split() and "videos/simvp_svq" in names.split()

@@ -47,13 +47,14 @@ def test_seeds_rows_and_compare(tmp_path, digits_root, isolated_leaderboards):
     first = table.iloc[0]
     assert first["overrides"] == "train.lr=0.002" and first["recipe"].endswith("simvp_tiny")
     assert (first["protocol"], first["frames"], first["size"], first["selection"]) == ("default", "10->10", "1x64x64", "best")
-    assert (first["steps_trained"], first["epochs_trained"], first["precision"]) == (2, 1, "fp32")
+    # 2 steps of a 3-step epoch: no epoch completed
+    assert (first["steps_trained"], first["epochs_trained"], first["precision"]) == (2, 0, "fp32")
     assert first["train_seconds"] > 0 and first["svqbench_version"] and first["evaluated_at"]
 
     compared = invoke("compare", *runs, "--resamples", "500")
     assert compared.exit_code == 0, compared.output
     assert "4 test windows" in compared.output and "mse" in compared.output
-    grouped = invoke("compare", "--a", runs[0], "--a", runs[1], "--b", runs[0], "--metrics", "mse")
+    grouped = invoke("compare", "--a", runs[0], "--a", runs[1], "--b", runs[1], "--b", runs[0], "--metrics", "mse")
     assert grouped.exit_code == 0 and "not distinguishable" in grouped.output
 
     shown = invoke("leaderboard", "digits", "--format", "json")
@@ -121,11 +122,12 @@ def test_sweep_names_a_missing_recipe_before_running(tmp_path):
 
 
 def test_committed_study_file_is_valid():
-    study = load_study(Path(__file__).resolve().parents[1] / "recipes" / "studies" / "digits.yaml")
+    study = load_study(Path(__file__).resolve().parents[1] / "recipes" / "studies" / "digits_small.yaml")
     names = [entry.name for entry in study.entries]
-    assert study.dataset == "digits" and study.seeds == (1, 2, 3)
-    assert {"digits/persistence", "digits/blank", "digits/simvp", "digits/simvp_svq", "digits/simvp_svq_frozen",
-            "digits/simvp_vq"} <= set(names)
+    assert study.dataset == "digits_small" and study.seeds == (1, 2, 3)
+    models = ("persistence", "blank", "simvp", "simvp_svq", "simvp_svq_frozen", "simvp_mlp", "simvp_vq", "convlstm",
+              "predrnn", "predrnn_v2")
+    assert set(names) == {f"digits_small/{model}" for model in models}
 
 
 def test_study_entries_with_their_own_overrides_get_their_own_folders(tmp_path):
