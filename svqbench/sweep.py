@@ -94,7 +94,7 @@ def load_study(path: str | Path) -> Study:
 
 
 def plan(study: Study) -> list[tuple[str, int, Recipe, Path]]:
-    """Every (recipe label, seed, seeded recipe, run folder), validated before anything runs."""
+    """Every (recipe label, seed, seeded recipe, run folder), seed by seed, validated before anything runs."""
     entries = study.entries
     labels = [e.folder_label for e in entries]
     if len(set(labels)) != len(labels):
@@ -120,7 +120,7 @@ def plan(study: Study) -> list[tuple[str, int, Recipe, Path]]:
                                 f"{recipes[entry.folder_label].dataset!r}, not {study.dataset!r}")
     return [(entry.name if not entry.set else f"{entry.name} ({entry.folder_label})", seed,
              with_seed(recipes[entry.folder_label], seed), study.run_dir(entry, seed))
-            for entry in entries for seed in study.seeds]
+            for seed in study.seeds for entry in entries]  # seed-major: a partial study covers every recipe
 
 
 def _eval_settings(study: Study, recipe: Recipe) -> dict[str, Any]:

@@ -138,8 +138,8 @@ def test_study_entries_with_their_own_overrides_get_their_own_folders(tmp_path):
     path.write_text(text)
     planned = plan(load_study(path))
     assert [(label, seed, run.name) for label, seed, _, run in planned] == [
-        ("digits/simvp", 1, "simvp-seed1"), ("digits/simvp", 2, "simvp-seed2"),
-        ("digits/simvp (simvp16)", 1, "simvp16-seed1"), ("digits/simvp (simvp16)", 2, "simvp16-seed2")]
+        ("digits/simvp", 1, "simvp-seed1"), ("digits/simvp (simvp16)", 1, "simvp16-seed1"),
+        ("digits/simvp", 2, "simvp-seed2"), ("digits/simvp (simvp16)", 2, "simvp16-seed2")]
     recipe = planned[3][2]
     assert recipe.model["hid_S"] == 16 and recipe.train.seed == 2
     assert recipe.overrides == ("train.num_workers=0", "model.hid_S=16")
