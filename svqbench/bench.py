@@ -202,19 +202,20 @@ def profile_model(recipe: Recipe, info: DatasetInfo, device: torch.device, batch
             forecast(model, inputs, info.frames_out)
         model.train()
 
-    seconds = interleaved_min_seconds(
-        {"inference": infer,
-         "train": training_step_runner(model, variant, recipe.train.loss, info, batch_size, device)},
-        device, repeats,
-    )
-    return {
+    runners = {"inference": infer}
+    trainable = any(p.requires_grad for p in model.parameters())  # blank, persistence: nothing to train
+    if trainable:
+        runners["train"] = training_step_runner(model, variant, recipe.train.loss, info, batch_size, device)
+    seconds = interleaved_min_seconds(runners, device, repeats)
+    profile = {
         "parameters": count_parameters(model),
         "flops": count_flops(model, info, device),
         "inference_s": seconds["inference"],
         "inference_frames_per_s": batch_size * info.frames_out / seconds["inference"],
-        "train_step_s": seconds["train"],
-        "train_samples_per_s": batch_size / seconds["train"],
     }
+    if trainable:
+        profile.update(train_step_s=seconds["train"], train_samples_per_s=batch_size / seconds["train"])
+    return profile
 
 
 def latent_shape(model: nn.Module, info: DatasetInfo, batch_size: int) -> tuple[int, int, int, int]:

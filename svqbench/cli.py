@@ -487,7 +487,7 @@ def bench_tables(report: dict) -> list[Table]:
     title = f"{report['recipe']} on {report['device_name']}, batch {report['batch_size']}, shape {report['shape']}"
     tables = [Table("parameters", "GFLOPs / prediction", "inference frames/s", "train samples/s", title=title)]
     tables[0].add_row(f"{profile['parameters'] / 1e6:.2f}M", f"{profile['flops'] / 1e9:.1f}",
-                      f"{profile['inference_frames_per_s']:.1f}", f"{profile['train_samples_per_s']:.2f}")
+                      f"{profile['inference_frames_per_s']:.1f}", _cell(profile, "train_samples_per_s", ".2f"))
     if "svq_layer" in report:
         layer = report["svq_layer"]
         table = Table("SVQ form", "fwd+bwd s", "step memory MB", "peak MB",

@@ -83,6 +83,8 @@ def compare_groups(
     Returns ``{"a", "b", "dataset", "split", "convention", "windows", "metrics": {name: {"a", "b",
     "difference": {mean, low, high, method, distinguishable}, "verdict"}}}``.
     """
+    if resamples < 1:
+        raise SvqbenchError(f"--resamples {resamples}: valid: an integer >= 1 (10000 is the default)")
     runs_a, runs_b = [Path(r) for r in group_a], [Path(r) for r in group_b]
     values_a, info_a = _group_windows(runs_a, "A")
     values_b, info_b = _group_windows(runs_b, "B")

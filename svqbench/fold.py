@@ -14,7 +14,6 @@ from __future__ import annotations
 import inspect
 import json
 import shutil
-import uuid
 from pathlib import Path
 from typing import Any
 
@@ -29,7 +28,7 @@ from svqbench.fileio import atomic_dir, write_json
 from svqbench.models import MODELS, count_parameters, create_model
 from svqbench.models.bottleneck import fold_svq
 from svqbench.models.simvp import CODEBOOK_ONLY_OPTIONS
-from svqbench.runs import load_checkpoint, save_checkpoint, save_recipe
+from svqbench.runs import load_checkpoint, new_run_id, save_checkpoint, save_recipe
 
 CHECKPOINTS = ("best.pt", "last.pt")
 COPIED_FILES = ("log.jsonl",)  # the training history of the weights; metrics and renders are redone by eval
@@ -121,7 +120,7 @@ def fold_run(run_dir: Path, out_dir: Path, device: torch.device | str = "cpu", f
     if not checkpoints:
         raise SvqbenchError(f"{run_dir}: no checkpoint ({' or '.join(CHECKPOINTS)}); train it with `svqbench train`")
 
-    run_id = uuid.uuid4().hex[:12]
+    run_id = new_run_id()
     folded_states: dict[str, dict[str, Any]] = {}
     parameters: dict[str, int] = {}
     difference = 0.0

@@ -23,7 +23,7 @@ from filelock import FileLock
 from svqbench.errors import SvqbenchError
 from svqbench.fileio import write_text
 
-LOWER_IS_BETTER = {"mae", "mse", "rmse", "lpips", "wrmse", "lat_weighted_rmse"}
+LOWER_IS_BETTER = {"mae", "mse", "rmse", "lpips", "lat_weighted_rmse"}
 HIGHER_IS_BETTER = {"ssim", "psnr"}
 METRIC_ORDER = ["mse", "mae", "rmse", "lat_weighted_rmse", "ssim", "psnr", "lpips"]
 
@@ -152,19 +152,6 @@ def reported(dataset: str) -> pd.DataFrame:
         if path.is_file():
             return pd.read_csv(path, comment="#")
     return pd.DataFrame()
-
-
-def best_rows(table: pd.DataFrame) -> dict[str, Any]:
-    """Column -> index of the best row, for metric columns with a known direction."""
-    best = {}
-    for column in table.columns:
-        values = pd.to_numeric(table[column], errors="coerce")
-        if values.notna().any():
-            if column in LOWER_IS_BETTER:
-                best[column] = values.idxmin()
-            elif column in HIGHER_IS_BETTER:
-                best[column] = values.idxmax()
-    return best
 
 
 def format_value(value: Any) -> str:

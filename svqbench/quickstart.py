@@ -26,6 +26,7 @@ from svqbench import data
 from svqbench.config import load_recipe
 from svqbench.errors import SvqbenchError
 from svqbench.evaluate import evaluate
+from svqbench.leaderboard import LOWER_IS_BETTER
 from svqbench.precision import bf16_support
 from svqbench.predict import predict_sample
 from svqbench.progress import Reporter
@@ -36,7 +37,6 @@ from svqbench.train import train
 DATASET = "digits_small"
 RECIPES = ("blank", "persistence", "simvp", "simvp_svq")  # the floors first, SVQ last
 METRICS = ("mae", "mse", "ssim", "psnr")
-LOWER_IS_BETTER = {"mae", "mse"}
 RENDER_INDEX = 0
 GIF_NAME = "quickstart.gif"
 
@@ -134,7 +134,8 @@ def run_quickstart(
 
 
 def results_table(result: QuickstartResult) -> Table:
-    """Overall and first-predicted-frame metrics per recipe; the best value of each column in bold."""
+    """Overall and first-predicted-frame metrics per recipe. No value is marked best: one seed each
+    cannot tell close values apart (the study, `svqbench sweep`, can)."""
     minutes, seconds = divmod(round(result.seconds), 60)
     table = Table(title=f"{DATASET} test set (standard convention, {result.precision}): {minutes} min {seconds:02d} s in all")
     table.add_column("recipe")
@@ -142,16 +143,8 @@ def results_table(result: QuickstartResult) -> Table:
     columns = [(m, False) for m in METRICS] + [(m, True) for m in METRICS]
     for metric, first in columns:
         table.add_column(f"{metric.upper()} +1" if first else metric.upper(), justify="right")
-    values = {name: [result.scores(name, first)[m] for m, first in columns] for name in result.reports}
-    best = [
-        (min if metric in LOWER_IS_BETTER else max)(row[i] for row in values.values())
-        for i, (metric, _) in enumerate(columns)
-    ]
-    for name, row in values.items():
-        cells = []
-        for i, (metric, _) in enumerate(columns):
-            text = format_metric(metric, row[i])
-            cells.append(f"[bold]{text}[/]" if row[i] == best[i] else text)
+    for name in result.reports:
+        cells = [format_metric(metric, result.scores(name, first)[metric]) for metric, first in columns]
         table.add_row(name, f"{result.reports[name]['parameters']:,}", *cells)
     return table
 
@@ -161,11 +154,14 @@ def format_metric(metric: str, value: float) -> str:
 
 
 def refresh_assets(result: QuickstartResult, repository: Path) -> list[Path]:
-    """Copy the GIF to ``repository/assets/quickstart.gif`` and the quickstart's leaderboard over
-    ``repository/leaderboards/digits_small.*``; on purpose only (``--refresh-assets``)."""
+    """Copy the GIF to ``repository/assets/quickstart.gif`` and the quickstart's leaderboard to
+    ``repository/leaderboards/quickstart/digits_small.*``, apart from the study's rows in
+    ``leaderboards/digits_small.*``; on purpose only (``--refresh-assets``)."""
     assets, boards = repository / "assets", repository / "leaderboards"
     if not (repository / "pyproject.toml").is_file() or not assets.is_dir() or not boards.is_dir():
         raise SvqbenchError(f"--refresh-assets: {repository.resolve()} is not the svqbench repository root")
+    boards = boards / "quickstart"
+    boards.mkdir(exist_ok=True)
     copied = [shutil.copyfile(result.folder / GIF_NAME, assets / GIF_NAME)]
     for suffix in (".csv", ".md"):
         name = f"{DATASET}{suffix}"

@@ -73,7 +73,7 @@ def git_commit() -> str | None:
 def run_meta(recipe: Recipe, world_size: int, val_held_out: bool) -> dict[str, Any]:
     """The identity of a new run (RUN/run.json and the checkpoints' "meta"); step/epoch/time follow it."""
     return {
-        "run_id": uuid.uuid4().hex[:12],
+        "run_id": new_run_id(),
         "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
         "svqbench_version": __version__,
         "git_commit": git_commit(),
@@ -103,10 +103,13 @@ def run_selection(run_dir: Path) -> str:
         return "best"
 
 
+def run_stem(recipe: Recipe) -> str:
+    """The dataset actually used (after --set dataset=...), then the recipe's own name."""
+    return f"{recipe.dataset}-{recipe.name.split('/')[-1] or recipe.model_name}"
+
+
 def new_run_dir(recipe: Recipe, base: Path = Path("runs")) -> Path:
-    # the dataset actually used (after --set dataset=...), then the recipe's own name
-    stem = f"{recipe.dataset}-{recipe.name.split('/')[-1] or recipe.model_name}"
-    return base / f"{stem}-{time.strftime('%Y%m%d-%H%M%S')}"
+    return base / f"{run_stem(recipe)}-{time.strftime('%Y%m%d-%H%M%S')}"
 
 
 def save_recipe(run_dir: Path, recipe: Recipe) -> None:
@@ -158,6 +161,11 @@ class LoadedRun:
         self.device = device
 
 
+def new_run_id() -> str:
+    """A run's unique id: 12 hex characters, stored in its checkpoints and run.json."""
+    return uuid.uuid4().hex[:12]
+
+
 def fallback_run_id(run_dir: Path) -> str:
     """12 hex chars from the run folder's absolute path, for runs trained before ids were stored.
 
@@ -189,8 +197,7 @@ def training_record(run_dir: Path) -> dict[str, Any]:
 
 
 def seeded_run_dir(recipe: Recipe, seed: int, base_dir: Path | None = None) -> Path:
-    """``BASE_DIR/seedK`` when a folder is given, else ``runs/NAME-seedK-TIME``: the seed is in the name."""
+    """``BASE_DIR/seedK`` when a folder is given, else ``runs/DATASET-NAME-seedK-TIME``: the seed is in the name."""
     if base_dir is not None:
         return Path(base_dir) / f"seed{seed}"
-    stem = recipe.name.replace("/", "-") or f"{recipe.dataset}-{recipe.model_name}"
-    return Path("runs") / f"{stem}-seed{seed}-{time.strftime('%Y%m%d-%H%M%S')}"
+    return Path("runs") / f"{run_stem(recipe)}-seed{seed}-{time.strftime('%Y%m%d-%H%M%S')}"

@@ -164,7 +164,9 @@ def sweep(
         state = run_state(recipe, run_dir, settings)
         run_started = time.perf_counter()
         if state != "done":
-            train(recipe, run_dir, device, data_root=data_root, resume=state == "resume", reporter=Reporter(quiet_training))
+            # "new" also covers a folder a killed run left before its first checkpoint: nothing in it to keep
+            train(recipe, run_dir, device, data_root=data_root, resume=state == "resume", force=state == "new",
+                  reporter=Reporter(quiet_training))
         if state != "done" or not _has_row(study.dataset, run_dir):
             evaluate(run_dir, device, tuple(settings["metrics"]), settings["split"], settings["convention"], data_root,
                      study.eval.batch_size)

@@ -362,6 +362,9 @@ def fresh_state(setup: Setup) -> TrainState:
 def resume_state(setup: Setup) -> TrainState:
     """The state of ``last.pt``, under the (possibly extended) recipe."""
     checkpoint = load_checkpoint(setup.run_dir / "last.pt", setup.device)
+    if "rng" not in checkpoint or "meta" not in checkpoint:
+        raise SvqbenchError(f"{setup.run_dir / 'last.pt'} was written by an svqbench older than exact resume; "
+                            "train the recipe again (--force replaces the run)")
     check_same_run(checkpoint["recipe"], setup.recipe, setup.run_dir)
     model = create_model(setup.recipe.model_name, setup.info, **setup.recipe.model_args).to(setup.device)
     model.load_state_dict(checkpoint["model"])

@@ -83,7 +83,8 @@ def test_refresh_assets_copies_into_the_repository_only(tmp_path):
     (repo / "pyproject.toml").write_text("")
     copied = quickstart.refresh_assets(result, repo)
     assert (repo / "assets" / "quickstart.gif").read_bytes() == b"GIF89a"
-    assert (repo / "leaderboards" / "digits_small.md").read_text() == "rows" and len(copied) == 3
+    assert (repo / "leaderboards" / "quickstart" / "digits_small.md").read_text() == "rows" and len(copied) == 3
+    assert not (repo / "leaderboards" / "digits_small.md").exists()  # the study's rows live there
 
 
 def test_precision_choice():

@@ -25,7 +25,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from svqbench.errors import SvqbenchError
-from svqbench.models.svq import SVQ
+from svqbench.models.svq import SVQ, hidden_layer
 
 
 class BottleneckMLP(nn.Module):
@@ -42,14 +42,7 @@ class BottleneckMLP(nn.Module):
         super().__init__()
         if dim < 1 or hidden_dim < 1:
             raise SvqbenchError(f"MLP dim={dim!r}, hidden_dim={hidden_dim!r}; valid: integers >= 1")
-        if nonlinear:
-            width = hidden_dim
-            self.hidden: nn.Linear | None = nn.Linear(dim, width)
-            self.hidden_activation: nn.Module = nn.ReLU() if hid_relu else nn.Identity()
-        else:
-            width = dim
-            self.hidden = None
-            self.hidden_activation = nn.Identity()
+        self.hidden, self.hidden_activation, width = hidden_layer(dim, hidden_dim, nonlinear, hid_relu)
         self.output = nn.Linear(width, dim)  # weight A (C, F), bias c (C)
 
     def forward(self, z: Tensor) -> Tensor:

@@ -39,6 +39,14 @@ CODEBOOK_INITS: dict[str, Callable[[Tensor], object]] = {
 }
 
 
+def hidden_layer(dim: int, width: int, nonlinear: bool, hid_relu: bool) -> tuple[nn.Linear | None, nn.Module, int]:
+    """The first layer of the code-weight MLP: (Linear dim -> width or None, its activation, its output width).
+    ``nonlinear=False`` has no first layer: the latent itself (width ``dim``) feeds the output layer."""
+    if not nonlinear:
+        return None, nn.Identity(), dim
+    return nn.Linear(dim, width), nn.ReLU() if hid_relu else nn.Identity(), width
+
+
 class SVQ(nn.Module):
     """Soft vector quantizer over the channels of a (B, C, H, W) latent map.
 
@@ -75,14 +83,8 @@ class SVQ(nn.Module):
             raise SvqbenchError("SVQ out_relu=True needs nonlinear=True (the linear form has no output activation)")
         self.codebook_size = codebook_size
         self.out_relu = out_relu
-        if nonlinear:
-            width = min(hidden_dim, codebook_size)
-            self.hidden: nn.Linear | None = nn.Linear(dim, width)
-            self.hidden_activation: nn.Module = nn.ReLU() if hid_relu else nn.Identity()
-        else:
-            width = dim
-            self.hidden = None
-            self.hidden_activation = nn.Identity()
+        width = min(hidden_dim, codebook_size)
+        self.hidden, self.hidden_activation, width = hidden_layer(dim, width, nonlinear, hid_relu)
         self.to_weights = nn.Linear(width, codebook_size)
         codebook = torch.empty(codebook_size, dim)
         with torch.no_grad():
