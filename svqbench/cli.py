@@ -358,7 +358,8 @@ def compare(
     seed: int = typer.Option(0, "--seed", help="bootstrap seed"),
     json_out: Optional[Path] = typer.Option(None, "--json", help="also save the result as JSON"),
 ) -> None:
-    """Paired comparison over the test windows: mean difference A - B with a bootstrap 95% interval.
+    """Paired comparison over the test windows: mean difference A - B with a bootstrap 95% interval,
+    and a Welch interval across seeds when both groups hold several runs (both must exclude 0).
 
     Example: svqbench compare runs/simvp-seed1 runs/simvp_svq-seed1   |   svqbench compare --a r/s1 --a r/s2 --b q/s1 --b q/s2
     """
@@ -374,12 +375,13 @@ def compare(
         a, b = [runs[0]], [runs[1]]
     result = compare_groups(a, b, _parse_metrics(metrics), resamples, seed)
     table = Table(title=f"A - B over {result['windows']} {result['split']} windows ({result['convention']})")
-    for column in ("metric", "A", "B", "A - B", "95% interval", "verdict"):
+    for column in ("metric", "A", "B", "A - B", "95% over windows", "95% across seeds", "verdict"):
         table.add_column(column, justify="left" if column in ("metric", "verdict") else "right")
     for name, row in result["metrics"].items():
-        diff = row["difference"]
+        diff, seeds = row["difference"], row["seeds"]
         table.add_row(name, f"{row['a']:.5g}", f"{row['b']:.5g}", f"{diff['mean']:+.4g}",
-                      f"[{diff['low']:+.4g}, {diff['high']:+.4g}]", row["verdict"])
+                      f"[{diff['low']:+.4g}, {diff['high']:+.4g}]",
+                      f"[{seeds['low']:+.4g}, {seeds['high']:+.4g}]" if seeds else "-", row["verdict"])
     out.print(table)
     out.print(f"A: {', '.join(result['a'])}\nB: {', '.join(result['b'])}", highlight=False)
     if json_out:

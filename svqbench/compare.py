@@ -3,7 +3,10 @@
 Each run's ``RUN/per_window.npz`` (written by ``svqbench eval``) holds one value per test window and
 metric. A group's value for a window is the mean over its runs (e.g. its seeds); the difference A - B
 is taken window by window and its mean gets a seeded bootstrap 95% interval
-(:func:`svqbench.stats.paired_bootstrap`).
+(:func:`svqbench.stats.paired_bootstrap`). That interval covers the sampling of test windows only.
+When both groups hold several runs (seeds), the runs' overall values also get a Welch interval across
+seeds (:func:`svqbench.stats.welch_interval`), and a difference counts as distinguishable only when
+both intervals exclude 0: a gap smaller than the seed-to-seed spread is not a win.
 """
 
 from __future__ import annotations
@@ -16,7 +19,7 @@ import numpy as np
 
 from svqbench.errors import SvqbenchError
 from svqbench.leaderboard import HIGHER_IS_BETTER, LOWER_IS_BETTER
-from svqbench.stats import RESAMPLES, paired_bootstrap
+from svqbench.stats import RESAMPLES, Interval, paired_bootstrap, welch_interval
 
 PER_WINDOW = "per_window.npz"
 _MATCHING = ("dataset", "split", "convention")
@@ -36,8 +39,9 @@ def load_per_window(run_dir: str | Path) -> tuple[dict[str, np.ndarray], dict[st
         return {name: arrays[name].astype(np.float64) for name in arrays.files}, report
 
 
-def _group_windows(runs: Sequence[Path], label: str) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
-    """Per-window values averaged over the runs of one group, and the evaluation settings they share."""
+def _group_windows(runs: Sequence[Path], label: str) -> tuple[dict[str, np.ndarray], dict[str, Any], dict[str, np.ndarray]]:
+    """Per-window values averaged over the runs of one group, the evaluation settings they share, and
+    each run's overall value per metric (mean over windows, shape (N_runs,))."""
     if not runs:
         raise SvqbenchError(f"group {label} is empty: name at least one run")
     loaded = [load_per_window(run) for run in runs]
@@ -50,13 +54,14 @@ def _group_windows(runs: Sequence[Path], label: str) -> tuple[dict[str, np.ndarr
                     "compare runs evaluated the same way"
                 )
     names = set.intersection(*(set(values) for values, _ in loaded))
-    means = {}
+    means, per_run = {}, {}
     for name in names:
         stacked = [values[name] for values, _ in loaded]
         if len({len(v) for v in stacked}) != 1:
             raise SvqbenchError(f"group {label}: runs have different numbers of test windows for {name}")
         means[name] = np.mean(stacked, axis=0)
-    return means, first
+        per_run[name] = np.array([v.mean() for v in stacked])
+    return means, first, per_run
 
 
 def verdict(metric: str, low: float, high: float) -> str:
@@ -86,8 +91,8 @@ def compare_groups(
     if resamples < 1:
         raise SvqbenchError(f"--resamples {resamples}: valid: an integer >= 1 (10000 is the default)")
     runs_a, runs_b = [Path(r) for r in group_a], [Path(r) for r in group_b]
-    values_a, info_a = _group_windows(runs_a, "A")
-    values_b, info_b = _group_windows(runs_b, "B")
+    values_a, info_a, runs_values_a = _group_windows(runs_a, "A")
+    values_b, info_b, runs_values_b = _group_windows(runs_b, "B")
     for key in _MATCHING:
         if info_a.get(key) != info_b.get(key):
             raise SvqbenchError(
@@ -111,11 +116,23 @@ def compare_groups(
         if len(a) != len(b):
             raise SvqbenchError(f"A has {len(a)} test windows, B {len(b)}: evaluate both on the same split")
         interval = paired_bootstrap(a - b, resamples, seed)
+        seeds = welch_interval(runs_values_a[name], runs_values_b[name])
         result["windows"] = len(a)
         result["metrics"][name] = {
             "a": float(a.mean()),
             "b": float(b.mean()),
             "difference": interval.to_dict(),
-            "verdict": verdict(name, interval.low, interval.high),
+            "seeds": seeds.to_dict() if seeds is not None else None,
+            "verdict": combined_verdict(name, interval, seeds),
         }
     return result
+
+
+def combined_verdict(metric: str, windows: Interval, seeds: Interval | None) -> str:
+    """The window-bootstrap verdict, unless the interval across seeds covers 0 (or disagrees in sign)."""
+    by_windows = verdict(metric, windows.low, windows.high)
+    if seeds is None or by_windows == "not distinguishable":
+        return by_windows
+    if verdict(metric, seeds.low, seeds.high) != by_windows:
+        return "not distinguishable (seed spread)"
+    return by_windows

@@ -128,7 +128,8 @@ def summarise(rows: pd.DataFrame) -> pd.DataFrame:
     for keys, group in rows.groupby(GROUP_KEYS, sort=False):
         record: dict[str, Any] = dict(zip(GROUP_KEYS, keys))
         record["n"] = len(group)
-        record["seeds"] = " ".join(_text(group["seed"])) if "seed" in group else ""
+        seeds = pd.to_numeric(group["seed"], errors="coerce").dropna() if "seed" in group else pd.Series([])
+        record["seeds"] = " ".join(str(int(seed)) for seed in seeds)  # 1 2 3, not 1.0 2.0 3.0 (NaN in a column)
         record["run_ids"] = " ".join(group["run_id"].astype(str))
         record["paths"] = " ".join(_text(group["path"])) if "path" in group else ""
         for metric in metrics:

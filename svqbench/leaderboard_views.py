@@ -33,8 +33,8 @@ FORMATS = ("md", "csv", "json", "latex")
 RUN_COLUMNS = ["run", "run_id", "recipe", "seed", "selection", "selected_epoch", "selected_step", "steps_trained",
                "train_seconds", "precision", "svqbench_version", "git_commit", "evaluated_at"]
 MARKING = ("Bold: the best group of its section, only where its 95% interval against the runner-up excludes 0 "
-           "(paired bootstrap over test windows when every run's per_window.npz is reachable, "
-           "else Welch t across seeds; stated under each table). * recipe changed by --set (overrides column).")
+           "(paired bootstrap over test windows when every run's per_window.npz is reachable, and also a "
+           "Welch t interval across seeds when both groups have several; else Welch alone; stated under each table). * recipe changed by --set (overrides column).")
 
 
 def _best_against_runner_up(summary: pd.DataFrame, rows: pd.DataFrame, metric: str) -> tuple[Any, str]:
@@ -57,7 +57,10 @@ def _interval(best: pd.Series, runner: pd.Series, rows: pd.DataFrame, metric: st
     paths_best, paths_runner = best["paths"].split(), runner["paths"].split()
     if paths_best and paths_runner and all(has_per_window(p) for p in paths_best + paths_runner):
         try:
-            diff = compare_groups(paths_best, paths_runner, [metric])["metrics"][metric]["difference"]
+            compared = compare_groups(paths_best, paths_runner, [metric])["metrics"][metric]
+            diff, seeds = compared["difference"], compared["seeds"]
+            if seeds is not None and not seeds["distinguishable"]:  # within the seed spread: not a win
+                diff = seeds
             return Interval(diff["mean"], diff["low"], diff["high"], diff["method"])
         except SvqbenchError:
             pass  # runs not comparable window by window: fall back to seeds

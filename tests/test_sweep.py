@@ -100,7 +100,8 @@ def test_sweep_trains_evaluates_skips_and_resumes(tmp_path, digits_root, isolate
         ("digits/persistence", 1), ("digits/persistence", 2), ("digits/simvp_tiny", 1), ("digits/simvp_tiny", 2)]
     markdown = (tmp_path / "out" / "tinystudy.md").read_text()
     assert "| digits/simvp_tiny* | train.num_workers=0 | simvp | 2 | 1 2 |" in markdown
-    assert "paired bootstrap over 4 windows" in markdown
+    # distinguishable needs both the window bootstrap and (with 2 seeds a side) the interval across seeds
+    assert "paired bootstrap over 4 windows" in markdown or "Welch t across seeds (2 vs 2 runs)" in markdown
     assert (tmp_path / "out" / "tinystudy.png").is_file()
 
     (tmp_path / "runs" / "simvp_tiny-seed2" / "metrics.json").unlink()  # interrupted before its evaluation
