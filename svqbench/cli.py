@@ -358,8 +358,9 @@ def compare(
     seed: int = typer.Option(0, "--seed", help="bootstrap seed"),
     json_out: Optional[Path] = typer.Option(None, "--json", help="also save the result as JSON"),
 ) -> None:
-    """Paired comparison over the test windows: mean difference A - B with a bootstrap 95% interval,
-    and a Welch interval across seeds when both groups hold several runs (both must exclude 0).
+    """Paired comparison of runs (or seed groups): A - B with 95% intervals over test windows and across seeds.
+
+    A difference counts only when both intervals exclude 0 (the one across seeds needs 2+ runs a side).
 
     Example: svqbench compare runs/simvp-seed1 runs/simvp_svq-seed1   |   svqbench compare --a r/s1 --a r/s2 --b q/s1 --b q/s2
     """

@@ -32,6 +32,8 @@ def has_per_window(run_dir: str | Path) -> bool:
 def load_per_window(run_dir: str | Path) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
     """({metric: (N_windows,) float64}, the run's metrics.json)."""
     run_dir = Path(run_dir)
+    if not run_dir.is_dir():
+        raise SvqbenchError(f"run directory {run_dir} does not exist, so it has no per_window.npz to compare")
     if not has_per_window(run_dir):
         raise SvqbenchError(f"{run_dir}: no {PER_WINDOW}; evaluate it first with `svqbench eval {run_dir}`")
     report = json.loads((run_dir / "metrics.json").read_text())

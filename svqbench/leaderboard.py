@@ -135,7 +135,9 @@ def summarise(rows: pd.DataFrame) -> pd.DataFrame:
         for metric in metrics:
             values = pd.to_numeric(group[metric], errors="coerce")
             record[f"{metric}_mean"] = values.mean()
-            record[f"{metric}_std"] = values.std(ddof=1) if values.count() > 1 else float("nan")
+            std = values.std(ddof=1) if values.count() > 1 else float("nan")
+            # identical runs (floors) differ only by float rounding: show 0, not 8.5e-18
+            record[f"{metric}_std"] = 0.0 if std <= 1e-12 * abs(record[f"{metric}_mean"]) else std
         out.append(record)
     return pd.DataFrame(out)
 
