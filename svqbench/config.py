@@ -49,6 +49,8 @@ class TrainConfig(_Strict):
     val_samples: int = Field(0, ge=0, description="validate on N evenly spaced val windows (0: all)")
     patience: int = Field(0, ge=0, description="stop after N validations without improvement (0: never)")
     select: Literal["best", "last"] = Field("best", description="the checkpoint eval uses")
+    perturb_ratio: float = Field(0.0, ge=0, le=1, description="share of input values multiplied by U[-2, 2] "
+                                 "in training (the released SVQ noise ablation; 0: off)")
 
 
 class EvalConfig(_Strict):
@@ -60,6 +62,8 @@ class EvalConfig(_Strict):
         None, description="physical LO, HI mapped to [0, 1] for ssim/psnr/lpips on physical fields (refused without it)"
     )
     precision: Literal["fp32", "bf16"] = "fp32"
+    perturb_ratio: float = Field(0.0, ge=0, le=1, description="evaluate on inputs perturbed as train.perturb_ratio "
+                                 "does, with draws keyed by test window (the same for every model; 0: clean)")
 
 
 class Recipe(_Strict):
