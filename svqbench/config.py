@@ -245,3 +245,12 @@ def _model_keys(recipe: Recipe) -> str:
 def with_seed(recipe: Recipe, seed: int) -> Recipe:
     """``recipe`` trained from ``seed``: a seed is a repetition, not an override (rows keep it in their ``seed``)."""
     return recipe.model_copy(update={"train": recipe.train.model_copy(update={"seed": int(seed)})})
+
+
+def with_defaults(saved: dict[str, Any]) -> dict[str, Any]:
+    """A recipe stored by an earlier svqbench, with the keys added since filled with their defaults
+    (so a run does not look changed because the schema grew); a dict that no longer validates is returned as is."""
+    try:
+        return Recipe.model_validate(saved).to_dict()
+    except ValidationError:
+        return saved

@@ -29,7 +29,7 @@ from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import Dataset, Subset
 
 from svqbench import data
-from svqbench.config import Recipe, TrainConfig
+from svqbench.config import Recipe, TrainConfig, with_defaults
 from svqbench.data.base import DatasetInfo
 from svqbench.errors import SvqbenchError
 from svqbench.fileio import write_json
@@ -393,7 +393,7 @@ def resume_state(setup: Setup) -> TrainState:
 
 def check_same_run(saved: dict[str, Any], recipe: Recipe, run_dir: Path) -> None:
     """A resumed run may change only :data:`RESUMABLE_KEYS`; anything else would change the result."""
-    new = recipe.to_dict()
+    new, saved = recipe.to_dict(), with_defaults(saved)
     for section in ("dataset", "model", "train"):
         old_value, new_value = saved.get(section), new.get(section)
         if section == "train":
