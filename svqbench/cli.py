@@ -106,6 +106,31 @@ def recipes() -> None:
 
 
 @command
+def models(
+    dataset: str = typer.Option("digits", "--dataset", help="count parameters at this dataset's clip shape"),
+    model: List[str] = typer.Option([], "--model", help="also a plugin: package.module:Factory or path/file.py:Factory"),
+    root: Optional[Path] = ROOT,
+) -> None:
+    """List every model (built-in, installed through the `svqbench.models` entry points, and --model plugins)
+    with its parameter count (default arguments) at a dataset's clip shape.
+
+    Example: svqbench models --dataset kth --model mymodel.py:MyNet
+    """
+    from svqbench.data import clip_shape
+    from svqbench.models import model_catalog
+    from svqbench.models.plugins import absolute_name
+
+    shape = clip_shape(dataset, root)
+    table = Table("model", "kind", "parameters", "note",
+                  title=f"models at {dataset}: {shape.frames_in}->{shape.frames_out} frames of "
+                        f"{shape.channels}x{shape.height}x{shape.width}")
+    for row in model_catalog(shape, [absolute_name(name, Path.cwd()) for name in model]):
+        count = "-" if row["parameters"] is None else f"{row['parameters']:,}"
+        table.add_row(row["name"], row["kind"], count, row["note"])
+    out.print(table)
+
+
+@command
 def train(
     recipe: Optional[str] = typer.Argument(None, help="a .yaml path, a dataset (its default recipe) or DATASET/RECIPE"),
     set_: List[str] = typer.Option([], "--set", help="override a key: --set train.lr=1e-3 --set model.hid_S=32"),

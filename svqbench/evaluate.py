@@ -24,7 +24,7 @@ from svqbench.config import EvalConfig
 from svqbench.errors import SvqbenchError
 from svqbench.fileio import atomic_path, write_json
 from svqbench.metrics import MetricAccumulator, plot_horizon
-from svqbench.models import count_parameters, forecast
+from svqbench.models import count_parameters, forecast, plugins
 from svqbench.models.svq import SVQ, SVQStats, code_weight_chunks
 from svqbench.runs import LoadedRun, training_record
 from svqbench.runtime import autocast, join_world, make_loader
@@ -96,7 +96,7 @@ def evaluate(
         "checkpoint": run.checkpoint_file.name,
         "selection": run.selection,
         "epoch": run.epoch,
-        "model": run.recipe.model_name,
+        "model": plugins.label(run.meta.get("model_plugin"), run.recipe.model_name),
         "recipe": run.recipe.name,
         "parameters": count_parameters(run.model),
         "seconds": round(time.perf_counter() - started, 3),
@@ -145,7 +145,7 @@ def leaderboard_row(run: LoadedRun, report: dict[str, Any], manifest: dict[str, 
         "run": run.dir.name,
         "recipe": recipe.name,
         "overrides": " ".join(meta.get("overrides", recipe.overrides)),
-        "model": recipe.model_name,
+        "model": report["model"],
         "params": report["parameters"],
         "seed": meta.get("seed", recipe.train.seed),
         "protocol": protocol_name(manifest),
@@ -167,8 +167,18 @@ def leaderboard_row(run: LoadedRun, report: dict[str, Any], manifest: dict[str, 
         "trained_at": meta.get("created"),
         "evaluated_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "path": _display_path(run.dir),
+        **plugin_columns(meta.get("model_plugin")),
         **report["overall"],
     }
+
+
+def plugin_columns(record: dict[str, Any] | None) -> dict[str, Any]:
+    """A plugin model's import path (with its package for an entry point) and source sha256; none for built-ins."""
+    if not record:
+        return {}
+    where = f"{record['name']} = {record['import']} ({record['distribution']})" if record["kind"] == "entry_point" \
+        else record["import"]
+    return {"plugin": where, "plugin_sha256": record.get("sha256") or ""}
 
 
 @contextmanager

@@ -223,6 +223,16 @@ def latitudes(name: str, root: str | os.PathLike | None = None) -> list[float] |
     return load_manifest(name, root).get("latitudes")
 
 
+def clip_shape(name: str, root: str | os.PathLike | None = None) -> DatasetInfo:
+    """The clip shape of a dataset, or a one-line error when prep options decide it and it is not prepared."""
+    shape = known_shape(name, root)
+    if shape is None:
+        DATASETS.get(name)  # raises: unknown dataset, with the valid names
+        raise SvqbenchError(f"dataset {name!r}: its clip shape is set when it is prepared; "
+                            f"run `svqbench prep {name} ...` first (or pass --root)")
+    return shape
+
+
 def create(name: str, split: str, root: str | os.PathLike | None = None) -> Dataset:
     """Torch Dataset of a prepared split; items ``(inputs, targets)``, ``(T_in,C,H,W)``, ``(T_out,C,H,W)``."""
     root = Path(root) if root is not None else default_root()
