@@ -22,9 +22,10 @@ class Registry(Generic[T]):
     ... class Persistence: ...
     """
 
-    def __init__(self, kind: str, group: str | None = None):
+    def __init__(self, kind: str, group: str | None = None, base: type | None = None):
         self.kind = kind
         self.group = group  # entry-point group of installed plugins, e.g. "svqbench.models"
+        self.base = base  # what an entry point must load: a subclass of this class (else any callable)
         self._entries: dict[str, T] = {}
         self._loaded: dict[str, T] = {}  # entry points loaded so far
 
@@ -60,14 +61,17 @@ class Registry(Generic[T]):
         return sorted({ep.name for ep in entry_points(group=self.group)}) if self.group else []
 
     def _load(self, entry: EntryPoint) -> T:
+        where = f"{self.kind} {entry.name!r} (entry point {entry.value!r} in group {self.group})"
         try:
-            return entry.load()
+            obj = entry.load()
         except Exception as e:  # the plugin's own import error, whatever its type
             message = (str(e).strip().splitlines() or [type(e).__name__])[0]
-            raise SvqbenchError(
-                f"{self.kind} {entry.name!r} (entry point {entry.value!r} in group {self.group}): "
-                f"cannot load it ({type(e).__name__}: {message})"
-            ) from None
+            raise SvqbenchError(f"{where}: cannot load it ({type(e).__name__}: {message})") from None
+        wanted = issubclass(obj, self.base) if self.base and isinstance(obj, type) else self.base is None and callable(obj)
+        if not wanted:
+            expected = f"a subclass of {self.base.__name__}" if self.base else "a class or function"
+            raise SvqbenchError(f"{where}: loads {type(obj).__name__} {obj!r:.60}, expected {expected}")
+        return obj
 
     def names(self) -> list[str]:
         return sorted(set(self._entries) | set(self.plugin_names()))

@@ -26,7 +26,8 @@ from svqbench.errors import SvqbenchError
 from svqbench.fileio import atomic_dir, restore_replaced_dir, write_json
 from svqbench.registry import Registry
 
-DATASETS: Registry[type[DatasetSpec]] = Registry("dataset")
+# built-in datasets register themselves below; installed packages join through entry points of this group
+DATASETS: Registry[type[DatasetSpec]] = Registry("dataset", group="svqbench.datasets", base=DatasetSpec)
 
 
 def default_root() -> Path:
