@@ -69,25 +69,29 @@ def _split_options(pairs: list[str]) -> dict[str, str]:
 
 @command
 def prep(
-    name: str = typer.Argument(..., help="dataset: digits, digits_small, kth, kth40, mmnist, human, kitticaltech, taxibj, weather_*, videos"),
+    name: str = typer.Argument(..., help="dataset: digits, digits_small, kth, kth40, mmnist, human, kitticaltech, taxibj, weather_*, videos, arrays"),
     root: Optional[Path] = ROOT,
-    src: Optional[Path] = typer.Option(None, "--src", help="folder of already-downloaded source files"),
+    src: Optional[Path] = typer.Option(None, "--src", help="folder of already-downloaded source files (arrays: the array file)"),
     force: bool = typer.Option(False, "--force", help="prepare again even if complete"),
     folder_name: Optional[str] = typer.Option(None, "--name", help="store under this name (videos)"),
     url: Optional[str] = typer.Option(None, "--url", help="download from this address (mirror) instead"),
     protocol: Optional[str] = typer.Option(None, "--protocol", help="split protocol (kth: openstl|sequences; human: subjects|openstl)"),
     size: Optional[int] = typer.Option(None, "--size", help="videos: frame size in pixels"),
-    frames: Optional[str] = typer.Option(None, "--frames", help="videos: input:target frames, e.g. 10:10"),
+    frames: Optional[str] = typer.Option(None, "--frames", help="videos, arrays: input:target frames, e.g. 10:10"),
+    var: List[str] = typer.Option([], "--var", help="arrays: an array or variable of the file (repeat: channels)"),
+    split: Optional[str] = typer.Option(None, "--split", help="arrays: 0.8,0.1,0.1 or train=A:B,val=C:D,test=E:F"),
     opt: List[str] = typer.Option([], "--opt", help="any other dataset option key=value, e.g. --opt train=512"),
 ) -> None:
     """Download (or take from --src) and prepare a dataset; prints its folder.
 
     Example: svqbench prep kth --src ~/archives/kth   |   svqbench prep videos --src clips/ --name mine --size 64 --frames 10:10
+    |   svqbench prep arrays --src radar.npy --name radar --frames 10:10
     """
     from svqbench import data
 
     options = _split_options(opt)
-    named = {"url": url, "protocol": protocol, "size": size, "frames": frames}
+    named = {"url": url, "protocol": protocol, "size": size, "frames": frames, "var": ",".join(var) or None,
+             "split": split}
     options.update({key: value for key, value in named.items() if value is not None})
     folder = data.prepare(name, root=root, src=src, force=force, folder_name=folder_name, **options)
     out.print(str(folder))

@@ -73,7 +73,7 @@ def evaluate(
         device=device,
         denormalise=data.denormaliser(dataset, data_root),
         physical=run.info.physical,
-        value_range=value_range or cfg.value_range,
+        value_range=value_range or cfg.value_range or data.value_range(dataset, data_root),
         variables=data.variables(dataset, data_root),
         latitudes=data.latitudes(dataset, data_root),
         lpips_weights=lpips_weights,
