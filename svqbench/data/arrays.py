@@ -137,7 +137,8 @@ def _read_xarray(path: Path, names: list[str]) -> Source:
 
 
 def parse_split(text: str, length: int, gap: int, times: np.ndarray | None, unit: str) -> tuple[dict[str, tuple[int, int]], list[str]]:
-    """``--split`` -> ({split: (start, stop)} over the first axis, notes on trimmed blocks)."""
+    """``--split`` -> ({split: (start, stop)} over the first axis, notes on trimmed blocks). ``gap``: one window
+    (a single sequence: each block also needs one window), or 0 (separate sequences: each block needs one)."""
     if "=" in text:
         ranges = _explicit_ranges(text, length, times, unit)
         return _with_gaps(ranges, gap, unit)
@@ -148,6 +149,10 @@ def parse_split(text: str, length: int, gap: int, times: np.ndarray | None, unit
     if len(fractions) != 3 or min(fractions) <= 0 or sum(fractions) > 1 + 1e-9:
         raise SvqbenchError(f"--split {text!r}: expected three fractions TRAIN,VAL,TEST above 0 summing to at most 1 "
                             "(e.g. 0.8,0.1,0.1), or ranges train=A:B,val=C:D,test=E:F")
+    needed = 3 * max(gap, 1) + 2 * gap
+    if length < needed:
+        raise SvqbenchError(f"--split {text!r}: {length} {unit}s cannot make three splits of at least {max(gap, 1)} "
+                            f"{unit}s{f', {gap} apart' if gap else ''} ({needed} needed); bring more or shorten --frames")
     usable = length - 2 * gap
     sizes = [int(f * usable) for f in fractions]
     if abs(sum(fractions) - 1) < 1e-9:
