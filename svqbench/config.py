@@ -128,7 +128,7 @@ def parse_override(text: str) -> tuple[list[str], Any]:
 
 
 def _apply_override(raw: dict[str, Any], keys: list[str], value: Any) -> None:
-    from svqbench.models import model_arguments
+    from svqbench.models import accepts_any_argument, model_arguments
     from svqbench.models.plugins import absolute_name
 
     dotted = ".".join(keys)
@@ -147,7 +147,7 @@ def _apply_override(raw: dict[str, Any], keys: list[str], value: Any) -> None:
             value = absolute_name(value, Path.cwd())  # a plugin file given on the command line: from here
         else:
             valid = model_arguments(model.get("name", ""))
-            if keys[1] not in valid:
+            if keys[1] not in valid and not accepts_any_argument(model.get("name", "")):
                 raise SvqbenchError(
                     f"--set {dotted}: model {model.get('name')!r} has no argument {keys[1]!r}; "
                     f"valid: {', '.join(valid)}"

@@ -64,10 +64,15 @@ def model_arguments(name: str) -> list[str]:
     return [p.name for p in _parameters(name) if p.kind in named]
 
 
+def accepts_any_argument(name: str) -> bool:
+    """A factory taking ``**options`` accepts any key."""
+    return any(p.kind is inspect.Parameter.VAR_KEYWORD for p in _parameters(name))
+
+
 def check_model_args(name: str, args: dict[str, Any], source: str = "recipe") -> None:
     valid = model_arguments(name)
-    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in _parameters(name)):
-        return  # a factory taking **options accepts any key
+    if accepts_any_argument(name):
+        return
     for key in args:
         if key not in valid:
             raise SvqbenchError(

@@ -38,6 +38,7 @@ PLUGIN_DIR = "plugins"  # inside a run folder: the copies of plugin files
 GROUP = "svqbench.models"
 _factories: dict[str, Callable[..., nn.Module]] = {}  # import path -> factory (a run's copy replaces the original)
 _checked: set[tuple[str, str]] = set()  # (import path, build arguments) whose output shape was checked
+_warned: set[str] = set()  # changed-file warnings already printed by this process
 
 
 def is_import_path(name: str) -> bool:
@@ -127,16 +128,16 @@ def build(name: str, factory: Callable[..., nn.Module], shape: Any, args: dict[s
     if not isinstance(model, nn.Module):
         raise SvqbenchError(f"model.name={name!r}: {call} returned {type(model).__name__}, expected a torch.nn.Module")
     key = (name, repr((shape, sorted(args.items()))))
-    if key not in _checked:
-        check_output(name, model, shape)
+    if key not in _checked and check_output(name, model, shape):
         _checked.add(key)
     return model
 
 
-def check_output(name: str, model: nn.Module, shape: Any) -> None:
+def check_output(name: str, model: nn.Module, shape: Any) -> bool:
     """One forward pass on zeros ``(1, T_in, C, H, W)`` must give one pass of frames ``(1, T, C, H, W)``, T >= 1.
 
     Runs without gradients, in eval mode and with the random state restored, so training is unchanged.
+    Returns False when the pass could not run on the meta device (checked again on a real build).
     """
     first = next(model.parameters(), None)
     device = first.device if first is not None else torch.get_default_device()
@@ -149,7 +150,7 @@ def check_output(name: str, model: nn.Module, shape: Any) -> None:
             out = model(inputs)
     except Exception as e:  # the plugin's own error, whatever its type
         if device.type == "meta" or "meta" in str(e).lower():
-            return  # a limit of meta tensors (an op needing values), not of the plugin: checked on a real build
+            return False  # a limit of meta tensors (an op needing values), not of the plugin
         raise SvqbenchError(f"model.name={name!r}: a forward pass on zeros of shape {tuple(inputs.shape)} "
                             f"(B, T_in, C, H, W) raised {_first_line(e)}") from None
     finally:
@@ -162,6 +163,7 @@ def check_output(name: str, model: nn.Module, shape: Any) -> None:
     if len(got) != 5 or got[0] != 1 or got[1] < 1 or got[2:] != tuple(inputs.shape[2:]):
         raise SvqbenchError(f"model.name={name!r}: forward on input {tuple(inputs.shape)} returned frames of shape "
                             f"{got}; expected {expected} (B, T, C, H, W)")
+    return True
 
 
 def plugin_record(name: str) -> dict[str, Any] | None:
@@ -234,6 +236,7 @@ def activate_run_plugin(run_dir: Path, meta: dict[str, Any]) -> None:
 
 def _warn_if_changed(path: Path, record: dict[str, Any], what: str, note: str = "") -> None:
     now = file_sha256(path)
-    if now != record["sha256"]:
-        print(f"warning: {what} changed since training (sha256 {record['sha256']} then, {now} now){note}",
-              file=sys.stderr)
+    message = f"warning: {what} changed since training (sha256 {record['sha256']} then, {now} now){note}"
+    if now != record["sha256"] and message not in _warned:
+        _warned.add(message)
+        print(message, file=sys.stderr)
