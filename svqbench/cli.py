@@ -73,7 +73,7 @@ def prep(
     root: Optional[Path] = ROOT,
     src: Optional[Path] = typer.Option(None, "--src", help="folder of already-downloaded source files (arrays: the array file)"),
     force: bool = typer.Option(False, "--force", help="prepare again even if complete"),
-    folder_name: Optional[str] = typer.Option(None, "--name", help="store under this name (videos)"),
+    folder_name: Optional[str] = typer.Option(None, "--name", help="store under this name (videos, arrays)"),
     url: Optional[str] = typer.Option(None, "--url", help="download from this address (mirror) instead"),
     protocol: Optional[str] = typer.Option(None, "--protocol", help="split protocol (kth: openstl|sequences; human: subjects|openstl)"),
     size: Optional[int] = typer.Option(None, "--size", help="videos: frame size in pixels"),
