@@ -17,6 +17,7 @@ from typer.testing import CliRunner
 
 from svqbench.cli import app
 from svqbench.config import load_recipe
+from svqbench.models import plugins
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -172,3 +173,16 @@ def test_models_lists_builtins_and_plugins_with_parameters(tmp_path, monkeypatch
     # TinyNet(hidden=8) at 10 frames of 1 channel: conv 10->8 (3x3) and 8->10 (3x3), with biases
     assert f"{10 * 8 * 9 + 8 + 8 * 10 * 9 + 10:,}" in result.output
     one_line_error(CliRunner().invoke(app, ["models", "--dataset", "nope"]).output, "unknown dataset 'nope'")
+
+
+def test_a_plugin_run_resumes_from_its_copy(tmp_path, digits_root, monkeypatch):
+    (tmp_path / "mymodel.py").write_text(PLUGIN)
+    recipe = tmp_path / "mine.yaml"
+    recipe.write_text(f"dataset: digits\nmodel: {{name: mymodel.py:TinyNet}}\n{TRAIN.replace('max_steps: 2', 'max_steps: 1')}")
+    run = tmp_path / "run"
+    assert invoke("train", recipe, "--root", digits_root, "--run-dir", run, "--device", "cpu", "--quiet").exit_code == 0
+    (tmp_path / "mymodel.py").unlink()
+    monkeypatch.setattr(plugins, "_factories", {})  # as a new process: nothing imported yet
+    resumed = invoke("train", "--resume", run, "--set", "train.max_steps=2", "--root", digits_root, "--device", "cpu")
+    assert resumed.exit_code == 0, resumed.output
+    assert [json.loads(line)["step"] for line in (run / "log.jsonl").read_text().splitlines()] == [1, 2]
