@@ -12,6 +12,7 @@ from typing import Callable, List, Optional
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from svqbench.errors import SvqbenchError
@@ -39,7 +40,7 @@ def command(fn: Callable | None = None, *, name: str | None = None) -> Callable:
             try:
                 return fn(*args, **kwargs)
             except SvqbenchError as e:
-                err.print(f"[bold red]error:[/] {e}", highlight=False, soft_wrap=True)
+                err.print(f"[bold red]error:[/] {escape(str(e))}", highlight=False, soft_wrap=True)  # [x] stays text
                 raise typer.Exit(1) from None
             except KeyboardInterrupt as e:  # training's says where its checkpoint is
                 err.print(str(e) or "interrupted", highlight=False, soft_wrap=True)

@@ -19,11 +19,14 @@ from pathlib import Path
 from typing import Any, Literal, Optional
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from svqbench.errors import SvqbenchError
 
 DEFAULT_RECIPE = "simvp_svq"
+LOGGERS = ("tensorboard", "wandb", "mlflow")
+# settings that only watch training: they change neither the weights nor a leaderboard group
+WATCHING_KEYS = ("train.loggers", "train.log_every")
 
 
 class _Strict(BaseModel):
@@ -49,6 +52,14 @@ class TrainConfig(_Strict):
     val_samples: int = Field(0, ge=0, description="validate on N evenly spaced val windows (0: all)")
     patience: int = Field(0, ge=0, description="stop after N validations without improvement (0: never)")
     select: Literal["best", "last"] = Field("best", description="the checkpoint eval uses")
+    loggers: tuple[Literal[LOGGERS], ...] = Field((), description="tensorboard, wandb, mlflow (besides log.jsonl)")
+    log_every: int = Field(10, ge=1, description="steps between two records of the loggers")
+
+    @field_validator("loggers", mode="before")
+    @classmethod
+    def _comma_list(cls, value: Any) -> Any:
+        """``--set train.loggers=tensorboard,wandb`` arrives as one string."""
+        return tuple(part.strip() for part in value.split(",") if part.strip()) if isinstance(value, str) else value
 
 
 class EvalConfig(_Strict):
