@@ -391,6 +391,25 @@ def compare(
 
 
 @command
+def report(
+    source: str = typer.Argument(..., help="a dataset with a leaderboard, or a study YAML"),
+    out_file: Path = typer.Option(Path("report.html"), "--out", help="the HTML file to write"),
+    index: int = typer.Option(0, "--index", help="the test sample every run predicts"),
+    root: Optional[Path] = ROOT,
+    device: str = DEVICE,
+) -> None:
+    """One self-contained HTML page (styles and images inline): leaderboard, published numbers, per-frame curves,
+    the runs on one test sample, each run's recipe, seed, commit and training time.
+
+    Example: svqbench report digits_small --out report.html   |   svqbench report recipes/studies/digits_small.yaml
+    """
+    from svqbench.device import resolve_device
+    from svqbench.report import write_report
+
+    out.print(str(write_report(source, out_file, resolve_device(device), root, index)), highlight=False)
+
+
+@command
 def sweep(
     study_file: Path = typer.Argument(..., help="a study YAML, e.g. recipes/studies/digits_small.yaml"),
     root: Optional[Path] = ROOT,
