@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import importlib
 import os
-import resource
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -71,10 +71,14 @@ def device_memory_mb(device: torch.device) -> float:
         return peak / 2**20
     try:
         pages = int(Path("/proc/self/statm").read_text().split()[1])
-        return pages * resource.getpagesize() / 2**20
-    except (OSError, IndexError, ValueError):  # no /proc (macOS): the peak so far, in KiB there on Linux, bytes on macOS
+        return pages * os.sysconf("SC_PAGE_SIZE") / 2**20
+    except (OSError, IndexError, ValueError, AttributeError):  # no /proc: the peak so far (bytes on macOS)
+        try:
+            import resource
+        except ImportError:  # Windows
+            return float("nan")
         peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-        return peak / (2**20 if os.uname().sysname == "Darwin" else 2**10)
+        return peak / 2**20 if sys.platform == "darwin" else peak / 2**10
 
 
 class TensorBoard:
