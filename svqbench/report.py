@@ -29,10 +29,10 @@ from svqbench.leaderboard_views import analyse, plot
 
 FLOOR_MODELS = ("blank", "persistence")  # what a learned model has to beat: a black frame, the last frame repeated
 STYLE = """
-body{font-family:system-ui,-apple-system,'Segoe UI',sans-serif;margin:2em auto;max-width:1200px;padding:0 1em;color:#1b1b1b}
+body{font-family:system-ui,-apple-system,'Segoe UI',sans-serif;margin:2em auto;max-width:1400px;padding:0 1em;color:#1b1b1b}
 h1{font-size:1.6em;margin-bottom:.2em} h2{border-bottom:2px solid #ddd;padding-bottom:.2em;margin-top:1.6em}
 h3{font-size:1.05em;margin-bottom:.4em} .meta,.note{color:#555;font-size:.9em}
-table{border-collapse:collapse;margin:.5em 0 1em;font-size:.88em} th,td{border:1px solid #ccc;padding:.25em .55em;text-align:right}
+div.wide{overflow-x:auto} table{border-collapse:collapse;margin:.5em 0 1em;font-size:.82em} th,td{border:1px solid #ccc;padding:.2em .45em;text-align:right}
 th{background:#f1f3f5} td{white-space:nowrap} td:first-child,th:first-child{text-align:left} tr.floor td{background:#fff8e1}
 td.best{font-weight:700;background:#e6f4ea} .badge{font-size:.75em;background:#f0ad4e;color:#fff;border-radius:3px;padding:0 .35em;margin-left:.4em}
 ul.tests{font-size:.85em;color:#333} img{max-width:100%;border:1px solid #ddd} details{margin:.2em 0}
@@ -99,15 +99,15 @@ def leaderboard_html(table: pd.DataFrame) -> str:
             rows.append(f'<tr class="{"floor" if floor else ""}"><td>{name}</td><td>{_e(group["overrides"])}</td>'
                         f'<td>{_e(group["model"])}</td><td>{group["n"]}</td><td>{_e(group["seeds"])}</td>{cells}</tr>')
         tests = "".join(f"<li>{html.escape(t)}</li>" for t in section["tests"])
-        parts.append(f"<h3>{html.escape(section['title'])}</h3><table><thead><tr>{head}</tr></thead>"
-                     f"<tbody>{''.join(rows)}</tbody></table><ul class=\"tests\">{tests}</ul>")
+        parts.append(f"<h3>{html.escape(section['title'])}</h3><div class=\"wide\"><table><thead><tr>{head}</tr>"
+                     f"</thead><tbody>{''.join(rows)}</tbody></table></div><ul class=\"tests\">{tests}</ul>")
     return "".join(parts)
 
 
 def frame_html(frame: pd.DataFrame) -> str:
     head = "".join(f"<th>{html.escape(str(c))}</th>" for c in frame.columns)
     body = "".join("<tr>" + "".join(f"<td>{_e(v)}</td>" for v in row) + "</tr>" for row in frame.itertuples(index=False))
-    return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+    return f'<div class="wide"><table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table></div>'
 
 
 def reachable_runs(table: pd.DataFrame) -> tuple[dict[str, list[Path]], list[str]]:
@@ -182,7 +182,7 @@ def runs_html(table: pd.DataFrame) -> str:
                      f"<td>{_e(str(getattr(row, 'precision', '')))}</td><td>{recipe}</td></tr>")
     head = "".join(f"<th>{h}</th>" for h in ("run", "recipe", "overrides", "seed", "commit", "training s", "steps",
                                               "precision", "resolved recipe"))
-    return f"<table><thead><tr>{head}</tr></thead><tbody>{''.join(lines)}</tbody></table>"
+    return f'<div class="wide"><table><thead><tr>{head}</tr></thead><tbody>{"".join(lines)}</tbody></table></div>'
 
 
 def build_report(source: str, device: torch.device, data_root: Path | None = None, index: int = 0) -> str:
