@@ -12,6 +12,7 @@ from typing import Callable, List, Optional
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from svqbench.errors import SvqbenchError
@@ -39,7 +40,7 @@ def command(fn: Callable | None = None, *, name: str | None = None) -> Callable:
             try:
                 return fn(*args, **kwargs)
             except SvqbenchError as e:
-                err.print(f"[bold red]error:[/] {e}", highlight=False, soft_wrap=True)
+                err.print(f"[bold red]error:[/] {escape(str(e))}", highlight=False, soft_wrap=True)  # [x] stays text
                 raise typer.Exit(1) from None
             except KeyboardInterrupt as e:  # training's says where its checkpoint is
                 err.print(str(e) or "interrupted", highlight=False, soft_wrap=True)
@@ -418,6 +419,25 @@ def compare(
     out.print(f"A: {', '.join(result['a'])}\nB: {', '.join(result['b'])}", highlight=False)
     if json_out:
         write_json(json_out, result)
+
+
+@command
+def report(
+    source: str = typer.Argument(..., help="a dataset with a leaderboard, or a study YAML"),
+    out_file: Path = typer.Option(Path("report.html"), "--out", help="the HTML file to write"),
+    index: int = typer.Option(0, "--index", help="the test sample every run predicts"),
+    root: Optional[Path] = ROOT,
+    device: str = DEVICE,
+) -> None:
+    """One self-contained HTML page (styles and images inline): leaderboard, published numbers, per-frame curves,
+    the runs on one test sample, each run's recipe, seed, commit and training time.
+
+    Example: svqbench report digits_small --out report.html   |   svqbench report recipes/studies/digits_small.yaml
+    """
+    from svqbench.device import resolve_device
+    from svqbench.report import write_report
+
+    out.print(str(write_report(source, out_file, resolve_device(device), root, index)), highlight=False)
 
 
 @command

@@ -19,11 +19,14 @@ from pathlib import Path
 from typing import Any, Literal, Optional
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from svqbench.errors import SvqbenchError
 
 DEFAULT_RECIPE = "simvp_svq"
+LOGGERS = ("tensorboard", "wandb", "mlflow")
+# settings that only watch training: they change neither the weights nor a leaderboard group
+WATCHING_KEYS = ("train.loggers", "train.log_every")
 
 
 class _Strict(BaseModel):
@@ -51,6 +54,14 @@ class TrainConfig(_Strict):
     select: Literal["best", "last"] = Field("best", description="the checkpoint eval uses")
     perturb_ratio: float = Field(0.0, ge=0, le=1, description="share of input values multiplied by U[-2, 2] "
                                  "in training (the released SVQ noise ablation; 0: off)")
+    loggers: tuple[Literal[LOGGERS], ...] = Field((), description="tensorboard, wandb, mlflow (besides log.jsonl)")
+    log_every: int = Field(10, ge=1, description="steps between two records of the loggers")
+
+    @field_validator("loggers", mode="before")
+    @classmethod
+    def _comma_list(cls, value: Any) -> Any:
+        """``--set train.loggers=tensorboard,wandb`` arrives as one string."""
+        return tuple(part.strip() for part in value.split(",") if part.strip()) if isinstance(value, str) else value
 
 
 class EvalConfig(_Strict):

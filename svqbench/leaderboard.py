@@ -20,6 +20,7 @@ from typing import Any, Iterator
 import pandas as pd
 from filelock import FileLock
 
+from svqbench.config import WATCHING_KEYS
 from svqbench.errors import SvqbenchError
 from svqbench.fileio import write_text
 
@@ -99,8 +100,10 @@ def _text(series: pd.Series) -> pd.Series:
 
 
 def group_overrides(overrides: str) -> str:
-    """The overrides that define a group: every ``--set`` except the seed (seeds are what a group averages)."""
-    return " ".join(part for part in str(overrides or "").split() if not part.startswith("train.seed="))
+    """The overrides that define a group: every ``--set`` except the seed (seeds are what a group averages)
+    and the loggers (:data:`~svqbench.config.WATCHING_KEYS`: they do not change the result)."""
+    ignored = ("train.seed=", *(f"{key}=" for key in WATCHING_KEYS))
+    return " ".join(part for part in str(overrides or "").split() if not part.startswith(ignored))
 
 
 def sections(table: pd.DataFrame) -> list[tuple[dict[str, str], pd.DataFrame]]:

@@ -24,7 +24,7 @@ import yaml
 from torch import nn
 
 from svqbench import __version__
-from svqbench.config import Recipe, load_recipe, parse_override, validate_recipe
+from svqbench.config import WATCHING_KEYS, Recipe, load_recipe, parse_override, validate_recipe
 from svqbench.data.base import DatasetInfo
 from svqbench.errors import SvqbenchError
 from svqbench.fileio import atomic_path, write_text
@@ -35,7 +35,7 @@ from svqbench.models.plugins import PLUGIN_DIR, activate_run_plugin, plugin_reco
 RUN_FILES = ("recipe.yaml", "run.json", "log.jsonl", "last.pt", "best.pt", "metrics.json", "per_window.npz",
              "horizon.png")
 # what a resumed run may change: more steps, and settings that do not change the result
-RESUMABLE_KEYS = ("train.epochs", "train.max_steps", "train.num_workers", "train.checkpoint_every")
+RESUMABLE_KEYS = ("train.epochs", "train.max_steps", "train.num_workers", "train.checkpoint_every", *WATCHING_KEYS)
 
 
 def holds_run(run_dir: Path) -> bool:

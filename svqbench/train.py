@@ -34,6 +34,7 @@ from svqbench.data.base import DatasetInfo
 from svqbench.errors import SvqbenchError
 from svqbench.fileio import write_json
 from svqbench.keyed import keyed_step, perturb
+from svqbench.loggers import TrainingLoggers, check_installed, open_loggers
 from svqbench.models import count_parameters, create_model, forecast, training_forecast
 from svqbench.models.plugins import copy_into_run, plugin_record
 from svqbench.progress import Reporter
@@ -67,6 +68,7 @@ class Setup:
     val_held_out: bool
     reporter: Reporter
     loss_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+    loggers: TrainingLoggers = field(default_factory=TrainingLoggers)  # train.loggers, opened once the run is known
 
     @property
     def cfg(self) -> TrainConfig:
@@ -90,6 +92,7 @@ class TrainState:
     stale_validations: int = 0  # validations since the last improvement
     loss_sum: float = 0.0  # training loss since the last log record, summed over samples
     loss_samples: int = 0
+    grad_norm: torch.Tensor | None = None  # not saved: of the latest step the loggers record
     clock: float = field(default_factory=time.perf_counter)  # not saved: wall time since the last save
     record_clock: float = field(default_factory=time.perf_counter)
 
@@ -109,17 +112,19 @@ def train(
     ``last.pt`` and raises :class:`TrainingInterrupted`.
     """
     run_dir = Path(run_dir)
+    check_installed(recipe.train.loggers)
     world, device = join_world(device)
     setup = make_setup(recipe, run_dir, device, world, data_root, reporter or Reporter())
     claim_run_dir(setup, resume, force)
     state = resume_state(setup) if resume else fresh_state(setup)
-    if state.optimizer is None:  # nothing to optimise (persistence): its validation loss, once
-        record(setup, state, validate(setup, state))
-        save(setup, state, "last.pt")
-        return run_dir
-    with InterruptRequest().active() as interrupt:
-        while state.step < setup.total_steps and not stopped_early(setup, state):
-            run_epoch(setup, state, interrupt)
+    with open_loggers(setup, state, resume) as setup.loggers:
+        if state.optimizer is None:  # nothing to optimise (persistence): its validation loss, once
+            record(setup, state, validate(setup, state))
+            save(setup, state, "last.pt")
+            return run_dir
+        with InterruptRequest().active() as interrupt:
+            while state.step < setup.total_steps and not stopped_early(setup, state):
+                run_epoch(setup, state, interrupt)
     return run_dir
 
 
@@ -130,7 +135,9 @@ def run_epoch(setup: Setup, state: TrainState, interrupt: InterruptRequest) -> N
     epochs = math.ceil(setup.total_steps / setup.steps_per_epoch)
     with setup.reporter.epoch(state.epoch + 1, epochs, count) as bar:
         for inputs, targets in epoch_batches(setup, state, count):
-            bar.advance(checked_step(setup, state, inputs, targets), setup.batch_size)
+            loss = checked_step(setup, state, inputs, targets)
+            bar.advance(loss, setup.batch_size)
+            setup.loggers.after_step(setup, state, loss)
             boundary = state.position == setup.steps_per_epoch or state.step == setup.total_steps
             if state.position == setup.steps_per_epoch:
                 state.epoch, state.position = state.epoch + 1, 0
@@ -166,9 +173,10 @@ def train_step(setup: Setup, state: TrainState, inputs: torch.Tensor, targets: t
         raise SvqbenchError(f"training diverged at step {state.step} (loss {global_loss}); lower train.lr={cfg.lr}")
     state.optimizer.zero_grad(set_to_none=True)
     state.scaler.scale(loss).backward()
-    if cfg.clip_grad:
+    if cfg.clip_grad or setup.loggers.wants_grad_norm(state.step + 1):  # the norm (inf: no clipping) for the loggers
         state.scaler.unscale_(state.optimizer)
-        nn.utils.clip_grad_norm_([p for p in state.model.parameters() if p.requires_grad], cfg.clip_grad)
+        state.grad_norm = nn.utils.clip_grad_norm_([p for p in state.model.parameters() if p.requires_grad],
+                                                   cfg.clip_grad or math.inf)
     state.scaler.step(state.optimizer)
     state.scaler.update()
     state.scheduler.step()
@@ -214,6 +222,7 @@ def validate(setup: Setup, state: TrainState) -> float:
         if stopped_early(setup, state):
             setup.reporter.message(f"early stop at step {state.step}: {state.stale_validations} validations "
                                    f"without improvement (train.patience={setup.cfg.patience})")
+    setup.loggers.after_validation(setup, state, val)
     return val
 
 
