@@ -49,6 +49,8 @@ class TrainConfig(_Strict):
     val_samples: int = Field(0, ge=0, description="validate on N evenly spaced val windows (0: all)")
     patience: int = Field(0, ge=0, description="stop after N validations without improvement (0: never)")
     select: Literal["best", "last"] = Field("best", description="the checkpoint eval uses")
+    deterministic: bool = Field(False, description="bitwise reproducible on CUDA (slower); see svqbench/backends.py")
+    compile: bool = Field(False, description="torch.compile the model for training")
 
 
 class EvalConfig(_Strict):
