@@ -193,6 +193,7 @@ def eval_(
     value_range: Optional[str] = typer.Option(None, "--range", help="LO,HI: physical range mapped to [0,1] for ssim/psnr/lpips on weather"),
     plot: bool = typer.Option(False, "--plot", help="also draw RUN/horizon.png (metric per frame)"),
     svq_stats: bool = typer.Option(False, "--svq-stats", help="add SVQ code-weight statistics to metrics.json"),
+    perturb_ratio: Optional[float] = typer.Option(None, "--perturb", help="evaluate on inputs with this share of values multiplied by U[-2,2] (keyed by window: the same for every model)"),
     root: Optional[Path] = ROOT,
     device: str = DEVICE,
 ) -> None:
@@ -208,7 +209,8 @@ def eval_(
     from svqbench.runtime import launched_world
 
     report = evaluate(run_dir, resolve_device(device), _parse_metrics(metrics), split, convention, root,
-                      batch_size, lpips_weights, plot, svq_stats=svq_stats, value_range=_parse_range(value_range))
+                      batch_size, lpips_weights, plot, svq_stats=svq_stats, value_range=_parse_range(value_range),
+                      perturb_ratio=perturb_ratio)
     if not launched_world().is_main:
         return
     table = Table(title=f"{report['run']} ({report['split']}, {report['convention']})")

@@ -49,6 +49,8 @@ class TrainConfig(_Strict):
     val_samples: int = Field(0, ge=0, description="validate on N evenly spaced val windows (0: all)")
     patience: int = Field(0, ge=0, description="stop after N validations without improvement (0: never)")
     select: Literal["best", "last"] = Field("best", description="the checkpoint eval uses")
+    perturb_ratio: float = Field(0.0, ge=0, le=1, description="share of input values multiplied by U[-2, 2] "
+                                 "in training (the released SVQ noise ablation; 0: off)")
     deterministic: bool = Field(False, description="bitwise reproducible on CUDA (slower); see svqbench/backends.py")
     compile: bool = Field(False, description="torch.compile the model for training")
 
@@ -62,6 +64,8 @@ class EvalConfig(_Strict):
         None, description="physical LO, HI mapped to [0, 1] for ssim/psnr/lpips on physical fields (refused without it)"
     )
     precision: Literal["fp32", "bf16"] = "fp32"
+    perturb_ratio: float = Field(0.0, ge=0, le=1, description="evaluate on inputs perturbed as train.perturb_ratio "
+                                 "does, with draws keyed by test window (the same for every model; 0: clean)")
 
 
 class Recipe(_Strict):
@@ -243,3 +247,12 @@ def _model_keys(recipe: Recipe) -> str:
 def with_seed(recipe: Recipe, seed: int) -> Recipe:
     """``recipe`` trained from ``seed``: a seed is a repetition, not an override (rows keep it in their ``seed``)."""
     return recipe.model_copy(update={"train": recipe.train.model_copy(update={"seed": int(seed)})})
+
+
+def with_defaults(saved: dict[str, Any]) -> dict[str, Any]:
+    """A recipe stored by an earlier svqbench, with the keys added since filled with their defaults
+    (so a run does not look changed because the schema grew); a dict that no longer validates is returned as is."""
+    try:
+        return Recipe.model_validate(saved).to_dict()
+    except ValidationError:
+        return saved

@@ -23,11 +23,15 @@ from svqbench.compare import PER_WINDOW
 from svqbench.config import EvalConfig
 from svqbench.errors import SvqbenchError
 from svqbench.fileio import atomic_path, write_json
+from svqbench.keyed import StepKey, perturb
 from svqbench.metrics import MetricAccumulator, plot_horizon
 from svqbench.models import count_parameters, forecast
 from svqbench.models.svq import SVQ, SVQStats, code_weight_chunks
 from svqbench.runs import LoadedRun, training_record
 from svqbench.runtime import autocast, join_world, make_loader
+
+
+EVAL_PERTURB_SEED = 20231206  # the seed of eval.perturb_ratio's draws: fixed, so every run sees the same inputs
 
 
 @torch.no_grad()
@@ -44,6 +48,7 @@ def evaluate(
     update_leaderboard: bool = True,
     svq_stats: bool = False,
     value_range: tuple[float, float] | None = None,
+    perturb_ratio: float | None = None,
 ) -> dict[str, Any]:
     """Evaluate the selected checkpoint (``train.select``) of ``run_dir`` on a split; writes ``run_dir/metrics.json``
     and ``run_dir/per_window.npz`` (one float64 array (N_windows,) per metric, in test-window order).
@@ -52,6 +57,9 @@ def evaluate(
     batches; only running sums live in memory. ``svq_stats`` adds SVQ code-weight diagnostics
     (:class:`SVQStats` over every latent the SVQ layer sees) under ``"svq_stats"``. ``value_range``
     (physical LO, HI) lets SSIM/PSNR/LPIPS run on physical fields, which are refused without one.
+    ``perturb_ratio`` (default ``eval.perturb_ratio``) perturbs the inputs as training's ``perturb_ratio`` does,
+    keyed by test window, so every model sees the same perturbed inputs; such rows name their split
+    ``SPLIT/perturb=RATIO`` and never mix with clean ones.
     """
     world, device = join_world(device)
     run = LoadedRun(run_dir, device)
@@ -60,6 +68,9 @@ def evaluate(
     metrics = tuple(metrics or cfg.metrics)
     split = split or cfg.split
     convention = convention or cfg.convention
+    perturb_ratio = cfg.perturb_ratio if perturb_ratio is None else perturb_ratio
+    if not 0.0 <= perturb_ratio <= 1.0:
+        raise SvqbenchError(f"--perturb {perturb_ratio}: valid: a share of input values between 0 and 1")
     dataset = run.recipe.dataset
     test_set = data.create(dataset, split, data_root)
     if len(test_set) < world.size:
@@ -79,9 +90,12 @@ def evaluate(
         lpips_weights=lpips_weights,
     )
     started = time.perf_counter()
+    first_window = shard.indices.start
     with recording_svq_inputs(run.model, stats, run.recipe.model_name):
         for inputs, targets in loader:
             inputs, targets = inputs.to(device, non_blocking=True), targets.to(device, non_blocking=True)
+            inputs = perturb(inputs, perturb_ratio, StepKey(EVAL_PERTURB_SEED, 0, first_window, len(inputs)))
+            first_window += len(inputs)
             with autocast(device, cfg.precision):  # eval.precision: never the training precision
                 pred = forecast(run.model, inputs, run.info.frames_out).frames
             accumulator.update(pred.float(), targets)
@@ -92,7 +106,8 @@ def evaluate(
         "run": run.dir.name,
         "run_id": run.meta["run_id"],
         "dataset": dataset,
-        "split": split,
+        "split": split if not perturb_ratio else f"{split}/perturb={perturb_ratio:g}",
+        "input_perturb": perturb_ratio,
         "checkpoint": run.checkpoint_file.name,
         "selection": run.selection,
         "epoch": run.epoch,

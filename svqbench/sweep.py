@@ -30,7 +30,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from svqbench import leaderboard
-from svqbench.config import EvalConfig, Recipe, find_recipe, load_recipe, with_seed
+from svqbench.config import EvalConfig, Recipe, find_recipe, load_recipe, with_defaults, with_seed
 from svqbench.errors import SvqbenchError
 from svqbench.evaluate import evaluate
 from svqbench.fileio import write_text
@@ -135,7 +135,7 @@ def _eval_settings(study: Study, recipe: Recipe) -> dict[str, Any]:
 def run_state(recipe: Recipe, run_dir: Path, settings: dict[str, Any]) -> str:
     """'done' (evaluated as planned), 'resume' (a checkpoint to continue) or 'new'."""
     stored = run_dir / "recipe.yaml"
-    same_recipe = stored.is_file() and yaml.safe_load(stored.read_text()) == recipe.to_dict()
+    same_recipe = stored.is_file() and with_defaults(yaml.safe_load(stored.read_text())) == recipe.to_dict()
     metrics = run_dir / "metrics.json"
     if same_recipe and metrics.is_file() and (run_dir / "per_window.npz").is_file():
         report = json.loads(metrics.read_text())

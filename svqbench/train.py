@@ -4,7 +4,9 @@
 Exact resume: a checkpoint holds everything the next step depends on (weights, optimiser, schedule, grad
 scaler, position in the epoch, best value, every RNG state), and the batch order is a function of
 (seed, epoch) (see runtime.py). Under torchrun every rank trains on its slice of the same global batch and
-DistributedDataParallel averages the gradients, so the world size does not change the result.
+DistributedDataParallel averages the gradients, so the world size does not change the result. Every random
+draw inside a step (drop path, dropout, sampling coins, ``train.perturb_ratio``) is keyed by (seed, step,
+index of the sample in the global batch) through :mod:`svqbench.keyed`.
 """
 
 from __future__ import annotations
@@ -27,12 +29,13 @@ from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader, Dataset, Subset
 
 from svqbench import data
-from svqbench.config import Recipe, TrainConfig
 from svqbench.backends import configure_backends
+from svqbench.config import Recipe, TrainConfig, with_defaults
 from svqbench.data.base import DatasetInfo
 from svqbench.errors import SvqbenchError
 from svqbench.fileio import write_json
 from svqbench.global_batchnorm import globalise_batchnorm
+from svqbench.keyed import keyed_step, perturb
 from svqbench.models import count_parameters, create_model, forecast, training_forecast
 from svqbench.progress import Reporter
 from svqbench.runs import (RESUMABLE_KEYS, holds_run, load_checkpoint, remove_run, run_meta, save_checkpoint,
@@ -159,7 +162,9 @@ def train_step(setup: Setup, state: TrainState, inputs: torch.Tensor, targets: t
     """One optimiser step on this rank's slice (B/world, T, C, H, W) of a global batch; returns its mean loss."""
     cfg, device = setup.cfg, setup.device
     inputs, targets = inputs.to(device, non_blocking=True), targets.to(device, non_blocking=True)
-    with autocast(device, cfg.precision):
+    first_sample = setup.world.rank * (setup.batch_size // setup.world.size)
+    with keyed_step(cfg.seed, state.step, first_sample, len(inputs)) as key, autocast(device, cfg.precision):
+        inputs = perturb(inputs, cfg.perturb_ratio, key)
         out = training_forecast(state.module, inputs, targets, state.step)
         loss = setup.loss_fn(out.frames.float(), targets) + out.aux_loss
     global_loss = setup.world.sum(loss.detach().clone()).item() / setup.world.size  # equal slices: the batch mean
@@ -419,11 +424,10 @@ def saved_rng_state(checkpoint: dict[str, Any], world: World) -> dict[str, Any]:
 
 def check_same_run(saved: dict[str, Any], recipe: Recipe, run_dir: Path) -> None:
     """A resumed run may change only :data:`RESUMABLE_KEYS`; anything else would change the result."""
-    new = recipe.to_dict()
+    new, saved = recipe.to_dict(), with_defaults(saved)
     for section in ("dataset", "model", "train"):
         old_value, new_value = saved.get(section), new.get(section)
-        if section == "train":  # keys added since the run was saved take their defaults
-            old_value = {**TrainConfig().model_dump(mode="json"), **old_value}
+        if section == "train":
             old_value = {k: v for k, v in old_value.items() if f"train.{k}" not in RESUMABLE_KEYS}
             new_value = {k: v for k, v in new_value.items() if f"train.{k}" not in RESUMABLE_KEYS}
         if isinstance(old_value, dict):

@@ -9,8 +9,9 @@ for most models). :func:`forecast` rolls any model out to any horizon.
 A model whose training pass must see the targets (scheduled sampling) sets the class attribute
 ``trains_with_targets = True`` and accepts ``model(inputs, targets=targets, step=step)``;
 :func:`training_forecast` calls it so (through a DistributedDataParallel wrapper too). That pass
-must be a pure function of its arguments and the weights (randomness from a generator seeded by
-``step``), so that resuming a run at any step replays it exactly.
+must be a pure function of its arguments and the weights, so that resuming a run at any step replays it
+exactly: random layers draw through :mod:`svqbench.keyed`, which the training step keys by (seed, step,
+index of the sample in the global batch), so the draws do not depend on the world size either.
 
 >>> model = create_model("simvp_svq", ClipShape(10, 20, 1, 64, 64), hid_S=16, codebook_size=512)
 >>> prediction = forecast(model, inputs, frames_out=20).frames   # (B, 20, C, H, W)

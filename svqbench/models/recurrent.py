@@ -17,9 +17,11 @@ What the cell is fed after the first frame is a training choice:
   their true-frame probability rises from 0.5 to 1 (exponentially, time constant ``r_exp_alpha``)
   between ``r_sampling_step_1`` and ``r_sampling_step_2`` while that of output steps falls from 0.5 to 0.
 
-The random choices are one coin per (sample, step), drawn from a generator seeded by (``sampling_seed``,
-training step): a training pass is a pure function of its arguments and the weights, and the
-schedule is a function of the step, so a resumed run replays exactly.
+The random choices are one coin per (sample, step). In a training step they are keyed by (training seed,
+step, the sample's index in the global batch, ``sampling_seed``) (svqbench.keyed), so they do not depend
+on the world size; called outside one, by (``sampling_seed``, step, index in this batch). Either way a
+training pass is a pure function of its arguments and the weights, and the schedule is a function of
+the step, so a resumed run replays exactly.
 
 Differences from OpenSTL, on purpose: OpenSTL's loss also covers the frames predicted during the input
 steps; svqbench's training loss covers the T_out outputs (the predictions of input steps still learn
@@ -43,6 +45,7 @@ import torch.nn.functional as F
 from einops import rearrange
 from torch import Tensor, nn
 
+from svqbench import keyed
 from svqbench.errors import SvqbenchError
 from svqbench.models import MODELS, Forecast
 from svqbench.models.shape import ClipShape
@@ -100,9 +103,8 @@ class SamplingSchedule:
     def teacher_mask(self, step: int, batch: int, frames_in: int, frames_out: int) -> Tensor:
         """(B, T_in + T_out - 2) of 0/1: 1 where step t = 1 .. T-2 is fed the true frame t."""
         p_in, p_out = self.true_frame_probabilities(step)
-        seed = int(np.random.SeedSequence([self.sampling_seed, step]).generate_state(1)[0])
-        generator = torch.Generator().manual_seed(seed)
-        coins = torch.rand(batch, frames_in + frames_out - 2, generator=generator)
+        key = keyed.active() or keyed.StepKey(self.sampling_seed, step, first_sample=0, samples=batch)
+        coins = keyed.uniform(f"sampling:{self.sampling_seed}", batch, (frames_in + frames_out - 2,), "cpu", key)
         probability = torch.tensor([p_in] * (frames_in - 1) + [p_out] * (frames_out - 1))
         return (coins < probability).float()
 

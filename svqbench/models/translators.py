@@ -18,13 +18,17 @@ from typing import Callable
 import torch
 from torch import Tensor, nn
 
+from svqbench import keyed
 from svqbench.errors import SvqbenchError
 from svqbench.registry import Registry
 
 TRANSLATORS: Registry[Callable[..., nn.Module]] = Registry("translator")
 
 class DropPath(nn.Module):
-    """Stochastic depth: zero a whole sample's residual branch with probability p, rescale the rest."""
+    """Stochastic depth: zero a whole sample's residual branch with probability p, rescale the rest.
+
+    Its coins are keyed per sample in training steps (see svqbench.keyed), so they do not depend on the world size.
+    """
 
     def __init__(self, p: float):
         super().__init__()
@@ -34,8 +38,23 @@ class DropPath(nn.Module):
         if not self.training or self.p == 0.0:
             return x
         keep = 1.0 - self.p
-        mask = x.new_empty((x.shape[0],) + (1,) * (x.dim() - 1)).bernoulli_(keep)
-        return x * mask / keep
+        coins = keyed.uniform("drop_path", x.shape[0], (1,) * (x.dim() - 1), x.device)
+        return x * (coins < keep).to(x.dtype) / keep
+
+
+class KeyedDropout(nn.Module):
+    """Dropout whose masks are keyed per sample in training steps (see svqbench.keyed): x (B*, ...) -> same."""
+
+    def __init__(self, p: float):
+        super().__init__()
+        self.p = p
+
+    def forward(self, x: Tensor) -> Tensor:
+        if not self.training or self.p == 0.0:
+            return x
+        keep = 1.0 - self.p
+        coins = keyed.uniform("dropout", x.shape[0], tuple(x.shape[1:]), x.device)
+        return x * (coins < keep).to(x.dtype) / keep
 
 
 def drop_path_or_identity(p: float) -> nn.Module:
@@ -241,7 +260,7 @@ class MixMlp(nn.Module):
         self.dwconv = nn.Conv2d(hidden, hidden, 3, padding=1, groups=hidden)
         self.act = nn.GELU()
         self.fc2 = nn.Conv2d(hidden, channels, 1)
-        self.drop = nn.Dropout(drop)
+        self.drop = KeyedDropout(drop)
 
     def forward(self, x: Tensor) -> Tensor:
         x = self.drop(self.act(self.dwconv(self.fc1(x))))
@@ -411,7 +430,7 @@ class WindowAttention(nn.Module):
         self.heads = heads
         self.qkv = nn.Linear(channels, 3 * channels)
         self.proj = nn.Linear(channels, channels)
-        self.proj_drop = nn.Dropout(drop)
+        self.proj_drop = KeyedDropout(drop)
         self.relative_position_bias_table = nn.Parameter(torch.zeros((2 * window - 1) ** 2, heads))
         nn.init.trunc_normal_(self.relative_position_bias_table, std=0.02)
         axis = torch.arange(window)
@@ -446,7 +465,7 @@ class SwinBlock(nn.Module):
         self.norm2 = nn.LayerNorm(channels)
         hidden = int(channels * mlp_ratio)
         self.mlp = nn.Sequential(
-            nn.Linear(channels, hidden), nn.GELU(), nn.Dropout(drop), nn.Linear(hidden, channels), nn.Dropout(drop)
+            nn.Linear(channels, hidden), nn.GELU(), KeyedDropout(drop), nn.Linear(hidden, channels), KeyedDropout(drop)
         )
         self.apply(init_linear_trunc_normal)
 
@@ -534,7 +553,7 @@ class ChannelAggregationFFN(nn.Module):
         self.decompose = nn.Conv2d(hidden, 1, 1)
         self.sigma = nn.Parameter(torch.full((1, hidden, 1, 1), 1e-5))
         self.fc2 = nn.Conv2d(hidden, channels, 1)
-        self.drop = nn.Dropout(drop)
+        self.drop = KeyedDropout(drop)
 
     def forward(self, x: Tensor) -> Tensor:
         x = self.drop(self.act(self.dwconv(self.fc1(x))))
