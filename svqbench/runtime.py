@@ -125,6 +125,7 @@ class World:
     rank: int = 0
     size: int = 1
     local_rank: int = 0
+    launched: bool = False  # started by torchrun (even as 1 process): joins a process group, trains under DDP
 
     @property
     def is_main(self) -> bool:
@@ -170,20 +171,23 @@ class World:
 def launched_world() -> World:
     """The world described by torchrun's environment variables."""
     return World(int(os.environ.get("RANK", 0)), int(os.environ.get("WORLD_SIZE", 1)),
-                 int(os.environ.get("LOCAL_RANK", 0)))
+                 int(os.environ.get("LOCAL_RANK", 0)), launched="RANK" in os.environ)
 
 
 def join_world(device: torch.device) -> tuple[World, torch.device]:
     """Join torchrun's process group, once per process: gloo on CPU, nccl on CUDA with device cuda:LOCAL_RANK.
 
-    A single process (no torchrun) joins nothing. The group is left at exit.
+    A process not started by torchrun joins nothing. The group is left at exit.
     """
     world = launched_world()
-    if world.size == 1:
+    if not world.launched:
         return world, device
     if device.type == "cuda":
         if world.local_rank >= torch.cuda.device_count():
-            raise SvqbenchError(f"local rank {world.local_rank} has no GPU: only {torch.cuda.device_count()} visible")
+            visible = torch.cuda.device_count()
+            raise SvqbenchError(f"local rank {world.local_rank} has no GPU: only {visible} visible; start torchrun with "
+                                f"--nproc_per_node {visible} (a run resumes at any world size that divides "
+                                "train.batch_size)")
         device = torch.device("cuda", world.local_rank)
         torch.cuda.set_device(device)
     if not dist.is_initialized():

@@ -360,7 +360,7 @@ def build_state(setup: Setup, model: nn.Module, meta: dict[str, Any]) -> TrainSt
     optimizer = torch.optim.Adam(trainable, lr=cfg.lr, weight_decay=cfg.weight_decay) if trainable else None
     scheduler = make_scheduler(cfg, optimizer, setup.total_steps, setup.steps_per_epoch) if optimizer else None
     module = model
-    if setup.world.size > 1 and trainable:
+    if setup.world.launched and trainable:
         globalise_batchnorm(model)  # statistics over the global batch: the world size does not change the model
         module = DistributedDataParallel(model, device_ids=[setup.device.index] if setup.device.type == "cuda" else None)
     if cfg.compile and trainable:
