@@ -202,7 +202,7 @@ def test_shards_split_the_runs_and_a_dead_sweeps_lock_is_taken_over(tmp_path, mo
 
     run_dir = everything[0]
     holder = subprocess.Popen([sys.executable, "-c", "import sys, time\nfrom svqbench.sweep import run_lock\n"
-                               "run_lock(__import__('pathlib').Path(sys.argv[1])).acquire()\nprint('held', flush=True)\n"
+                               "lock = run_lock(__import__('pathlib').Path(sys.argv[1]))\nlock.acquire()\nprint('held', flush=True)\n"
                                "time.sleep(600)", str(run_dir)],
                               env={**os.environ, "PYTHONPATH": str(REPO)}, stdout=subprocess.PIPE, text=True)
     assert holder.stdout.readline().strip() == "held"
