@@ -3,8 +3,8 @@
 Plain BatchNorm under DistributedDataParallel normalises each rank's slice with that slice's statistics, so
 the model depends on the world size. ``torch.nn.SyncBatchNorm`` fixes that on GPUs only (torch 2.13 raises
 "SyncBatchNorm expected input tensor to be on GPU" for CPU tensors), so svqbench uses this equivalent on every
-device: per-channel sums are all-reduced with a differentiable all-reduce (its backward all-reduces the
-gradients), the mean first, then the squared deviations from it (no E[x^2] - E[x]^2 cancellation).
+device: per-channel sums are all-reduced with a differentiable all-reduce (:class:`SumOverRanks`: its
+backward all-reduces the gradients), the mean first, then the squared deviations from it (no E[x^2] - E[x]^2 cancellation).
 Every rank computes the same statistics, hence the same running statistics. The state-dict keys are those
 of ``nn.BatchNorm2d``, so checkpoints load into the plain model.
 """
@@ -14,7 +14,27 @@ from __future__ import annotations
 import torch
 import torch.distributed as dist
 from torch import Tensor, nn
-from torch.distributed.nn.functional import all_reduce
+
+
+class SumOverRanks(torch.autograd.Function):
+    """Sum of a tensor over all ranks; the gradient of every rank's share is the sum of the ranks' gradients.
+    (torch.distributed.nn.functional.all_reduce does the same and is deprecated in torch 2.13.)"""
+
+    @staticmethod
+    def forward(ctx, tensor: Tensor) -> Tensor:
+        total = tensor.clone()
+        dist.all_reduce(total)
+        return total
+
+    @staticmethod
+    def backward(ctx, grad: Tensor) -> Tensor:
+        total = grad.clone()
+        dist.all_reduce(total)
+        return total
+
+
+def all_reduce(tensor: Tensor) -> Tensor:
+    return SumOverRanks.apply(tensor)
 
 
 class GlobalBatchNorm2d(nn.BatchNorm2d):
