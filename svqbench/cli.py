@@ -69,25 +69,29 @@ def _split_options(pairs: list[str]) -> dict[str, str]:
 
 @command
 def prep(
-    name: str = typer.Argument(..., help="dataset: digits, digits_small, kth, kth40, mmnist, human, kitticaltech, taxibj, weather_*, videos"),
+    name: str = typer.Argument(..., help="dataset: digits, digits_small, kth, kth40, mmnist, human, kitticaltech, taxibj, weather_*, videos, arrays"),
     root: Optional[Path] = ROOT,
-    src: Optional[Path] = typer.Option(None, "--src", help="folder of already-downloaded source files"),
+    src: Optional[Path] = typer.Option(None, "--src", help="folder of already-downloaded source files (arrays: the array file)"),
     force: bool = typer.Option(False, "--force", help="prepare again even if complete"),
-    folder_name: Optional[str] = typer.Option(None, "--name", help="store under this name (videos)"),
+    folder_name: Optional[str] = typer.Option(None, "--name", help="store under this name (videos, arrays)"),
     url: Optional[str] = typer.Option(None, "--url", help="download from this address (mirror) instead"),
     protocol: Optional[str] = typer.Option(None, "--protocol", help="split protocol (kth: openstl|sequences; human: subjects|openstl)"),
     size: Optional[int] = typer.Option(None, "--size", help="videos: frame size in pixels"),
-    frames: Optional[str] = typer.Option(None, "--frames", help="videos: input:target frames, e.g. 10:10"),
+    frames: Optional[str] = typer.Option(None, "--frames", help="videos, arrays: input:target frames, e.g. 10:10"),
+    var: List[str] = typer.Option([], "--var", help="arrays: an array or variable of the file (repeat: channels)"),
+    split: Optional[str] = typer.Option(None, "--split", help="arrays: 0.8,0.1,0.1 or train=A:B,val=C:D,test=E:F"),
     opt: List[str] = typer.Option([], "--opt", help="any other dataset option key=value, e.g. --opt train=512"),
 ) -> None:
     """Download (or take from --src) and prepare a dataset; prints its folder.
 
     Example: svqbench prep kth --src ~/archives/kth   |   svqbench prep videos --src clips/ --name mine --size 64 --frames 10:10
+    |   svqbench prep arrays --src radar.npy --name radar --frames 10:10
     """
     from svqbench import data
 
     options = _split_options(opt)
-    named = {"url": url, "protocol": protocol, "size": size, "frames": frames}
+    named = {"url": url, "protocol": protocol, "size": size, "frames": frames, "var": ",".join(var) or None,
+             "split": split}
     options.update({key: value for key, value in named.items() if value is not None})
     folder = data.prepare(name, root=root, src=src, force=force, folder_name=folder_name, **options)
     out.print(str(folder))
@@ -103,6 +107,31 @@ def recipes() -> None:
 
     for name in list_recipes():
         out.print(name, highlight=False)
+
+
+@command
+def models(
+    dataset: str = typer.Option("digits", "--dataset", help="count parameters at this dataset's clip shape"),
+    model: List[str] = typer.Option([], "--model", help="also a plugin: package.module:Factory or path/file.py:Factory"),
+    root: Optional[Path] = ROOT,
+) -> None:
+    """List every model (built-in, installed through the `svqbench.models` entry points, and --model plugins)
+    with its parameter count (default arguments) at a dataset's clip shape.
+
+    Example: svqbench models --dataset kth --model mymodel.py:MyNet
+    """
+    from svqbench.data import clip_shape
+    from svqbench.models import model_catalog
+    from svqbench.models.plugins import absolute_name
+
+    shape = clip_shape(dataset, root)
+    table = Table("model", "kind", "parameters", "note",
+                  title=f"models at {dataset}: {shape.frames_in}->{shape.frames_out} frames of "
+                        f"{shape.channels}x{shape.height}x{shape.width}")
+    for row in model_catalog(shape, [absolute_name(name, Path.cwd()) for name in model]):
+        count = "-" if row["parameters"] is None else f"{row['parameters']:,}"
+        table.add_row(row["name"], row["kind"], count, row["note"])
+    out.print(table)
 
 
 @command

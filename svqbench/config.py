@@ -134,7 +134,8 @@ def parse_override(text: str) -> tuple[list[str], Any]:
 
 
 def _apply_override(raw: dict[str, Any], keys: list[str], value: Any) -> None:
-    from svqbench.models import model_arguments
+    from svqbench.models import accepts_any_argument, model_arguments
+    from svqbench.models.plugins import absolute_name
 
     dotted = ".".join(keys)
     section = keys[0]
@@ -148,9 +149,11 @@ def _apply_override(raw: dict[str, Any], keys: list[str], value: Any) -> None:
         model = raw.setdefault("model", {})
         if len(keys) != 2:
             raise SvqbenchError(f"--set {dotted}: expected model.<argument>")
-        if keys[1] != "name":
+        if keys[1] == "name":
+            value = absolute_name(value, Path.cwd())  # a plugin file given on the command line: from here
+        else:
             valid = model_arguments(model.get("name", ""))
-            if keys[1] not in valid:
+            if keys[1] not in valid and not accepts_any_argument(model.get("name", "")):
                 raise SvqbenchError(
                     f"--set {dotted}: model {model.get('name')!r} has no argument {keys[1]!r}; "
                     f"valid: {', '.join(valid)}"
@@ -182,6 +185,10 @@ def load_recipe(name_or_path: str, overrides: list[str] = ()) -> Recipe:
     if not isinstance(raw, dict):
         raise SvqbenchError(f"{path}: expected a mapping of keys (dataset, model, train, eval)")
     raw.setdefault("name", f"{path.parent.name}/{path.stem}")
+    if isinstance(raw.get("model"), dict) and "name" in raw["model"]:
+        from svqbench.models.plugins import absolute_name
+
+        raw["model"]["name"] = absolute_name(raw["model"]["name"], path.parent)  # a plugin file: from the recipe
     for text in overrides:
         _apply_override(raw, *parse_override(text))
     if overrides:
@@ -199,7 +206,10 @@ def validate_recipe(raw: dict[str, Any], source: str = "recipe") -> Recipe:
         raise SvqbenchError(_format_validation_error(source, e)) from None
     if "name" not in recipe.model:
         raise SvqbenchError(f"{source}: missing key 'model.name'")
-    check_model_args(recipe.model_name, recipe.model_args, source)
+    try:
+        check_model_args(recipe.model_name, recipe.model_args, source)
+    except SvqbenchError as e:
+        raise SvqbenchError(str(e) if str(e).startswith(source) else f"{source}: {e}") from None
     check_model_builds(recipe, source)
     for metric in recipe.eval.metrics:
         if metric not in METRIC_NAMES:

@@ -26,7 +26,7 @@ from svqbench.errors import SvqbenchError
 from svqbench.fileio import atomic_path, write_json
 from svqbench.keyed import StepKey, perturb
 from svqbench.metrics import MetricAccumulator, plot_horizon
-from svqbench.models import count_parameters, forecast
+from svqbench.models import count_parameters, forecast, plugins
 from svqbench.models.svq import SVQ, SVQStats, code_weight_chunks
 from svqbench.runs import LoadedRun, training_record
 from svqbench.runtime import autocast, join_world, make_loader
@@ -86,7 +86,7 @@ def evaluate(
         device=device,
         denormalise=data.denormaliser(dataset, data_root),
         physical=run.info.physical,
-        value_range=value_range or cfg.value_range,
+        value_range=value_range or cfg.value_range or data.value_range(dataset, data_root),
         variables=data.variables(dataset, data_root),
         latitudes=data.latitudes(dataset, data_root),
         lpips_weights=lpips_weights,
@@ -113,7 +113,7 @@ def evaluate(
         "checkpoint": run.checkpoint_file.name,
         "selection": run.selection,
         "epoch": run.epoch,
-        "model": run.recipe.model_name,
+        "model": plugins.label(run.meta.get("model_plugin"), run.recipe.model_name),
         "recipe": run.recipe.name,
         "parameters": count_parameters(run.model),
         "seconds": round(time.perf_counter() - started, 3),
@@ -162,7 +162,7 @@ def leaderboard_row(run: LoadedRun, report: dict[str, Any], manifest: dict[str, 
         "run": run.dir.name,
         "recipe": recipe.name,
         "overrides": " ".join(meta.get("overrides", recipe.overrides)),
-        "model": recipe.model_name,
+        "model": report["model"],
         "params": report["parameters"],
         "seed": meta.get("seed", recipe.train.seed),
         "protocol": protocol_name(manifest),
@@ -184,8 +184,18 @@ def leaderboard_row(run: LoadedRun, report: dict[str, Any], manifest: dict[str, 
         "trained_at": meta.get("created"),
         "evaluated_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "path": _display_path(run.dir),
+        **plugin_columns(meta.get("model_plugin")),
         **report["overall"],
     }
+
+
+def plugin_columns(record: dict[str, Any] | None) -> dict[str, Any]:
+    """A plugin model's import path (with its package for an entry point) and source sha256; none for built-ins."""
+    if not record:
+        return {}
+    where = f"{record['name']} = {record['import']} ({record['distribution']})" if record["kind"] == "entry_point" \
+        else record["import"]
+    return {"plugin": where, "plugin_sha256": record.get("sha256") or ""}
 
 
 @contextmanager

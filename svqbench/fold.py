@@ -27,6 +27,7 @@ from svqbench.errors import SvqbenchError
 from svqbench.fileio import atomic_dir, write_json
 from svqbench.models import MODELS, count_parameters, create_model
 from svqbench.models.bottleneck import fold_svq
+from svqbench.models.plugins import activate_run_plugin
 from svqbench.models.simvp import CODEBOOK_ONLY_OPTIONS
 from svqbench.runs import load_checkpoint, new_run_id, save_checkpoint, save_recipe
 
@@ -126,6 +127,7 @@ def fold_run(run_dir: Path, out_dir: Path, device: torch.device | str = "cpu", f
     difference = 0.0
     for path in checkpoints:
         state = load_checkpoint(path, device)
+        activate_run_plugin(run_dir, state.get("meta") or {})  # a plugin run: its copy, for the refusal below
         recipe = validate_recipe(state["recipe"], str(path))
         folded_recipe = fold_recipe(recipe, str(run_dir))
         info = DatasetInfo.from_dict(state["info"])

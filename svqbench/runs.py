@@ -2,8 +2,9 @@
 
 ``RUN/recipe.yaml`` (resolved recipe), ``RUN/run.json`` (identity and progress, see :func:`run_meta`),
 ``RUN/log.jsonl`` (one JSON object per line), ``RUN/best.pt`` (lowest validation loss),
-``RUN/last.pt`` (the latest checkpoint), ``RUN/metrics.json`` (from eval). A checkpoint carries its own
-recipe, dataset facts and ``meta`` (the content of run.json).
+``RUN/last.pt`` (the latest checkpoint), ``RUN/metrics.json`` (from eval), ``RUN/plugins/`` (a copy of
+a model plugin file). A checkpoint carries its own recipe, dataset facts and ``meta`` (the content of
+run.json, with ``model_plugin``: what :func:`svqbench.models.plugins.plugin_record` records).
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from __future__ import annotations
 import datetime
 import hashlib
 import json
+import shutil
 import subprocess
 import time
 import uuid
@@ -27,6 +29,7 @@ from svqbench.data.base import DatasetInfo
 from svqbench.errors import SvqbenchError
 from svqbench.fileio import atomic_path, write_text
 from svqbench.models import create_model
+from svqbench.models.plugins import PLUGIN_DIR, activate_run_plugin, plugin_record
 
 
 RUN_FILES = ("recipe.yaml", "run.json", "log.jsonl", "last.pt", "best.pt", "metrics.json", "per_window.npz",
@@ -43,6 +46,7 @@ def remove_run(run_dir: Path) -> None:
     """Delete the files of a run (``--force``); anything else in the folder stays."""
     for name in RUN_FILES:
         (Path(run_dir) / name).unlink(missing_ok=True)
+    shutil.rmtree(Path(run_dir) / PLUGIN_DIR, ignore_errors=True)
 
 
 def resumed_recipe(run_dir: Path, overrides: list[str] = ()) -> Recipe:
@@ -56,7 +60,16 @@ def resumed_recipe(run_dir: Path, overrides: list[str] = ()) -> Recipe:
             raise SvqbenchError(
                 f"--set {key}: a resumed run may only change {', '.join(RESUMABLE_KEYS)}; start a new run to change {key}"
             )
+    activate_run_plugin(run_dir, read_run_json(run_dir))
     return load_recipe(str(path), list(overrides))
+
+
+def read_run_json(run_dir: Path) -> dict[str, Any]:
+    """``RUN/run.json``, or {} when absent or unreadable."""
+    try:
+        return json.loads((Path(run_dir) / "run.json").read_text())
+    except (OSError, ValueError):
+        return {}
 
 
 def git_commit() -> str | None:
@@ -87,6 +100,7 @@ def run_meta(recipe: Recipe, world_size: int, val_held_out: bool) -> dict[str, A
         "step": 0,
         "epoch": 0,
         "train_seconds": 0.0,
+        "model_plugin": plugin_record(recipe.model_name),
     }
 
 
@@ -148,6 +162,7 @@ class LoadedRun:
         self.dir = Path(run_dir)
         self.checkpoint_file = checkpoint_path(self.dir, which or run_selection(self.dir))
         state = load_checkpoint(self.checkpoint_file, device)
+        activate_run_plugin(self.dir, state.get("meta") or read_run_json(self.dir))
         self.recipe: Recipe = validate_recipe(state["recipe"], str(self.checkpoint_file))
         self.info = DatasetInfo.from_dict(state["info"])
         self.epoch: int = state.get("epoch", 0)

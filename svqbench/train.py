@@ -37,6 +37,7 @@ from svqbench.fileio import write_json
 from svqbench.global_batchnorm import globalise_batchnorm
 from svqbench.keyed import keyed_step, perturb
 from svqbench.models import count_parameters, create_model, forecast, training_forecast
+from svqbench.models.plugins import copy_into_run, plugin_record
 from svqbench.progress import Reporter
 from svqbench.runs import (RESUMABLE_KEYS, holds_run, load_checkpoint, remove_run, run_meta, save_checkpoint,
                            save_recipe)
@@ -352,6 +353,7 @@ def claim_run_dir(setup: Setup, resume: bool, force: bool) -> None:
             remove_run(run_dir)
         run_dir.mkdir(parents=True, exist_ok=True)
         save_recipe(run_dir, setup.recipe)
+        copy_into_run(run_dir, plugin_record(setup.recipe.model_name))
 
 
 def build_state(setup: Setup, model: nn.Module, meta: dict[str, Any]) -> TrainState:

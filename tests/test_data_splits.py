@@ -110,6 +110,13 @@ def prep_videos(src: Path, root: Path, **options) -> None:
     data.prepare("videos", root=root, src=src, size=16, frames="3:3", workers=1, val="0.25", test="0.25", **options)
 
 
+def prep_arrays(src: Path, root: Path, **options) -> None:
+    import numpy as np
+
+    np.save(src / "field.npy", np.random.default_rng(0).normal(280, 5, (60, 2, 8, 8)).astype(np.float32))
+    data.prepare("arrays", root=root, src=src / "field.npy", frames="3:3", split="0.6,0.2,0.2", **options)
+
+
 PREPARE = {
     "digits": prep_digits("digits"),
     "digits_small": prep_digits("digits_small"),
@@ -121,6 +128,7 @@ PREPARE = {
     "taxibj": prep_taxibj,
     **{name: prep_weather(name) for name in WEATHER},
     "videos": prep_videos,
+    "arrays": prep_arrays,
 }
 HOLDOUT_OPTION = ("kth", "kth40", "human", "taxibj")  # datasets whose `holdout=false` puts val in train
 

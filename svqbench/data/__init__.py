@@ -26,7 +26,8 @@ from svqbench.errors import SvqbenchError
 from svqbench.fileio import atomic_dir, restore_replaced_dir, write_json
 from svqbench.registry import Registry
 
-DATASETS: Registry[type[DatasetSpec]] = Registry("dataset")
+# built-in datasets register themselves below; installed packages join through entry points of this group
+DATASETS: Registry[type[DatasetSpec]] = Registry("dataset", group="svqbench.datasets", base=DatasetSpec)
 
 
 def default_root() -> Path:
@@ -89,7 +90,9 @@ def prepare(
     folder = root / (folder_name or name)
     options = _spec_options(spec, options)
     src_path = Path(src) if src is not None else None
-    if src_path is not None and not src_path.is_dir():
+    if src_path is not None and not src_path.exists() and spec.src_is_file:
+        raise SvqbenchError(f"--src {src_path}: no such file")
+    if src_path is not None and not src_path.is_dir() and not spec.src_is_file:
         raise SvqbenchError(f"--src {src_path}: not a folder")
     with _prep_lock(folder):
         restore_replaced_dir(folder)
@@ -218,9 +221,26 @@ def variables(name: str, root: str | os.PathLike | None = None) -> tuple[str, ..
     return DATASETS.get(spec).info.variables if spec in DATASETS else ()
 
 
+def value_range(name: str, root: str | os.PathLike | None = None) -> tuple[float, float] | None:
+    """The physical (LO, HI) a prep recorded for image metrics on physical fields (``prep arrays``: the training
+    minimum and maximum); None when it recorded none."""
+    recorded = load_manifest(name, root).get("value_range")
+    return tuple(recorded) if recorded else None
+
+
 def latitudes(name: str, root: str | os.PathLike | None = None) -> list[float] | None:
     """Latitude (degrees) of each grid row, for latitude-weighted metrics; None for non-geographic data."""
     return load_manifest(name, root).get("latitudes")
+
+
+def clip_shape(name: str, root: str | os.PathLike | None = None) -> DatasetInfo:
+    """The clip shape of a dataset, or a one-line error when prep options decide it and it is not prepared."""
+    shape = known_shape(name, root)
+    if shape is None:
+        DATASETS.get(name)  # raises: unknown dataset, with the valid names
+        raise SvqbenchError(f"dataset {name!r}: its clip shape is set when it is prepared; "
+                            f"run `svqbench prep {name} ...` first (or pass --root)")
+    return shape
 
 
 def create(name: str, split: str, root: str | os.PathLike | None = None) -> Dataset:
@@ -234,4 +254,4 @@ def create(name: str, split: str, root: str | os.PathLike | None = None) -> Data
     return spec.open(root / name, split, manifest)
 
 
-from svqbench.data import digits, human, kitticaltech, kth, mmnist, taxibj, videos, weather  # noqa: E402,F401  (registers the built-in datasets)
+from svqbench.data import arrays, digits, human, kitticaltech, kth, mmnist, taxibj, videos, weather  # noqa: E402,F401  (registers the built-in datasets)

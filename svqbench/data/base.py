@@ -82,6 +82,8 @@ class DatasetSpec:
     format_version: ClassVar[int] = FORMAT_VERSION
     # False when prep options decide the clip shape (frames, size): ``info`` is then only a default.
     fixed_shape: ClassVar[bool] = True
+    # True when ``--src`` names a file (or a store) rather than a folder of source files
+    src_is_file: ClassVar[bool] = False
 
     def prepare(self, target: Path, src: Path | None, **options: Any) -> dict[str, Any]:
         raise NotImplementedError

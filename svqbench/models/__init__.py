@@ -13,6 +13,10 @@ must be a pure function of its arguments and the weights, so that resuming a run
 exactly: random layers draw through :mod:`svqbench.keyed`, which the training step keys by (seed, step,
 index of the sample in the global batch), so the draws do not depend on the world size either.
 
+A model of one's own joins without registering anything: ``model.name`` may be ``package.module:Factory``,
+``path/to/file.py:Factory`` or an entry point of group ``svqbench.models`` (see :mod:`svqbench.models.plugins`);
+its ``forward`` may return the frames alone, a tensor.
+
 >>> model = create_model("simvp_svq", ClipShape(10, 20, 1, 64, 64), hid_S=16, codebook_size=512)
 >>> prediction = forecast(model, inputs, frames_out=20).frames   # (B, 20, C, H, W)
 """
@@ -29,7 +33,7 @@ from svqbench.errors import SvqbenchError
 from svqbench.models.shape import ClipShape
 from svqbench.registry import Registry
 
-MODELS: Registry[Callable[..., nn.Module]] = Registry("model")
+MODELS: Registry[Callable[..., nn.Module]] = Registry("model", group="svqbench.models")
 
 
 class Forecast(NamedTuple):
@@ -37,14 +41,39 @@ class Forecast(NamedTuple):
     aux_loss: torch.Tensor  # scalar
 
 
+def model_factory(name: str) -> Callable[..., nn.Module]:
+    """The factory of a built-in or installed model, or of a plugin's import path (``module:Factory``)."""
+    if plugins.is_import_path(name):
+        return plugins.load_factory(name)
+    if name not in MODELS:
+        raise SvqbenchError(f"unknown model {name!r}; valid: {', '.join(MODELS.names())}, or a plugin: "
+                            "package.module:Factory or path/to/file.py:Factory")
+    return MODELS.get(name)
+
+
+def _parameters(name: str) -> list[inspect.Parameter]:
+    """The factory's parameters after the first (the clip shape)."""
+    try:
+        return list(inspect.signature(model_factory(name)).parameters.values())[1:]
+    except (TypeError, ValueError):  # a callable without a readable signature: its arguments are unknown
+        return [inspect.Parameter("kwargs", inspect.Parameter.VAR_KEYWORD)]
+
+
 def model_arguments(name: str) -> list[str]:
-    """Names of the keyword arguments a registered model accepts (besides the clip shape)."""
-    params = inspect.signature(MODELS.get(name)).parameters
-    return [p for p in params if p != "shape"]
+    """Names of the keyword arguments a model accepts (besides the clip shape)."""
+    named = (inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY)
+    return [p.name for p in _parameters(name) if p.kind in named]
+
+
+def accepts_any_argument(name: str) -> bool:
+    """A factory taking ``**options`` accepts any key."""
+    return any(p.kind is inspect.Parameter.VAR_KEYWORD for p in _parameters(name))
 
 
 def check_model_args(name: str, args: dict[str, Any], source: str = "recipe") -> None:
     valid = model_arguments(name)
+    if accepts_any_argument(name):
+        return
     for key in args:
         if key not in valid:
             raise SvqbenchError(
@@ -56,7 +85,16 @@ def create_model(name: str, shape: Any, **args: Any) -> nn.Module:
     """Build registered model ``name`` for clips of ``shape`` (a :class:`ClipShape`, or anything with its
     five attributes, such as a ``DatasetInfo``); unknown arguments are errors."""
     check_model_args(name, args, source=f"model {name}")
-    return MODELS.get(name)(ClipShape.of(shape), **args)
+    if MODELS.built_in(name):
+        return MODELS.get(name)(ClipShape.of(shape), **args)
+    return plugins.build(name, model_factory(name), ClipShape.of(shape), args)
+
+
+def as_forecast(out: Any, inputs: torch.Tensor) -> Forecast:
+    """A model's output as a :class:`Forecast`: plugins may return the frames alone (no auxiliary loss)."""
+    if isinstance(out, torch.Tensor):
+        return Forecast(out, inputs.new_zeros(()))
+    return Forecast(*out)
 
 
 def forecast(model: nn.Module, inputs: torch.Tensor, frames_out: int) -> Forecast:
@@ -72,7 +110,7 @@ def forecast(model: nn.Module, inputs: torch.Tensor, frames_out: int) -> Forecas
     frames_in = inputs.shape[1]
     made = 0
     while made < frames_out:
-        out = model(clip)
+        out = as_forecast(model(clip), clip)
         passes.append(out.frames)
         aux = aux + out.aux_loss
         made += out.frames.shape[1]
@@ -88,7 +126,7 @@ def training_forecast(model: nn.Module, inputs: torch.Tensor, targets: torch.Ten
     inputs (B, T_in, C, H, W), targets (B, T_out, C, H, W) -> Forecast(frames (B, T_out, C, H, W), aux_loss)."""
     core = getattr(model, "module", model)
     if getattr(core, "trains_with_targets", False):
-        return model(inputs, targets=targets, step=step)
+        return as_forecast(model(inputs, targets=targets, step=step), inputs)
     return forecast(model, inputs, targets.shape[1])
 
 
@@ -96,4 +134,22 @@ def count_parameters(model: nn.Module) -> int:
     return sum(p.numel() for p in model.parameters())
 
 
-from svqbench.models import blank, persistence, recurrent, simvp  # noqa: E402,F401  (registers the models)
+def model_catalog(shape: Any, extra: list[str] = ()) -> list[dict[str, Any]]:
+    """Every built-in and installed model, then ``extra`` plugin names, each with its parameter count at
+    ``shape`` with default arguments (built on the meta device: no weights), or why it cannot be built.
+    -> [{"name", "kind": "built-in" | "entry point" | "plugin", "parameters": int | None, "note": str}]"""
+    rows = []
+    for name in [*MODELS.names(), *extra]:
+        kind = "built-in" if MODELS.built_in(name) else "plugin" if plugins.is_import_path(name) else "entry point"
+        try:
+            with torch.device("meta"):
+                count, note = count_parameters(create_model(name, shape)), ""
+        except SvqbenchError as e:
+            count, note = None, str(e)
+        if kind == "entry point":
+            note = note or MODELS.plugin(name).value
+        rows.append({"name": name, "kind": kind, "parameters": count, "note": note})
+    return rows
+
+
+from svqbench.models import blank, persistence, plugins, recurrent, simvp  # noqa: E402,F401  (registers the models)

@@ -1,0 +1,63 @@
+"""The quickstart's frontier: wall time against SSIM at the last predicted frame, per training budget.
+
+Trains ``digits_small/simvp_svq`` (or ``--recipe``) with each ``--steps`` budget and any shared ``--set``
+overrides, evaluates it on the whole test split and prints one line per budget: training seconds, SSIM at
++1 and at the last frame (standard convention). Run it on an otherwise idle machine; the times are this
+machine's.
+
+    python scripts/quickstart_frontier.py --steps 500,1000,1500 --set train.precision=bf16 --device cpu
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import tempfile
+import time
+from pathlib import Path
+
+from svqbench import data
+from svqbench.config import load_recipe
+from svqbench.device import resolve_device
+from svqbench.evaluate import evaluate
+from svqbench.progress import Reporter
+from svqbench.train import train
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--recipe", default="digits_small/simvp_svq")
+    parser.add_argument("--steps", default="500,1000", help="comma list of training budgets (optimiser steps)")
+    parser.add_argument("--set", action="append", default=[], help="KEY=VALUE overrides shared by every budget")
+    parser.add_argument("--device", default="auto")
+    parser.add_argument("--root", type=Path, default=None, help="data root (default: $SVQBENCH_DATA or ./data)")
+    parser.add_argument("--out", type=Path, default=None, help="also write the lines as JSON here")
+    args = parser.parse_args()
+    device = resolve_device(args.device)
+    data.prepare("digits_small", root=args.root)
+    lines = []
+    with tempfile.TemporaryDirectory() as work:
+        for steps in [int(s) for s in args.steps.split(",")]:
+            base = load_recipe(args.recipe, args.set)
+            windows = base.train.train_samples or len(data.create(base.dataset, "train", args.root))
+            per_epoch = max(1, windows // base.train.batch_size)
+            recipe = load_recipe(args.recipe, [*args.set, f"train.max_steps={steps}",
+                                               f"train.epochs={-(-steps // per_epoch)}"])
+            run_dir = Path(work) / f"steps{steps}"
+            started = time.perf_counter()
+            train(recipe, run_dir, device, data_root=args.root, reporter=Reporter(quiet=True))
+            trained = time.perf_counter() - started
+            report = evaluate(run_dir, device, ("ssim", "mse"), data_root=args.root, update_leaderboard=False)
+            ssim = report["per_frame"]["ssim"]
+            line = {"recipe": recipe.name, "steps": steps, "overrides": args.set, "train_seconds": round(trained, 1),
+                    "eval_seconds": report["seconds"], "ssim": report["overall"]["ssim"], "ssim_first": ssim[0],
+                    "ssim_last": ssim[-1], "mse": report["overall"]["mse"]}
+            lines.append(line)
+            print(f"{steps:>6} steps: train {trained:6.1f} s, eval {report['seconds']:5.1f} s; SSIM {line['ssim']:.3f}, "
+                  f"+1 {ssim[0]:.3f}, +{len(ssim)} {ssim[-1]:.3f}; MSE {line['mse']:.4f}", flush=True)
+    if args.out:
+        args.out.write_text(json.dumps(lines, indent=1))
+
+
+if __name__ == "__main__":
+    main()
