@@ -4,6 +4,8 @@
   frames/s and training samples/s;
 - :func:`compare_svq_forms`: the SVQ layer's fast form against the explicit (B, P, N) form the
   released code computes: forward+backward seconds and peak memory;
+- :func:`measure_roofline` (``--roofline``): achieved FLOP/s of a training step and of inference as a
+  percentage of the device's peak, measured in the same run (see roofline.py);
 - :func:`compare_training`: one training step of plain SimVP, SimVP+SVQ in the explicit form
   (the released code's computation), in the fast form, and with the speed levers (bf16 autocast,
   channels-last), with ratios against plain SimVP measured in the same run.
@@ -45,6 +47,7 @@ from svqbench.data.base import DatasetInfo
 from svqbench.errors import SvqbenchError
 from svqbench.models import count_parameters, create_model, forecast, model_arguments
 from svqbench.models.svq import SVQ
+from svqbench.roofline import counted_flops, device_peak, roofline
 from svqbench.runtime import LOSSES, autocast
 
 MB = 2**20
@@ -370,8 +373,23 @@ def device_description(device: torch.device) -> str:
     return f"cpu ({torch.get_num_threads()} threads)"
 
 
+def measure_roofline(recipe: Recipe, info: DatasetInfo, device: torch.device, batch_size: int, repeats: int,
+                     profile: dict[str, Any]) -> dict[str, Any]:
+    """The device's peak in the training precision, and the profile's timings as FLOP/s and percentages of it."""
+    precision = recipe.train.precision
+    peak = device_peak(device, precision, repeats, interleaved_min_seconds)
+    train_flops = None
+    if "train_step_s" in profile:
+        variant = Variant("recipe", recipe.model_name, recipe.model_args, precision=precision)
+        model = build_variant(variant, info, device)
+        train_flops = counted_flops(training_step_runner(model, variant, recipe.train.loss, info, batch_size, device))
+    return roofline(peak, train_flops, profile.get("train_step_s"), profile["flops"] * batch_size,
+                    profile["inference_s"])
+
+
 def run_bench(recipe: Recipe, info: DatasetInfo, device: torch.device, batch_size: int | None = None,
-              repeats: int = 3, svq_forms: bool = False, compare: bool = False, memory: bool = True) -> dict[str, Any]:
+              repeats: int = 3, svq_forms: bool = False, compare: bool = False, memory: bool = True,
+              with_roofline: bool = False) -> dict[str, Any]:
     """Everything ``svqbench bench`` reports, as one JSON-ready dict."""
     if repeats < 1:
         raise SvqbenchError(f"--repeats {repeats}: valid: an integer >= 1")
@@ -395,6 +413,8 @@ def run_bench(recipe: Recipe, info: DatasetInfo, device: torch.device, batch_siz
     if compare:
         report["compare"] = compare_training(recipe, info, device, batch_size, repeats, memory)
     report["profile"] = profile_model(recipe, info, device, batch_size, repeats)
+    if with_roofline:
+        report["roofline"] = measure_roofline(recipe, info, device, batch_size, repeats, report["profile"])
     return report
 
 

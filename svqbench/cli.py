@@ -443,17 +443,21 @@ def report(
 @command
 def sweep(
     study_file: Path = typer.Argument(..., help="a study YAML, e.g. recipes/studies/digits_small.yaml"),
+    shard: str = typer.Option("1/1", "--shard", help="K/N: only every N-th (recipe, seed) run, from the K-th"),
     root: Optional[Path] = ROOT,
     device: str = DEVICE,
 ) -> None:
     """Train and evaluate every (recipe, seed) of a study, skipping finished runs and resuming interrupted ones.
 
-    Example: svqbench sweep recipes/studies/digits_small.yaml --device cuda
+    Concurrent sweeps of one study (shards or duplicates, on machines sharing the run folders) do each run once.
+
+    Example: svqbench sweep recipes/studies/digits_small.yaml --device cuda --shard 2/4
     """
     from svqbench.device import resolve_device
-    from svqbench.sweep import load_study, sweep as run_sweep
+    from svqbench.sweep import load_study, parse_shard, sweep as run_sweep
 
-    run_sweep(load_study(study_file), resolve_device(device), root, echo=lambda line: out.print(line, highlight=False))
+    run_sweep(load_study(study_file), resolve_device(device), root, echo=lambda line: out.print(line, highlight=False),
+              shard=parse_shard(shard))
 
 
 @command
@@ -508,58 +512,29 @@ def bench(
     svq_layer: bool = typer.Option(False, "--svq-layer", help="also time the SVQ layer, fast vs explicit form"),
     compare: bool = typer.Option(False, "--compare", help="also time training steps: SimVP vs SVQ forms and levers"),
     memory: bool = typer.Option(True, "--memory/--no-memory", help="peak memory per candidate (one subprocess each)"),
+    roofline: bool = typer.Option(False, "--roofline", help="also the device's peak FLOP/s in the training precision "
+                                  "and the model's share of it"),
     out_file: Optional[Path] = typer.Option(None, "--out", help="also save the results as JSON"),
     device: str = DEVICE,
 ) -> None:
     """Parameters, FLOPs, inference frames/s and training samples/s of a recipe's model.
 
-    Example: svqbench bench kth/simvp_svq --shape 10,20,1,128,128 --batch-size 4 --svq-layer --compare
+    Example: svqbench bench kth/simvp_svq --shape 10,20,1,128,128 --batch-size 4 --svq-layer --compare --roofline
     """
     from svqbench.bench import bench_info, run_bench
+    from svqbench.bench_tables import bench_tables
     from svqbench.config import load_recipe
     from svqbench.device import resolve_device
     from svqbench.fileio import write_json
 
     cfg = load_recipe(recipe, set_)
     report = run_bench(cfg, bench_info(cfg, shape), resolve_device(device), batch_size, repeats, svq_layer,
-                       compare, memory)
+                       compare, memory, roofline)
     for table in bench_tables(report):
         out.print(table)
     if out_file is not None:
         write_json(out_file, report)
         out.print(str(out_file), highlight=False)
-
-
-def _cell(row: dict, key: str, spec: str) -> str:
-    """A formatted number, or the candidate's error when it could not be measured."""
-    return format(row[key], spec) if key in row else row.get("error", "-")
-
-
-def bench_tables(report: dict) -> list[Table]:
-    """Rich tables of a `run_bench` report."""
-    profile = report["profile"]
-    title = f"{report['recipe']} on {report['device_name']}, batch {report['batch_size']}, shape {report['shape']}"
-    tables = [Table("parameters", "GFLOPs / prediction", "inference frames/s", "train samples/s", title=title)]
-    tables[0].add_row(f"{profile['parameters'] / 1e6:.2f}M", f"{profile['flops'] / 1e9:.1f}",
-                      f"{profile['inference_frames_per_s']:.1f}", _cell(profile, "train_samples_per_s", ".2f"))
-    if "svq_layer" in report:
-        layer = report["svq_layer"]
-        table = Table("SVQ form", "fwd+bwd s", "step memory MB", "peak MB",
-                      title=f"SVQ layer on latents {layer['latent_shape']}, {layer['codebook_size']} codes"
-                            + (f": fast form {layer['speedup']:.1f}x faster" if "speedup" in layer else "")
-                            + (f", {layer['memory_ratio']:.1f}x less memory" if "memory_ratio" in layer else ""))
-        for name, row in layer["forms"].items():
-            table.add_row(name, _cell(row, "seconds", ".4f"), _cell(row, "extra_mb", ".0f"), _cell(row, "peak_mb", ".0f"))
-        tables.append(table)
-    if "compare" in report:
-        compare = report["compare"]
-        table = Table("variant", "step s", "samples/s", f"time / {compare['baseline']}", "step memory MB",
-                      "peak MB", title="training step")
-        for name, row in compare["variants"].items():
-            table.add_row(name, _cell(row, "step_s", ".3f"), _cell(row, "samples_per_s", ".2f"),
-                          _cell(row, "time_vs_baseline", ".2f"), _cell(row, "extra_mb", ".0f"), _cell(row, "peak_mb", ".0f"))
-        tables.append(table)
-    return tables
 
 
 def main() -> None:  # pragma: no cover - the console script entry point

@@ -19,6 +19,7 @@ from torch import nn
 from torch.utils.data import Subset
 
 from svqbench import __version__, data, leaderboard
+from svqbench.backends import configure_backends
 from svqbench.compare import PER_WINDOW
 from svqbench.config import EvalConfig
 from svqbench.errors import SvqbenchError
@@ -62,6 +63,7 @@ def evaluate(
     ``SPLIT/perturb=RATIO`` and never mix with clean ones.
     """
     world, device = join_world(device)
+    configure_backends()  # fp32 without TF32: a CUDA evaluation equals the CPU's
     run = LoadedRun(run_dir, device)
     stats = SVQStats() if svq_stats else None
     cfg: EvalConfig = run.recipe.eval

@@ -56,14 +56,30 @@ def init_worker(worker_id: int) -> None:
     np.random.seed(seed)
 
 
+class PlannedBatches:
+    """A batch sampler whose index lists are set before each pass, so that one DataLoader (and its
+    persistent workers) serves every epoch of a run."""
+
+    def __init__(self) -> None:
+        self.batches: list[list[int]] = []
+
+    def __iter__(self) -> Iterator[list[int]]:
+        return iter(self.batches)
+
+    def __len__(self) -> int:
+        return len(self.batches)
+
+
 def make_loader(dataset: Dataset, batch_size: int, workers: int, device: torch.device,
-                batches: list[list[int]] | None = None, seed: int = 0) -> DataLoader:
+                batches: list[list[int]] | PlannedBatches | None = None, seed: int = 0,
+                persistent: bool = False) -> DataLoader:
     """In-order batches of ``batch_size``, or exactly the index lists ``batches``.
 
     ``seed`` fixes the loader's generator, hence every worker's seed; the global RNG is never drawn from.
+    ``persistent`` keeps the workers alive between passes (their copy of the dataset then never changes).
     """
     common = dict(num_workers=workers, pin_memory=device.type == "cuda", worker_init_fn=init_worker,
-                  generator=torch.Generator().manual_seed(seed))
+                  generator=torch.Generator().manual_seed(seed), persistent_workers=persistent and workers > 0)
     if batches is not None:
         return DataLoader(dataset, batch_sampler=batches, **common)
     return DataLoader(dataset, batch_size=batch_size, shuffle=False, **common)
@@ -109,6 +125,7 @@ class World:
     rank: int = 0
     size: int = 1
     local_rank: int = 0
+    launched: bool = False  # started by torchrun (even as 1 process): joins a process group, trains under DDP
 
     @property
     def is_main(self) -> bool:
@@ -132,6 +149,14 @@ class World:
         dist.all_gather_object(shares, arrays)
         return {name: np.concatenate([share[name] for share in shares]) for name in arrays}
 
+    def gather_object(self, obj: Any) -> list[Any]:
+        """``obj`` of every rank, in rank order (picklable objects)."""
+        if self.size == 1:
+            return [obj]
+        gathered: list[Any] = [None] * self.size
+        dist.all_gather_object(gathered, obj)
+        return gathered
+
     def barrier(self) -> None:
         if self.size > 1:
             dist.barrier()
@@ -146,20 +171,23 @@ class World:
 def launched_world() -> World:
     """The world described by torchrun's environment variables."""
     return World(int(os.environ.get("RANK", 0)), int(os.environ.get("WORLD_SIZE", 1)),
-                 int(os.environ.get("LOCAL_RANK", 0)))
+                 int(os.environ.get("LOCAL_RANK", 0)), launched="RANK" in os.environ)
 
 
 def join_world(device: torch.device) -> tuple[World, torch.device]:
     """Join torchrun's process group, once per process: gloo on CPU, nccl on CUDA with device cuda:LOCAL_RANK.
 
-    A single process (no torchrun) joins nothing. The group is left at exit.
+    A process not started by torchrun joins nothing. The group is left at exit.
     """
     world = launched_world()
-    if world.size == 1:
+    if not world.launched:
         return world, device
     if device.type == "cuda":
         if world.local_rank >= torch.cuda.device_count():
-            raise SvqbenchError(f"local rank {world.local_rank} has no GPU: only {torch.cuda.device_count()} visible")
+            visible = torch.cuda.device_count()
+            raise SvqbenchError(f"local rank {world.local_rank} has no GPU: only {visible} visible; start torchrun with "
+                                f"--nproc_per_node {visible} (a run resumes at any world size that divides "
+                                "train.batch_size)")
         device = torch.device("cuda", world.local_rank)
         torch.cuda.set_device(device)
     if not dist.is_initialized():
@@ -168,27 +196,32 @@ def join_world(device: torch.device) -> tuple[World, torch.device]:
     return world, device
 
 
-def rng_state() -> dict[str, Any]:
-    """Every global RNG state, in types a ``weights_only`` checkpoint load accepts."""
+def rng_state(device: torch.device) -> dict[str, Any]:
+    """This process's global RNG states (python, numpy, torch CPU, and the GPU it trains on), in types a
+    ``weights_only`` checkpoint load accepts."""
     kind, keys, position, has_gauss, gauss = np.random.get_state()
     return {
         "python": random.getstate(),
         "numpy": {"kind": kind, "keys": torch.from_numpy(keys.astype(np.int64)), "position": int(position),
                   "has_gauss": int(has_gauss), "gauss": float(gauss)},
         "torch": torch.get_rng_state(),
-        "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
+        "cuda": [torch.cuda.get_rng_state(device)] if device.type == "cuda" else [],
     }
 
 
-def restore_rng_state(state: dict[str, Any]) -> None:
+def restore_rng_state(state: dict[str, Any], device: torch.device) -> None:
+    """Restore :func:`rng_state`'s states; the GPU state goes to ``device``, whatever GPU saved it (older
+    checkpoints hold one state per GPU visible then: the one of the same index, else the first)."""
     python = state["python"]
     random.setstate((python[0], tuple(python[1]), python[2]))
     numpy = state["numpy"]
     np.random.set_state((numpy["kind"], numpy["keys"].numpy().astype(np.uint32), numpy["position"],
                          numpy["has_gauss"], numpy["gauss"]))
     torch.set_rng_state(state["torch"].cpu())
-    if state["cuda"] and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all([s.cpu() for s in state["cuda"]])
+    saved = state["cuda"]
+    if saved and device.type == "cuda":
+        index = device.index or 0
+        torch.cuda.set_rng_state(saved[index if index < len(saved) else 0].cpu(), device)
 
 
 def is_out_of_memory(error: BaseException) -> bool:

@@ -16,17 +16,26 @@ A study file (YAML)::
 
 The sweep can span several sittings: a run whose ``metrics.json`` matches the planned recipe and
 evaluation is skipped; a run with a ``last.pt`` is resumed; anything else is trained from scratch.
+
+Several sweeps of one study (``--shard K/N`` slices, or plain duplicates; on one machine or on several
+sharing a file system) train and evaluate each run exactly once: a sweep works on a run only while it holds
+the run folder's lock (``RUN/.lock``, an ``flock`` through filelock, which the kernel releases when the
+holder dies, so a killed sweep's runs are taken over and resumed). A sweep first does the runs no one
+holds, then waits for the others and skips what they finished. The study's leaderboard holds every run of
+the study finished so far, so the last sweep to finish writes the complete one.
 """
 
 from __future__ import annotations
 
 import json
+import re
 import time
 from pathlib import Path
 from typing import Any, Callable
 
 import torch
 import yaml
+from filelock import FileLock, Timeout
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from svqbench import leaderboard
@@ -145,44 +154,102 @@ def run_state(recipe: Recipe, run_dir: Path, settings: dict[str, Any]) -> str:
     return "resume" if (run_dir / "last.pt").is_file() else "new"
 
 
+def parse_shard(text: str) -> tuple[int, int]:
+    """``"K/N"`` -> (K, N): the K-th of N slices of a study's runs, 1 <= K <= N."""
+    match = re.fullmatch(r"\s*(\d+)\s*/\s*(\d+)\s*", text)
+    if not match or not 1 <= int(match.group(1)) <= int(match.group(2)):
+        raise SvqbenchError(f"--shard {text!r}: expected K/N with 1 <= K <= N, e.g. --shard 2/4")
+    return int(match.group(1)), int(match.group(2))
+
+
+def shard_runs(planned: list, shard: tuple[int, int]) -> list:
+    """Shard (K, N) of the planned runs: every N-th, from the K-th (the plan is seed-major, so a shard holds
+    several recipes)."""
+    index, count = shard
+    return planned[index - 1 :: count]
+
+
+def run_lock(run_dir: Path) -> FileLock:
+    """The lock a sweep holds while it trains or evaluates the run in ``run_dir``."""
+    run_dir.mkdir(parents=True, exist_ok=True)
+    return FileLock(str(run_dir / ".lock"))
+
+
 def sweep(
     study: Study,
     device: torch.device,
     data_root: Path | None = None,
     echo: Callable[[str], None] = print,
     quiet_training: bool = True,
+    shard: tuple[int, int] = (1, 1),
 ) -> dict[str, Any]:
-    """Train and evaluate every planned run (skipping finished ones); write the study's leaderboard.
+    """Train and evaluate every planned run of ``shard`` (K, N): every N-th, from the K-th; skip finished
+    ones, leave the ones another sweep holds to the end; write the study's leaderboard.
 
     Returns ``{"runs": [{recipe, seed, run_dir, state, seconds}], "seconds", "markdown", "csv", "plot"}``.
     """
-    runs = plan(study)
+    planned = plan(study)
+    index, count = shard
+    runs = shard_runs(planned, shard)
     started = time.perf_counter()
-    done = []
-    for position, (name, seed, recipe, run_dir) in enumerate(runs, 1):
-        settings = _eval_settings(study, recipe)
-        state = run_state(recipe, run_dir, settings)
-        run_started = time.perf_counter()
-        if state != "done":
-            # "new" also covers a folder a killed run left before its first checkpoint: nothing in it to keep
-            train(recipe, run_dir, device, data_root=data_root, resume=state == "resume", force=state == "new",
-                  reporter=Reporter(quiet_training))
-        if state != "done" or not _has_row(study.dataset, run_dir):
-            evaluate(run_dir, device, tuple(settings["metrics"]), settings["split"], settings["convention"], data_root,
-                     study.eval.batch_size)
-        report = json.loads((run_dir / "metrics.json").read_text())
-        seconds = time.perf_counter() - run_started
-        headline = ", ".join(f"{k} {v:.4g}" for k, v in list(report["overall"].items())[:3])
-        action = {"done": "already done", "resume": "resumed", "new": "trained"}[state]
-        echo(f"[{position}/{len(runs)}] {name} seed {seed}: {action} in {seconds:.0f} s; {headline} ({run_dir}); "
-             f"{_clock(time.perf_counter() - started)} elapsed")
-        done.append({"recipe": name, "seed": seed, "run_dir": str(run_dir), "state": state, "seconds": round(seconds, 1),
-                     "run_id": report.get("run_id")})
-    outputs = write_study_leaderboard(study, [d["run_id"] for d in done])
+    done: dict[int, dict[str, Any]] = {}
+    held_elsewhere = []
+    for position, run in enumerate(runs, 1):
+        lock = run_lock(run[3])
+        try:
+            lock.acquire(timeout=0)
+        except Timeout:
+            held_elsewhere.append((position, run))
+            continue
+        try:
+            done[position] = sweep_run(study, run, device, data_root, quiet_training)
+        finally:
+            lock.release()
+        echo(progress_line(done[position], position, len(runs), started))
+    for position, run in held_elsewhere:
+        echo(f"[{position}/{len(runs)}] {run[0]} seed {run[1]}: another sweep holds {run[3]}; waiting for it")
+        with run_lock(run[3]):
+            done[position] = sweep_run(study, run, device, data_root, quiet_training)
+        echo(progress_line(done[position], position, len(runs), started))
+    outputs = write_study_leaderboard(study, finished_run_ids(planned))
     total = time.perf_counter() - started
-    echo(f"study {study.name}: {len(runs)} runs ({sum(d['state'] == 'done' for d in done)} already done) "
+    ordered = [done[position] for position in sorted(done)]
+    part = f" (shard {index}/{count} of {len(planned)})" if count > 1 else ""
+    echo(f"study {study.name}: {len(runs)} runs{part} ({sum(d['state'] == 'done' for d in ordered)} already done) "
          f"in {_clock(total)}; leaderboard {outputs['markdown']}")
-    return {"runs": done, "seconds": round(total, 1), **{k: str(v) for k, v in outputs.items()}}
+    return {"runs": ordered, "seconds": round(total, 1), **{k: str(v) for k, v in outputs.items()}}
+
+
+def sweep_run(study: Study, run: tuple[str, int, Recipe, Path], device: torch.device, data_root: Path | None,
+              quiet_training: bool) -> dict[str, Any]:
+    """Train (or resume) and evaluate one run unless it is done; the caller holds its lock."""
+    name, seed, recipe, run_dir = run
+    settings = _eval_settings(study, recipe)
+    state = run_state(recipe, run_dir, settings)
+    run_started = time.perf_counter()
+    if state != "done":
+        # "new" also covers a folder a killed run left before its first checkpoint: nothing in it to keep
+        train(recipe, run_dir, device, data_root=data_root, resume=state == "resume", force=state == "new",
+              reporter=Reporter(quiet_training))
+    if state != "done" or not _has_row(study.dataset, run_dir):
+        evaluate(run_dir, device, tuple(settings["metrics"]), settings["split"], settings["convention"], data_root,
+                 study.eval.batch_size)
+    report = json.loads((run_dir / "metrics.json").read_text())
+    return {"recipe": name, "seed": seed, "run_dir": str(run_dir), "state": state,
+            "seconds": round(time.perf_counter() - run_started, 1), "run_id": report.get("run_id"),
+            "headline": ", ".join(f"{k} {v:.4g}" for k, v in list(report["overall"].items())[:3])}
+
+
+def progress_line(run: dict[str, Any], position: int, total: int, started: float) -> str:
+    action = {"done": "already done", "resume": "resumed", "new": "trained"}[run["state"]]
+    return (f"[{position}/{total}] {run['recipe']} seed {run['seed']}: {action} in {run['seconds']:.0f} s; "
+            f"{run['headline']} ({run['run_dir']}); {_clock(time.perf_counter() - started)} elapsed")
+
+
+def finished_run_ids(planned: list[tuple[str, int, Recipe, Path]]) -> list[str]:
+    """The run ids of the study's evaluated runs, whichever sweep finished them."""
+    reports = [run_dir / "metrics.json" for _, _, _, run_dir in planned]
+    return [json.loads(path.read_text()).get("run_id") for path in reports if path.is_file()]
 
 
 def _has_row(dataset: str, run_dir: Path) -> bool:
@@ -196,6 +263,12 @@ def _has_row(dataset: str, run_dir: Path) -> bool:
 
 def write_study_leaderboard(study: Study, run_ids: list[str]) -> dict[str, Path]:
     """The study's own rows (from the dataset's leaderboard) as OUT/NAME.csv, .md and .png."""
+    study.out.mkdir(parents=True, exist_ok=True)
+    with FileLock(str(study.out / f".{study.name}.lock")):  # concurrent sweeps: the last one writes every row
+        return _write_study_leaderboard(study, run_ids)
+
+
+def _write_study_leaderboard(study: Study, run_ids: list[str]) -> dict[str, Path]:
     table = leaderboard.read(study.dataset)
     table = table[table["run_id"].astype(str).isin(run_ids)]
     if table.empty:

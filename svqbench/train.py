@@ -26,13 +26,15 @@ import numpy as np
 import torch
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
-from torch.utils.data import Dataset, Subset
+from torch.utils.data import DataLoader, Dataset, Subset
 
 from svqbench import data
+from svqbench.backends import configure_backends
 from svqbench.config import Recipe, TrainConfig, with_defaults
 from svqbench.data.base import DatasetInfo
 from svqbench.errors import SvqbenchError
 from svqbench.fileio import write_json
+from svqbench.global_batchnorm import globalise_batchnorm
 from svqbench.keyed import keyed_step, perturb
 from svqbench.loggers import TrainingLoggers, check_installed, open_loggers
 from svqbench.models import count_parameters, create_model, forecast, training_forecast
@@ -40,11 +42,12 @@ from svqbench.models.plugins import copy_into_run, plugin_record
 from svqbench.progress import Reporter
 from svqbench.runs import (RESUMABLE_KEYS, holds_run, load_checkpoint, remove_run, run_meta, save_checkpoint,
                            save_recipe)
-from svqbench.runtime import (LOSSES, InterruptRequest, World, autocast, epoch_aware, evenly_spaced,
+from svqbench.runtime import (LOSSES, InterruptRequest, PlannedBatches, World, autocast, epoch_aware, evenly_spaced,
                               is_out_of_memory, join_world, make_loader, rank_batches, restore_rng_state, rng_state,
                               steps_per_epoch)
 
 CRASH_AT_STEP = "SVQBENCH_TEST_CRASH_AT_STEP"  # crash tests: the process SIGKILLs itself after this step
+INTERRUPT_CHECK_EVERY = 20  # under torchrun, steps between the all-reduces that agree on a Ctrl-C
 
 
 class TrainingInterrupted(KeyboardInterrupt):
@@ -62,6 +65,9 @@ class Setup:
     info: DatasetInfo
     train_set: Dataset
     val_set: Dataset  # this rank's share of the validation windows
+    train_batches: PlannedBatches  # this rank's index lists of the current pass, set before each
+    train_loader: DataLoader  # built once: its workers persist across epochs (unless the dataset changes per epoch)
+    val_loader: DataLoader
     batch_size: int  # global
     steps_per_epoch: int
     total_steps: int
@@ -114,6 +120,7 @@ def train(
     run_dir = Path(run_dir)
     check_installed(recipe.train.loggers)
     world, device = join_world(device)
+    configure_backends(recipe.train.deterministic)
     setup = make_setup(recipe, run_dir, device, world, data_root, reporter or Reporter())
     claim_run_dir(setup, resume, force)
     state = resume_state(setup) if resume else fresh_state(setup)
@@ -145,7 +152,7 @@ def run_epoch(setup: Setup, state: TrainState, interrupt: InterruptRequest) -> N
             val = validate(setup, state) if due or state.step == setup.total_steps else None
             if val is not None or boundary:
                 record(setup, state, val)
-            stop = interrupted(setup, interrupt)
+            stop = interrupted(setup, state, interrupt)
             if boundary or stop or stopped_early(setup, state) or (
                 cfg.checkpoint_every and state.step % cfg.checkpoint_every == 0
             ):
@@ -204,8 +211,7 @@ def validate(setup: Setup, state: TrainState) -> float:
     model, device = state.model, setup.device
     model.eval()
     sums = torch.zeros(2, dtype=torch.float64, device=device)  # loss x windows, windows
-    loader = make_loader(setup.val_set, max(1, setup.batch_size // setup.world.size), setup.cfg.num_workers, device)
-    for inputs, targets in loader:
+    for inputs, targets in setup.val_loader:
         inputs, targets = inputs.to(device, non_blocking=True), targets.to(device, non_blocking=True)
         with autocast(device, setup.cfg.precision):
             pred = forecast(model, inputs, setup.info.frames_out).frames
@@ -230,10 +236,13 @@ def stopped_early(setup: Setup, state: TrainState) -> bool:
     return bool(setup.cfg.patience) and state.stale_validations >= setup.cfg.patience
 
 
-def interrupted(setup: Setup, interrupt: InterruptRequest) -> bool:
-    """Whether any rank saw Ctrl-C (all ranks must stop at the same step)."""
+def interrupted(setup: Setup, state: TrainState, interrupt: InterruptRequest) -> bool:
+    """Whether any rank saw Ctrl-C (all ranks must stop at the same step: under torchrun they agree every
+    :data:`INTERRUPT_CHECK_EVERY` steps and at epoch ends)."""
     if setup.world.size == 1:
         return interrupt.requested
+    if state.step % INTERRUPT_CHECK_EVERY and state.position:  # an all-reduce waits for every rank: not every step
+        return False
     flag = torch.tensor([float(interrupt.requested)], device=setup.device)
     return setup.world.sum(flag).item() > 0
 
@@ -260,6 +269,7 @@ def record(setup: Setup, state: TrainState, val: float | None) -> None:
 
 def save(setup: Setup, state: TrainState, name: str) -> None:
     """Write checkpoint ``name`` (atomically; rank 0) and the progress in run.json."""
+    rank_rng = setup.world.gather_object(rng_state(setup.device))  # every rank takes part
     if not setup.world.is_main:
         return
     now = time.perf_counter()
@@ -280,7 +290,8 @@ def save(setup: Setup, state: TrainState, name: str) -> None:
         stale_validations=state.stale_validations,
         loss_sum=state.loss_sum,
         loss_samples=state.loss_samples,
-        rng=rng_state(),
+        rng=rank_rng[0],
+        rank_rng=rank_rng,
         sampler={"seed": setup.cfg.seed, "epoch": state.epoch, "position": state.position},
         meta=state.meta,
         recipe=setup.recipe.to_dict(),
@@ -295,9 +306,10 @@ def epoch_batches(setup: Setup, state: TrainState, count: int):
     cfg = setup.cfg
     if epoch_aware(setup.train_set) is not None:
         epoch_aware(setup.train_set).set_epoch(state.epoch)
-    batches = rank_batches(len(setup.train_set), setup.batch_size, cfg.seed, state.epoch, state.position, count,
-                           setup.world)
-    return make_loader(setup.train_set, 0, cfg.num_workers, setup.device, batches, seed=cfg.seed * 1000003 + state.epoch)
+    setup.train_batches.batches = rank_batches(len(setup.train_set), setup.batch_size, cfg.seed, state.epoch,
+                                               state.position, count, setup.world)
+    setup.train_loader.generator.manual_seed(cfg.seed * 1000003 + state.epoch)  # worker seeds (non-persistent)
+    return setup.train_loader
 
 
 def make_setup(recipe: Recipe, run_dir: Path, device: torch.device, world: World, data_root: Path | None,
@@ -314,12 +326,19 @@ def make_setup(recipe: Recipe, run_dir: Path, device: torch.device, world: World
                             f"share it evenly: use a multiple of {world.size}")
     val_set = data.create(recipe.dataset, "val", data_root)
     val_windows = evenly_spaced(len(val_set), cfg.val_samples)
+    val_share = Subset(val_set, [val_windows[i] for i in world.shard(len(val_windows))])
     spe = steps_per_epoch(len(train_set), batch_size)
+    train_batches = PlannedBatches()
     return Setup(
         recipe=recipe, run_dir=run_dir, device=device, world=world,
         info=data.info(recipe.dataset, data_root),
         train_set=train_set,
-        val_set=Subset(val_set, [val_windows[i] for i in world.shard(len(val_windows))]),
+        val_set=val_share,
+        train_batches=train_batches,
+        # an epoch-aware dataset draws new clips per epoch: its workers must copy it anew each epoch
+        train_loader=make_loader(train_set, 0, cfg.num_workers, device, train_batches,
+                                 persistent=epoch_aware(train_set) is None),
+        val_loader=make_loader(val_share, max(1, batch_size // world.size), cfg.num_workers, device, persistent=True),
         batch_size=batch_size,
         steps_per_epoch=spe,
         total_steps=min(cfg.epochs * spe, cfg.max_steps or math.inf),
@@ -352,8 +371,11 @@ def build_state(setup: Setup, model: nn.Module, meta: dict[str, Any]) -> TrainSt
     optimizer = torch.optim.Adam(trainable, lr=cfg.lr, weight_decay=cfg.weight_decay) if trainable else None
     scheduler = make_scheduler(cfg, optimizer, setup.total_steps, setup.steps_per_epoch) if optimizer else None
     module = model
-    if setup.world.size > 1 and trainable:
+    if setup.world.launched and trainable:
+        globalise_batchnorm(model)  # statistics over the global batch: the world size does not change the model
         module = DistributedDataParallel(model, device_ids=[setup.device.index] if setup.device.type == "cuda" else None)
+    if cfg.compile and trainable:
+        module = torch.compile(module)
     scaler = torch.amp.GradScaler(setup.device.type, enabled=cfg.precision == "fp16")
     return TrainState(model, module, optimizer, scheduler, scaler, meta)
 
@@ -394,12 +416,21 @@ def resume_state(setup: Setup) -> TrainState:
     state.scaler.load_state_dict(checkpoint["scaler"])
     for name in ("epoch", "position", "step", "best_val", "stale_validations", "loss_sum", "loss_samples"):
         setattr(state, name, checkpoint[name])
-    restore_rng_state(checkpoint["rng"])
+    restore_rng_state(saved_rng_state(checkpoint, setup.world), setup.device)
     if setup.world.is_main:
         save_recipe(setup.run_dir, setup.recipe)  # with its extension, for the next resume
         forget_log_after(setup.run_dir / "log.jsonl", state.step)
-    setup.reporter.message(f"resuming {setup.run_dir} at epoch {state.epoch + 1}, step {state.step}")
+    saved_world = checkpoint["meta"].get("world_size", 1)
+    across = f", with {setup.world.size} process(es) instead of {saved_world}" if saved_world != setup.world.size else ""
+    setup.reporter.message(f"resuming {setup.run_dir} at epoch {state.epoch + 1}, step {state.step}{across}")
     return state
+
+
+def saved_rng_state(checkpoint: dict[str, Any], world: World) -> dict[str, Any]:
+    """This rank's saved RNG states when the world size is the saved one, else rank 0's. Every random draw of a
+    model is keyed by (seed, step, sample), so only code drawing from the global generators still needs them."""
+    per_rank = checkpoint.get("rank_rng") or [checkpoint["rng"]]
+    return per_rank[world.rank] if len(per_rank) == world.size else per_rank[0]
 
 
 def check_same_run(saved: dict[str, Any], recipe: Recipe, run_dir: Path) -> None:

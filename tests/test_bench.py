@@ -126,6 +126,31 @@ def test_bench_command_prints_tables_and_writes_json(tmp_path, tiny_bench_recipe
     assert report["recipe"].endswith("/tiny") and report["svq_layer"]["speedup"] > 0
 
 
+def test_roofline_prints_percentages_of_the_peak_measured_alongside(tmp_path, tiny_bench_recipe):
+    out = tmp_path / "bench.json"
+    result = runner.invoke(app, ["bench", str(tiny_bench_recipe), "--shape", "4,4,1,16,16", "--repeats", "1",
+                                 "--roofline", "--device", "cpu", "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    assert "roofline in fp32" in result.output and "% of peak" in result.output
+    roof = json.loads(out.read_text())["roofline"]
+    assert roof["peak"] == max(roof["matmul"], roof["conv"]) > 0
+    profile = json.loads(out.read_text())["profile"]
+    assert roof["inference_flops_per_s"] == pytest.approx(profile["flops"] * 2 / profile["inference_s"])
+    assert roof["train_percent"] == pytest.approx(100 * roof["train_flops_per_s"] / roof["peak"])
+    assert 0 < roof["train_percent"] < 100 and 0 < roof["inference_percent"] < 100
+
+
+def test_training_step_flops_count_forward_and_backward(tiny_bench_recipe):
+    recipe = load_recipe(str(tiny_bench_recipe))
+    info = bench.bench_info(recipe, "4,4,1,16,16")
+    variant = bench.Variant("recipe", recipe.model_name, recipe.model_args)
+    model = bench.build_variant(variant, info, CPU)
+    train_flops = bench.counted_flops(bench.training_step_runner(model, variant, "l1", info, 2, CPU))
+    # backward costs about twice the forward pass (gradients of inputs and of weights): at least 2.5x its batch's
+    # prediction (the first layer's input gradient is not needed)
+    assert train_flops > 2.5 * 2 * bench.count_flops(model, info, CPU)
+
+
 @pytest.mark.parametrize(
     "args, needle",
     [

@@ -3,19 +3,24 @@
 from __future__ import annotations
 
 import json
+import os
 import re
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
 import torch
+from filelock import Timeout
 from typer.testing import CliRunner
 
 from svqbench.cli import app
 from svqbench.errors import SvqbenchError
-from svqbench.sweep import load_study, plan, sweep
+from svqbench.sweep import load_study, parse_shard, plan, run_lock, shard_runs, sweep
 
+REPO = Path(__file__).resolve().parents[1]
 runner = CliRunner()
 TINY_SIMVP = ("dataset: digits\n"
               "model: {name: simvp, hid_S: 8, hid_T: 16, N_S: 2, N_T: 2, translator: incepu}\n"
@@ -147,3 +152,65 @@ def test_study_entries_with_their_own_overrides_get_their_own_folders(tmp_path):
     path.write_text(text.replace(", label: simvp16", ""))
     with pytest.raises(SvqbenchError, match="share run folders 'simvp'"):
         plan(load_study(path))
+
+
+def sweep_process(study_file: Path, root: Path, *args: str) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, "-m", "svqbench", "sweep", str(study_file), "--root", str(root),
+                             "--device", "cpu", *args],
+                            env={**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"},
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def test_two_concurrent_sweeps_do_each_run_once(tmp_path, digits_root, isolated_leaderboards, monkeypatch):
+    recipes = tmp_path / "recipes" / "digits"
+    recipes.mkdir(parents=True)
+    (recipes / "simvp_tiny.yaml").write_text(TINY_SIMVP)
+    (recipes / "simvp_tinier.yaml").write_text(TINY_SIMVP.replace("hid_T: 16", "hid_T: 8"))
+    monkeypatch.setenv("SVQBENCH_RECIPES", str(tmp_path / "recipes"))
+    study_file = write_study(tmp_path, ["digits/simvp_tiny", "digits/simvp_tinier"])
+    sweeps = [sweep_process(study_file, digits_root), sweep_process(study_file, digits_root)]
+    outputs = [process.communicate(timeout=600) for process in sweeps]
+    for process, (stdout, stderr) in zip(sweeps, outputs):
+        assert process.returncode == 0, stderr[-3000:]
+    lines = "".join(stdout for stdout, _ in outputs).splitlines()
+    trained = [line for line in lines if ": trained in" in line]
+    assert len(trained) == 4, lines  # each run by one of the two sweeps
+    assert len([line for line in lines if ": already done in" in line]) == 4
+
+    runs = sorted((tmp_path / "runs").iterdir())
+    assert [run.name for run in runs] == ["simvp_tinier-seed1", "simvp_tinier-seed2", "simvp_tiny-seed1", "simvp_tiny-seed2"]
+    table = pd.read_csv(isolated_leaderboards / "digits.csv", dtype={"run_id": str})
+    run_ids = [json.loads((run / "run.json").read_text())["run_id"] for run in runs]
+    assert sorted(table["run_id"]) == sorted(run_ids)  # one row per run
+    assert all(len((run / "log.jsonl").read_text().splitlines()) == 1 for run in runs)  # trained once: one epoch line
+    study_rows = pd.read_csv(tmp_path / "out" / "tinystudy.csv", dtype={"run_id": str})
+    assert sorted(study_rows["run_id"]) == sorted(run_ids)
+
+
+def test_shards_split_the_runs_and_a_dead_sweeps_lock_is_taken_over(tmp_path, monkeypatch):
+    study = load_study(write_study(tmp_path, ["digits/persistence", "digits/simvp"]))
+    planned = plan(study)
+    everything = [run_dir for *_, run_dir in planned]
+    assert [parse_shard(text) for text in ("1/2", " 2 / 2 ")] == [(1, 2), (2, 2)]
+    shards = [[run_dir for *_, run_dir in shard_runs(planned, (k, 3))] for k in (1, 2, 3)]
+    assert shards == [everything[0::3], everything[1::3], everything[2::3]] and sum(map(len, shards)) == 4
+    for bad in ("0/2", "3/2", "2", "a/b"):
+        with pytest.raises(SvqbenchError, match=f"--shard '{bad}': expected K/N with 1 <= K <= N"):
+            parse_shard(bad)
+    assert_one_line = invoke("sweep", tmp_path / "study.yaml", "--shard", "3/2")
+    assert assert_one_line.exit_code == 1 and "--shard '3/2'" in assert_one_line.output
+
+    run_dir = everything[0]
+    holder = subprocess.Popen([sys.executable, "-c", "import sys, time\nfrom svqbench.sweep import run_lock\n"
+                               "lock = run_lock(__import__('pathlib').Path(sys.argv[1]))\nlock.acquire()\nprint('held', flush=True)\n"
+                               "time.sleep(600)", str(run_dir)],
+                              env={**os.environ, "PYTHONPATH": str(REPO)}, stdout=subprocess.PIPE, text=True)
+    assert holder.stdout.readline().strip() == "held"
+    with pytest.raises(Timeout):
+        run_lock(run_dir).acquire(timeout=0)
+    holder.kill()  # SIGKILL: no clean-up; the lock file stays, the kernel drops the lock
+    holder.wait()
+    assert (run_dir / ".lock").exists()
+    lock = run_lock(run_dir)
+    lock.acquire(timeout=0)
+    lock.release()
