@@ -79,12 +79,17 @@ def evaluate(
         lpips_weights=lpips_weights,
     )
     started = time.perf_counter()
+    non_finite = torch.zeros((), dtype=torch.float64, device=device)  # predicted values that are NaN or infinite
     with recording_svq_inputs(run.model, stats, run.recipe.model_name):
         for inputs, targets in loader:
             inputs, targets = inputs.to(device, non_blocking=True), targets.to(device, non_blocking=True)
             with autocast(device, cfg.precision):  # eval.precision: never the training precision
                 pred = forecast(run.model, inputs, run.info.frames_out).frames
+            non_finite += (~torch.isfinite(pred)).sum()
             accumulator.update(pred.float(), targets)
+    if world.sum(non_finite).item():
+        raise SvqbenchError(f"{run.checkpoint_file}: {int(non_finite.item())} predicted values are not finite "
+                            "(NaN or infinite); the run diverged: retrain it with a lower train.lr or train.clip_grad")
     if world.size > 1:
         accumulator.all_reduce()
     result = accumulator.result()

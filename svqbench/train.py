@@ -84,8 +84,9 @@ class TrainState:
     step: int = 0
     best_val: float = math.inf
     stale_validations: int = 0  # validations since the last improvement
-    loss_sum: float = 0.0  # training loss since the last log record, summed over samples
+    loss_sum: torch.Tensor | float = 0.0  # training loss since the last log record, summed over samples (on the device)
     loss_samples: int = 0
+    diverged_at: torch.Tensor | None = None  # on the device: first step with a non-finite loss, gradient or weight, else -1
     clock: float = field(default_factory=time.perf_counter)  # not saved: wall time since the last save
     record_clock: float = field(default_factory=time.perf_counter)
 
@@ -131,13 +132,14 @@ def run_epoch(setup: Setup, state: TrainState, interrupt: InterruptRequest) -> N
             if state.position == setup.steps_per_epoch:
                 state.epoch, state.position = state.epoch + 1, 0
             due = (cfg.val_every and state.step % cfg.val_every == 0) or (not cfg.val_every and boundary)
+            stop = interrupted(setup, interrupt)
+            checkpoint_due = boundary or stop or (cfg.checkpoint_every and state.step % cfg.checkpoint_every == 0)
+            if due or boundary or checkpoint_due or state.step == setup.total_steps:
+                check_finite(setup, state)  # before anything is validated, logged or written
             val = validate(setup, state) if due or state.step == setup.total_steps else None
             if val is not None or boundary:
                 record(setup, state, val)
-            stop = interrupted(setup, interrupt)
-            if boundary or stop or stopped_early(setup, state) or (
-                cfg.checkpoint_every and state.step % cfg.checkpoint_every == 0
-            ):
+            if checkpoint_due or stopped_early(setup, state):
                 save(setup, state, "last.pt")
             if os.environ.get(CRASH_AT_STEP) == str(state.step):
                 os.kill(os.getpid(), signal.SIGKILL)
@@ -148,31 +150,59 @@ def run_epoch(setup: Setup, state: TrainState, interrupt: InterruptRequest) -> N
                 return
 
 
-def train_step(setup: Setup, state: TrainState, inputs: torch.Tensor, targets: torch.Tensor) -> float:
-    """One optimiser step on this rank's slice (B/world, T, C, H, W) of a global batch; returns its mean loss."""
+def train_step(setup: Setup, state: TrainState, inputs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    """One optimiser step on this rank's slice (B/world, T, C, H, W) of a global batch; returns its mean loss
+    as a device scalar (nothing here waits for the device: divergence is a device flag, see :func:`check_finite`)."""
     cfg, device = setup.cfg, setup.device
     inputs, targets = inputs.to(device, non_blocking=True), targets.to(device, non_blocking=True)
     with autocast(device, cfg.precision):
         out = training_forecast(state.module, inputs, targets, state.step)
         loss = setup.loss_fn(out.frames.float(), targets) + out.aux_loss
-    global_loss = setup.world.sum(loss.detach().clone()).item() / setup.world.size  # equal slices: the batch mean
-    if not math.isfinite(global_loss):
-        raise SvqbenchError(f"training diverged at step {state.step} (loss {global_loss}); lower train.lr={cfg.lr}")
+    global_loss = setup.world.sum(loss.detach().float().clone()) / setup.world.size  # equal slices: the batch mean
     state.optimizer.zero_grad(set_to_none=True)
     state.scaler.scale(loss).backward()
+    trainable = [p for p in state.model.parameters() if p.requires_grad]
     if cfg.clip_grad:
         state.scaler.unscale_(state.optimizer)
-        nn.utils.clip_grad_norm_([p for p in state.model.parameters() if p.requires_grad], cfg.clip_grad)
+        nn.utils.clip_grad_norm_(trainable, cfg.clip_grad)
+    grads = [p.grad for p in trainable if p.grad is not None]
+    # fp16: the grad scaler skips steps with overflowing gradients by design; those are not divergence
+    grad_norm = None if state.scaler.is_enabled() or not grads else torch.stack(torch._foreach_norm(grads)).sum()
     state.scaler.step(state.optimizer)
     state.scaler.update()
     state.scheduler.step()
+    note_divergence(state, global_loss, grad_norm, trainable)
     state.step, state.position = state.step + 1, state.position + 1
-    state.loss_sum += global_loss * setup.batch_size
+    state.loss_sum = state.loss_sum + global_loss.double() * setup.batch_size
     state.loss_samples += setup.batch_size
     return global_loss
 
 
-def checked_step(setup: Setup, state: TrainState, inputs: torch.Tensor, targets: torch.Tensor) -> float:
+def note_divergence(state: TrainState, loss: torch.Tensor, grad_norm: torch.Tensor | None,
+                    weights: list[torch.Tensor]) -> None:
+    """Set the device flag ``state.diverged_at`` to this step when the loss, gradients or weights are not finite."""
+    sums = [loss.float()] + ([grad_norm.float()] if grad_norm is not None else [])
+    sums += [torch.stack(torch._foreach_norm([w.detach() for w in weights])).sum().float()] if weights else []
+    bad = ~torch.isfinite(torch.stack(sums).sum())
+    if state.diverged_at is None:
+        state.diverged_at = torch.full((), -1, dtype=torch.int64, device=loss.device)
+    first = (state.diverged_at < 0) & bad
+    state.diverged_at = torch.where(first, torch.full_like(state.diverged_at, state.step), state.diverged_at)
+
+
+def check_finite(setup: Setup, state: TrainState) -> None:
+    """Stop a diverged run before a non-finite state is validated, logged or checkpointed (the host reads the
+    device flag here only); the last finite checkpoint stays in place."""
+    step = -1 if state.diverged_at is None else int(state.diverged_at.item())
+    if step < 0:
+        return
+    kept = setup.run_dir / "last.pt"
+    left = f"{kept} keeps the last finite state" if kept.is_file() else "no checkpoint was written"
+    raise SvqbenchError(f"training diverged at step {step + 1} (non-finite loss, gradient or weights); {left}; "
+                        f"lower train.lr (now {setup.cfg.lr:g}) or set train.clip_grad (e.g. 1.0)")
+
+
+def checked_step(setup: Setup, state: TrainState, inputs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
     """:func:`train_step`, with running out of memory as a one-line error."""
     try:
         return train_step(setup, state, inputs, targets)
@@ -200,6 +230,9 @@ def validate(setup: Setup, state: TrainState) -> float:
     model.train()
     total, windows = setup.world.sum(sums).tolist()
     val = total / max(windows, 1)
+    if not math.isfinite(val):
+        raise SvqbenchError(f"training diverged at step {state.step} (validation loss {val}); lower train.lr "
+                            f"(now {setup.cfg.lr:g}) or set train.clip_grad (e.g. 1.0)")
     if val < state.best_val:
         state.best_val, state.stale_validations = val, 0
         save(setup, state, "best.pt")
@@ -230,7 +263,7 @@ def record(setup: Setup, state: TrainState, val: float | None) -> None:
     line = {
         "epoch": state.epoch + (1 if state.position else 0),
         "step": state.step,
-        "train_loss": state.loss_sum / state.loss_samples if state.loss_samples else None,
+        "train_loss": float(state.loss_sum) / state.loss_samples if state.loss_samples else None,
         "val_loss": val,
         "lr": state.optimizer.param_groups[0]["lr"] if state.optimizer else None,
         "samples_per_s": state.loss_samples / seconds if state.loss_samples else None,
@@ -263,7 +296,7 @@ def save(setup: Setup, state: TrainState, name: str) -> None:
         total_steps=setup.total_steps,
         best_val=state.best_val,
         stale_validations=state.stale_validations,
-        loss_sum=state.loss_sum,
+        loss_sum=float(state.loss_sum),
         loss_samples=state.loss_samples,
         rng=rng_state(),
         sampler={"seed": setup.cfg.seed, "epoch": state.epoch, "position": state.position},
