@@ -13,16 +13,14 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Iterator
 
-import numpy as np
 import torch
 from torch import nn
 from torch.utils.data import Subset
 
-from svqbench import __version__, data, leaderboard
-from svqbench.compare import PER_WINDOW
+from svqbench import __version__, data, leaderboard, per_window
 from svqbench.config import EvalConfig
 from svqbench.errors import SvqbenchError
-from svqbench.fileio import atomic_path, write_json
+from svqbench.fileio import write_json
 from svqbench.metrics import MetricAccumulator, plot_horizon
 from svqbench.models import count_parameters, forecast
 from svqbench.models.svq import SVQ, SVQStats, code_weight_chunks
@@ -46,7 +44,8 @@ def evaluate(
     value_range: tuple[float, float] | None = None,
 ) -> dict[str, Any]:
     """Evaluate the selected checkpoint (``train.select``) of ``run_dir`` on a split; writes ``run_dir/metrics.json``
-    and ``run_dir/per_window.npz`` (one float64 array (N_windows,) per metric, in test-window order).
+    and ``run_dir/eval/SPLIT-CONVENTION.npz`` (:mod:`svqbench.per_window`: one float64 array (N_windows,) per
+    metric in window order, each window's bootstrap unit, and the report itself, in one atomic file).
 
     Unset arguments fall back to the recipe's ``eval`` section. The split is streamed in
     batches; only running sums live in memory. ``svq_stats`` adds SVQ code-weight diagnostics
@@ -109,11 +108,11 @@ def evaluate(
     }
     if stats is not None:
         report["svq_stats"] = stats.result()
-    per_window = world.gather_concatenated(accumulator.per_window())  # before rank > 0 returns: a collective
+    values = world.gather_concatenated(accumulator.per_window())  # before rank > 0 returns: a collective
     if not world.is_main:
         return report
-    with atomic_path(run.dir / PER_WINDOW) as tmp:
-        np.savez(tmp, **per_window)
+    units, unit = data.window_units(dataset, split, data_root)
+    per_window.write(run.dir, values, units, unit, report)  # first: it carries the report, so it is never stale
     write_json(run.dir / "metrics.json", report)
     if plot:
         plot_horizon(result["per_frame"], run.dir / "horizon.png")
@@ -129,15 +128,6 @@ def protocol_name(manifest: dict[str, Any]) -> str:
     spec = data.DATASETS.get(manifest["spec"]) if manifest.get("spec") in data.DATASETS else None
     parameter = inspect.signature(spec.prepare).parameters.get("protocol") if spec else None
     return str(parameter.default) if parameter is not None else "default"
-
-
-def _display_path(path: Path) -> str:
-    """The run folder relative to the working directory when it is inside it (portable tables), else absolute."""
-    resolved = path.resolve()
-    try:
-        return str(resolved.relative_to(Path.cwd().resolve()))
-    except ValueError:
-        return str(resolved)
 
 
 def leaderboard_row(run: LoadedRun, report: dict[str, Any], manifest: dict[str, Any]) -> dict[str, Any]:
@@ -171,7 +161,7 @@ def leaderboard_row(run: LoadedRun, report: dict[str, Any], manifest: dict[str, 
         "git_commit": meta.get("git_commit"),
         "trained_at": meta.get("created"),
         "evaluated_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        "path": _display_path(run.dir),
+        "path": str(run.dir.resolve()),  # the leaderboard stores it relative to its own folder
         **report["overall"],
     }
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import datetime
 import hashlib
 import json
+import shutil
 import subprocess
 import time
 import uuid
@@ -29,7 +30,7 @@ from svqbench.fileio import atomic_path, write_text
 from svqbench.models import create_model
 
 
-RUN_FILES = ("recipe.yaml", "run.json", "log.jsonl", "last.pt", "best.pt", "metrics.json", "per_window.npz",
+RUN_FILES = ("recipe.yaml", "run.json", "log.jsonl", "last.pt", "best.pt", "metrics.json", "per_window.npz", "eval",
              "horizon.png")
 # what a resumed run may change: more steps, and settings that do not change the result
 RESUMABLE_KEYS = ("train.epochs", "train.max_steps", "train.num_workers", "train.checkpoint_every")
@@ -42,7 +43,11 @@ def holds_run(run_dir: Path) -> bool:
 def remove_run(run_dir: Path) -> None:
     """Delete the files of a run (``--force``); anything else in the folder stays."""
     for name in RUN_FILES:
-        (Path(run_dir) / name).unlink(missing_ok=True)
+        target = Path(run_dir) / name
+        if target.is_dir():
+            shutil.rmtree(target)
+        else:
+            target.unlink(missing_ok=True)
 
 
 def resumed_recipe(run_dir: Path, overrides: list[str] = ()) -> Recipe:

@@ -20,7 +20,6 @@ evaluation is skipped; a run with a ``last.pt`` is resumed; anything else is tra
 
 from __future__ import annotations
 
-import json
 import time
 from pathlib import Path
 from typing import Any, Callable
@@ -29,7 +28,7 @@ import torch
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from svqbench import leaderboard
+from svqbench import leaderboard, per_window
 from svqbench.config import EvalConfig, Recipe, find_recipe, load_recipe, with_seed
 from svqbench.errors import SvqbenchError
 from svqbench.evaluate import evaluate
@@ -135,12 +134,17 @@ def _eval_settings(study: Study, recipe: Recipe) -> dict[str, Any]:
 def run_state(recipe: Recipe, run_dir: Path, settings: dict[str, Any]) -> str:
     """'done' (evaluated as planned), 'resume' (a checkpoint to continue) or 'new'."""
     stored = run_dir / "recipe.yaml"
-    same_recipe = stored.is_file() and yaml.safe_load(stored.read_text()) == recipe.to_dict()
-    metrics = run_dir / "metrics.json"
-    if same_recipe and metrics.is_file() and (run_dir / "per_window.npz").is_file():
-        report = json.loads(metrics.read_text())
-        if (set(settings["metrics"]) <= set(report.get("overall", {}))
-                and (report.get("convention"), report.get("split")) == (settings["convention"], settings["split"])):
+    try:
+        same_recipe = stored.is_file() and yaml.safe_load(stored.read_text()) == recipe.to_dict()
+    except (yaml.YAMLError, UnicodeDecodeError) as error:
+        raise SvqbenchError(f"{stored}: not a readable recipe ({' '.join(str(error).split())}); move the run folder "
+                            f"{run_dir} aside and the sweep trains it again") from None
+    if same_recipe and per_window.available(run_dir, settings["split"], settings["convention"]):
+        try:
+            report = per_window.read(run_dir, settings["split"], settings["convention"]).report
+        except SvqbenchError:  # damaged: evaluate again
+            report = {}
+        if set(settings["metrics"]) <= set(report.get("overall", {})):
             return "done"
     return "resume" if (run_dir / "last.pt").is_file() else "new"
 
@@ -167,10 +171,10 @@ def sweep(
             # "new" also covers a folder a killed run left before its first checkpoint: nothing in it to keep
             train(recipe, run_dir, device, data_root=data_root, resume=state == "resume", force=state == "new",
                   reporter=Reporter(quiet_training))
-        if state != "done" or not _has_row(study.dataset, run_dir):
-            evaluate(run_dir, device, tuple(settings["metrics"]), settings["split"], settings["convention"], data_root,
-                     study.eval.batch_size)
-        report = json.loads((run_dir / "metrics.json").read_text())
+        report = per_window.read(run_dir, settings["split"], settings["convention"]).report if state == "done" else {}
+        if state != "done" or not _has_row(study.dataset, report.get("run_id")):
+            report = evaluate(run_dir, device, tuple(settings["metrics"]), settings["split"], settings["convention"],
+                              data_root, study.eval.batch_size)
         seconds = time.perf_counter() - run_started
         headline = ", ".join(f"{k} {v:.4g}" for k, v in list(report["overall"].items())[:3])
         action = {"done": "already done", "resume": "resumed", "new": "trained"}[state]
@@ -185,9 +189,8 @@ def sweep(
     return {"runs": done, "seconds": round(total, 1), **{k: str(v) for k, v in outputs.items()}}
 
 
-def _has_row(dataset: str, run_dir: Path) -> bool:
+def _has_row(dataset: str, run_id: str | None) -> bool:
     """Whether the dataset's leaderboard holds the run's evaluation (it may have been cleared since)."""
-    run_id = json.loads((run_dir / "metrics.json").read_text()).get("run_id")
     try:
         return run_id in set(leaderboard.read(dataset)["run_id"].astype(str))
     except SvqbenchError:
@@ -202,7 +205,7 @@ def write_study_leaderboard(study: Study, run_ids: list[str]) -> dict[str, Path]
         raise SvqbenchError(f"study {study.name}: none of its runs is in the {study.dataset!r} leaderboard")
     out = {"csv": study.out / f"{study.name}.csv", "markdown": study.out / f"{study.name}.md",
            "plot": study.out / f"{study.name}.png"}
-    write_text(out["csv"], table.to_csv(index=False))
+    write_text(out["csv"], leaderboard.to_csv_text(table, study.out))
     write_text(out["markdown"], to_markdown(study.name, table, leaderboard.reported(study.dataset)))
     plot(study.name, table, out["plot"])
     return out

@@ -16,6 +16,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
+import numpy as np
 import torch
 from filelock import FileLock, Timeout
 from torch.utils.data import Dataset
@@ -221,6 +222,14 @@ def variables(name: str, root: str | os.PathLike | None = None) -> tuple[str, ..
 def latitudes(name: str, root: str | os.PathLike | None = None) -> list[float] | None:
     """Latitude (degrees) of each grid row, for latitude-weighted metrics; None for non-geographic data."""
     return load_manifest(name, root).get("latitudes")
+
+
+def window_units(name: str, split: str, root: str | os.PathLike | None = None) -> tuple[np.ndarray, str]:
+    """(units (N_windows,) int64, what a unit is) for each window of a prepared split, in window order: the
+    independent unit that a bootstrap resamples (a source video, a sequence, a block of consecutive windows)."""
+    root = Path(root) if root is not None else default_root()
+    manifest = load_manifest(name, root)
+    return DATASETS.get(manifest["spec"])().window_units(root / name, split, manifest)
 
 
 def create(name: str, split: str, root: str | os.PathLike | None = None) -> Dataset:

@@ -206,6 +206,7 @@ def subject_runs(split: str, index: Index, val: set[str], stride: int, holdout: 
 
 @DATASETS.register("human")
 class Human(DatasetSpec):
+    unit = "source video"  # numbered in SPLIT/units.npy at prep
     info = DatasetInfo(
         name="human",
         frames_in=4,

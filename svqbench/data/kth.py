@@ -122,6 +122,7 @@ def _loose_videos(src: Path, action: str) -> list[Path]:
 
 @DATASETS.register("kth")
 class KTH(DatasetSpec):
+    unit = "source video"  # numbered in SPLIT/units.npy at prep
     format_version = 2  # val persons held out of train by default
     info = DatasetInfo(
         name="kth",

@@ -20,7 +20,7 @@ import cv2
 import numpy as np
 from rich.progress import track
 
-from svqbench.data.base import open_frames_for_writing, write_starts
+from svqbench.data.base import UNITS, open_frames_for_writing, write_starts
 from svqbench.errors import SvqbenchError
 
 CHUNK = 64
@@ -229,6 +229,8 @@ def write_video_split(
         offset += n
     frames.flush()
     del frames
+    units = np.concatenate([np.full(len(s), i, np.int64) for i, s in enumerate(all_starts)])
     all_starts = np.concatenate(all_starts)
     write_starts(target, split, all_starts)
+    np.save(target / split / UNITS, units)  # the source video of each window
     return {"videos": len(parts), "frames": offset, "windows": int(len(all_starts))}
