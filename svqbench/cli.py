@@ -79,13 +79,21 @@ def prep(
     size: Optional[int] = typer.Option(None, "--size", help="videos: frame size in pixels"),
     frames: Optional[str] = typer.Option(None, "--frames", help="videos: input:target frames, e.g. 10:10"),
     opt: List[str] = typer.Option([], "--opt", help="any other dataset option key=value, e.g. --opt train=512"),
+    verify: bool = typer.Option(False, "--verify", help="recompute the checksums of the prepared folder instead"),
 ) -> None:
-    """Download (or take from --src) and prepare a dataset; prints its folder.
+    """Download (or take from --src) and prepare a dataset; prints its folder. --verify checks a prepared one.
 
     Example: svqbench prep kth --src ~/archives/kth   |   svqbench prep videos --src clips/ --name mine --size 64 --frames 10:10
     """
     from svqbench import data
 
+    if verify:
+        problems = data.verify(folder_name or name, root)
+        if problems:
+            raise SvqbenchError(problems[0] + (f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""))
+        out.print(f"{(root or data.default_root()) / (folder_name or name)}: every file matches its checksum",
+                  highlight=False)
+        return
     options = _split_options(opt)
     named = {"url": url, "protocol": protocol, "size": size, "frames": frames}
     options.update({key: value for key, value in named.items() if value is not None})
@@ -354,11 +362,14 @@ def compare(
     a: List[Path] = typer.Option([], "--a", help="a run of group A (repeat for seeds)"),
     b: List[Path] = typer.Option([], "--b", help="a run of group B (repeat for seeds)"),
     metrics: Optional[str] = typer.Option(None, "--metrics", help="comma list (default: every shared metric)"),
-    resamples: int = typer.Option(10_000, "--resamples", help="bootstrap resamples over test windows"),
+    resamples: int = typer.Option(10_000, "--resamples", help="bootstrap resamples of independent units"),
     seed: int = typer.Option(0, "--seed", help="bootstrap seed"),
+    split: str = typer.Option("test", "--split", help="the evaluated split to compare: test or val"),
+    convention: Optional[str] = typer.Option(None, "--convention", help="standard or openstl (default: the only one evaluated)"),
     json_out: Optional[Path] = typer.Option(None, "--json", help="also save the result as JSON"),
 ) -> None:
-    """Paired comparison of runs (or seed groups): A - B with 95% intervals over test windows and across seeds.
+    """Paired comparison of runs (or seed groups): A - B with 95% intervals over independent units of windows
+    (source videos, sequences, blocks) and across seeds.
 
     A difference counts only when both intervals exclude 0 (the one across seeds needs 2+ runs a side).
 
@@ -374,14 +385,17 @@ def compare(
         if len(runs) != 2:
             raise SvqbenchError(f"compare needs two runs, got {len(runs)}; use --a/--b for groups")
         a, b = [runs[0]], [runs[1]]
-    result = compare_groups(a, b, _parse_metrics(metrics), resamples, seed)
-    table = Table(title=f"A - B over {result['windows']} {result['split']} windows ({result['convention']})")
+    if split not in ("test", "val"):
+        raise SvqbenchError(f"--split {split!r}: valid: test, val")
+    result = compare_groups(a, b, _parse_metrics(metrics), resamples, seed, split, convention)
+    table = Table(title=f"A - B over {result['windows']} {result['split']} windows in {result['units']} independent "
+                        f"units ({result['unit']}; {result['convention']})")
     for column in ("metric", "A", "B", "A - B", "95% over windows", "95% across seeds", "verdict"):
         table.add_column(column, justify="left" if column in ("metric", "verdict") else "right")
     for name, row in result["metrics"].items():
         diff, seeds = row["difference"], row["seeds"]
         table.add_row(name, f"{row['a']:.5g}", f"{row['b']:.5g}", f"{diff['mean']:+.4g}",
-                      f"[{diff['low']:+.4g}, {diff['high']:+.4g}]",
+                      f"[{diff['low']:+.4g}, {diff['high']:+.4g}]" if diff["comparable"] else "-",
                       f"[{seeds['low']:+.4g}, {seeds['high']:+.4g}]" if seeds else "-", row["verdict"])
     out.print(table)
     out.print(f"A: {', '.join(result['a'])}\nB: {', '.join(result['b'])}", highlight=False)

@@ -61,6 +61,10 @@ def evaluate(
     convention = convention or cfg.convention
     dataset = run.recipe.dataset
     test_set = data.create(dataset, split, data_root)
+    if "files" in data.load_manifest(dataset, data_root):  # folders prepared before checksums have none to compare
+        problems = data.verify(dataset, data_root, split)
+        if problems:
+            raise SvqbenchError(problems[0] + (f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""))
     if len(test_set) < world.size:
         raise SvqbenchError(f"the {split} split has {len(test_set)} windows, fewer than the {world.size} processes")
     shard = Subset(test_set, world.shard(len(test_set)))

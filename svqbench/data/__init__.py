@@ -22,6 +22,7 @@ from filelock import FileLock, Timeout
 from torch.utils.data import Dataset
 
 from svqbench import __version__
+from svqbench.data import checks
 from svqbench.data.base import MANIFEST, DatasetInfo, DatasetSpec, Normalisation, read_manifest
 from svqbench.errors import SvqbenchError
 from svqbench.fileio import atomic_dir, restore_replaced_dir, write_json
@@ -118,6 +119,7 @@ def prepare(
                     "options": _jsonable(options),
                     "val_held_out": val_held_out,
                     **extra,
+                    "files": checks.record_files(tmp),
                     "complete": True,
                 },
             )
@@ -240,7 +242,19 @@ def create(name: str, split: str, root: str | os.PathLike | None = None) -> Data
     splits = manifest["info"]["splits"]
     if split not in splits:
         raise SvqbenchError(f"dataset {name!r} has no split {split!r}; valid: {', '.join(splits)}")
-    return spec.open(root / name, split, manifest)
+    checks.check_split(root / name, split, manifest)
+    try:
+        return spec.open(root / name, split, manifest)
+    except (ValueError, OSError, EOFError) as error:  # a damaged array in a folder prepared without records
+        raise SvqbenchError(f"{root / name / split}: unreadable ({' '.join(str(error).split())[:100]}); "
+                            f"{checks.rebuild_hint(manifest, root / name)}") from None
+
+
+def verify(name: str, root: str | os.PathLike | None = None, split: str | None = None) -> list[str]:
+    """Recompute the checksums of a prepared dataset's files (of ``split`` only, when given) against its
+    manifest: one line per problem, [] when all match."""
+    root = Path(root) if root is not None else default_root()
+    return checks.verify(root / name, load_manifest(name, root), split)
 
 
 from svqbench.data import digits, human, kitticaltech, kth, mmnist, taxibj, videos, weather  # noqa: E402,F401  (registers the built-in datasets)
