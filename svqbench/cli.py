@@ -15,6 +15,7 @@ from rich.console import Console
 from rich.table import Table
 
 from svqbench.errors import SvqbenchError
+from svqbench.fileio import no_space
 
 app = typer.Typer(
     name="svqbench",
@@ -40,6 +41,12 @@ def command(fn: Callable | None = None, *, name: str | None = None) -> Callable:
                 return fn(*args, **kwargs)
             except SvqbenchError as e:
                 err.print(f"[bold red]error:[/] {e}", highlight=False, soft_wrap=True)
+                raise typer.Exit(1) from None
+            except OSError as e:  # a full disk anywhere (a log line, an extraction): one line too
+                full = no_space(e, e.filename or "a file")
+                if full is None:
+                    raise
+                err.print(f"[bold red]error:[/] {full}", highlight=False, soft_wrap=True)
                 raise typer.Exit(1) from None
             except KeyboardInterrupt as e:  # training's says where its checkpoint is
                 err.print(str(e) or "interrupted", highlight=False, soft_wrap=True)
@@ -213,6 +220,8 @@ def eval_(
 
     if split not in (None, "test", "val"):
         raise SvqbenchError(f"--split {split!r}: valid: test, val")
+    if batch_size is not None and batch_size < 1:
+        raise SvqbenchError(f"--batch-size {batch_size}: valid: an integer >= 1 (default: the recipe's eval.batch_size)")
     from svqbench.runtime import launched_world
 
     report = evaluate(run_dir, resolve_device(device), _parse_metrics(metrics), split, convention, root,
@@ -284,6 +293,8 @@ def predict(
     from svqbench.render import to_display, write_gif
     from svqbench.runs import LoadedRun
 
+    if frames is not None and frames < 1:
+        raise SvqbenchError(f"--frames {frames}: valid: an integer >= 1 (default: the dataset's target frames)")
     if not video.is_file():
         raise SvqbenchError(f"{video}: no such file")
     if out_file.suffix.lower() not in (".gif", ".npy"):

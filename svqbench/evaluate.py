@@ -116,12 +116,15 @@ def evaluate(
     if not world.is_main:
         return report
     units, unit = data.window_units(dataset, split, data_root)
+    row = leaderboard_row(run, report, data.load_manifest(dataset, data_root)) if update_leaderboard else None
+    if update_leaderboard:
+        leaderboard.check_table(dataset)  # a damaged table is refused before anything is written
     per_window.write(run.dir, values, units, unit, report)  # first: it carries the report, so it is never stale
     write_json(run.dir / "metrics.json", report)
     if plot:
         plot_horizon(result["per_frame"], run.dir / "horizon.png")
-    if update_leaderboard:
-        leaderboard.add_row(dataset, leaderboard_row(run, report, data.load_manifest(dataset, data_root)))
+    if row is not None:
+        leaderboard.add_row(dataset, row)
     return report
 
 

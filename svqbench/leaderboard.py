@@ -77,6 +77,13 @@ def read(dataset: str, directory: Path | None = None) -> pd.DataFrame:
     return _read_csv(path)
 
 
+def check_table(dataset: str, directory: Path | None = None) -> None:
+    """Refuse (one line) a leaderboard file that exists but cannot be read, before anything adds to it."""
+    path = (directory or leaderboards_dir()) / f"{dataset}.csv"
+    if path.is_file():
+        _read_csv(path)
+
+
 def metric_columns(table: pd.DataFrame) -> list[str]:
     """The metric columns present, in a fixed reading order."""
     known = [m for m in METRIC_ORDER if m in table]

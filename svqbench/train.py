@@ -30,11 +30,11 @@ from svqbench import data
 from svqbench.config import Recipe, TrainConfig
 from svqbench.data.base import DatasetInfo
 from svqbench.errors import SvqbenchError
-from svqbench.fileio import write_json
+from svqbench.fileio import write_json, write_text
 from svqbench.models import count_parameters, create_model, forecast, training_forecast
 from svqbench.progress import Reporter
-from svqbench.runs import (RESUMABLE_KEYS, holds_run, load_checkpoint, remove_run, run_meta, save_checkpoint,
-                           save_recipe)
+from svqbench.runs import (RESUMABLE_KEYS, holds_run, load_checkpoint, read_log, remove_run, run_meta,
+                           save_checkpoint, save_recipe)
 from svqbench.runtime import (LOSSES, InterruptRequest, World, autocast, epoch_aware, evenly_spaced,
                               is_out_of_memory, join_world, make_loader, rank_batches, restore_rng_state, rng_state,
                               steps_per_epoch)
@@ -437,12 +437,13 @@ def check_same_run(saved: dict[str, Any], recipe: Recipe, run_dir: Path) -> None
 
 
 def forget_log_after(log_path: Path, step: int) -> None:
-    """Drop log lines written after the checkpoint: the resumed run writes them again."""
+    """Drop log lines written after the checkpoint (and a last line torn by a kill): the resumed run writes
+    them again."""
     if log_path.is_file():
-        lines = [line for line in log_path.read_text().splitlines() if line.strip()]
-        kept = [line for line in lines if json.loads(line).get("step", 0) <= step]
+        lines = [line for line in log_path.read_text(errors="replace").splitlines() if line.strip()]
+        kept = [record for record in read_log(log_path) if record.get("step", 0) <= step]
         if len(kept) != len(lines):
-            log_path.write_text("".join(line + "\n" for line in kept))
+            write_text(log_path, "".join(json.dumps(record) + "\n" for record in kept))
 
 
 def seed_everything(seed: int) -> None:

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
@@ -133,7 +134,10 @@ def open_frames_for_writing(target: Path, split: str, shape: tuple[int, ...], dt
     """A writable (F, C, H, W) ``frames.npy`` memmap, for splits too large to build in RAM."""
     out = target / split
     out.mkdir(parents=True, exist_ok=True)
-    return np.lib.format.open_memmap(out / "frames.npy", mode="w+", dtype=dtype, shape=shape)
+    frames = np.lib.format.open_memmap(out / "frames.npy", mode="w+", dtype=dtype, shape=shape)
+    with open(out / "frames.npy", "r+b") as f:  # reserve the blocks now: a full disk is an error here, not a
+        os.posix_fallocate(f.fileno(), 0, os.fstat(f.fileno()).st_size)  # SIGBUS while filling the memmap
+    return frames
 
 
 def write_starts(target: Path, split: str, starts: np.ndarray) -> None:
