@@ -87,6 +87,7 @@ def prep(
     frames: Optional[str] = typer.Option(None, "--frames", help="videos: input:target frames, e.g. 10:10"),
     opt: List[str] = typer.Option([], "--opt", help="any other dataset option key=value, e.g. --opt train=512"),
     verify: bool = typer.Option(False, "--verify", help="recompute the checksums of the prepared folder instead"),
+    trust_src: bool = typer.Option(False, "--trust-src", help="use --src files whose checksum differs from the published one (recorded)"),
 ) -> None:
     """Download (or take from --src) and prepare a dataset; prints its folder. --verify checks a prepared one.
 
@@ -104,7 +105,7 @@ def prep(
     options = _split_options(opt)
     named = {"url": url, "protocol": protocol, "size": size, "frames": frames}
     options.update({key: value for key, value in named.items() if value is not None})
-    folder = data.prepare(name, root=root, src=src, force=force, folder_name=folder_name, **options)
+    folder = data.prepare(name, root=root, src=src, force=force, folder_name=folder_name, trust_src=trust_src, **options)
     out.print(str(folder))
 
 

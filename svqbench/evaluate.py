@@ -169,6 +169,7 @@ def leaderboard_row(run: LoadedRun, report: dict[str, Any], manifest: dict[str, 
         "trained_at": meta.get("created"),
         "evaluated_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "path": str(run.dir.resolve()),  # the leaderboard stores it relative to its own folder
+        **({"trusted_src": "; ".join(manifest["trusted_src"])} if manifest.get("trusted_src") else {}),
         **report["overall"],
     }
 

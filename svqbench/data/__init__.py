@@ -24,6 +24,7 @@ from torch.utils.data import Dataset
 from svqbench import __version__
 from svqbench.data import checks
 from svqbench.data.base import MANIFEST, DatasetInfo, DatasetSpec, Normalisation, read_manifest
+from svqbench.data.download import trusting_src
 from svqbench.errors import SvqbenchError
 from svqbench.fileio import atomic_dir, restore_replaced_dir, write_json
 from svqbench.registry import Registry
@@ -76,6 +77,7 @@ def prepare(
     src: str | os.PathLike | None = None,
     force: bool = False,
     folder_name: str | None = None,
+    trust_src: bool = False,
     **options: Any,
 ) -> Path:
     """Prepare dataset ``name`` into ``root/(folder_name or name)`` and return that folder.
@@ -84,7 +86,8 @@ def prepare(
     last, so an interrupted prep never leaves a folder that looks complete; with ``force`` the old
     complete folder stays in place until the new one replaces it. A lock file
     (``root/.NAME.lock``) makes a second prep of the same folder wait for the first, then find it
-    done. A second call with the same options is a no-op; ``force`` redoes it.
+    done. A second call with the same options is a no-op; ``force`` redoes it. ``trust_src`` uses ``src`` files
+    whose checksum differs from the published one, and the manifest names them under ``trusted_src``.
     """
     spec = DATASETS.get(name)()
     root = Path(root) if root is not None else default_root()
@@ -104,8 +107,10 @@ def prepare(
                 )
             return folder
         _remove_stale_partials(folder)
-        with atomic_dir(folder) as tmp:
+        with atomic_dir(folder) as tmp, trusting_src(trust_src) as trusted:
             extra = spec.prepare(tmp, src_path, **options)
+            if trusted:
+                extra["trusted_src"] = list(trusted)
             info = extra.pop("info", spec.info)
             val_held_out = extra.pop("val_held_out", True)
             write_json(
