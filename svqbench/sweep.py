@@ -14,7 +14,7 @@ A study file (YAML)::
     runs: runs/studies/digits          # runs go to RUNS/<recipe>-seed<k>
     out: leaderboards/studies          # where the study's leaderboard goes
 
-The sweep can span several sittings: a run whose ``metrics.json`` matches the planned recipe and
+The sweep can span several sittings: a run whose per-window file (``eval/SPLIT-CONVENTION.npz``) matches the planned recipe and
 evaluation is skipped; a run with a ``last.pt`` is resumed; anything else is trained from scratch.
 """
 

@@ -161,3 +161,29 @@ def test_a_damaged_per_window_file_is_one_line(tmp_path):
     per_window.path(a, "test", "standard").write_bytes(b"not a zip file")
     with pytest.raises(SvqbenchError, match="damaged"):
         compare_groups([a], [a])
+
+
+def test_bold_needs_the_interval_on_the_better_side(tmp_path):
+    import pandas as pd
+
+    from svqbench.leaderboard_views import analyse
+
+    rng = np.random.default_rng(0)
+    runs = {}
+    for name, level in (("a", 0.3), ("b", 0.1)):  # per window, a is worse than b ...
+        runs[name] = tmp_path / name
+        values = level + rng.normal(0, 0.01, 40)
+        per_window.write(runs[name], {"rmse": values}, np.arange(40), "sequence",
+                         {"dataset": "digits", "split": "test", "convention": "standard"})
+    rows = pd.DataFrame([  # ... but its overall value (as RMSE over all pixels can) ranks it first
+        {"run_id": "a", "recipe": "ra", "overrides": "", "model": "m", "seed": 1, "convention": "standard",
+         "split": "test", "path": str(runs["a"]), "rmse": 0.1},
+        {"run_id": "b", "recipe": "rb", "overrides": "", "model": "m", "seed": 1, "convention": "standard",
+         "split": "test", "path": str(runs["b"]), "rmse": 0.2},
+    ])
+    section = analyse(rows)[0]
+    assert "rmse" not in section["best"]
+    assert "the interval disagrees with the ranking" in section["tests"][0] and "40 units (sequence)" in section["tests"][0]
+    rows.loc[0, "rmse"], rows.loc[1, "rmse"] = 0.3, 0.1  # ranking and interval agree: b is bold
+    section = analyse(rows)[0]
+    assert section["summary"].loc[section["best"]["rmse"], "recipe"] == "rb"
