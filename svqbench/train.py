@@ -194,12 +194,16 @@ def check_finite(setup: Setup, state: TrainState) -> None:
     """Stop a diverged run before a non-finite state is validated, logged or checkpointed (the host reads the
     device flag here only); the last finite checkpoint stays in place."""
     step = -1 if state.diverged_at is None else int(state.diverged_at.item())
-    if step < 0:
-        return
+    if step >= 0:
+        raise divergence(setup, step + 1, "non-finite loss, gradient or weights")
+
+
+def divergence(setup: Setup, step: int, cause: str) -> SvqbenchError:
+    """The one-line error of a diverged run: the step, what was kept, the levers."""
     kept = setup.run_dir / "last.pt"
     left = f"{kept} keeps the last finite state" if kept.is_file() else "no checkpoint was written"
-    raise SvqbenchError(f"training diverged at step {step + 1} (non-finite loss, gradient or weights); {left}; "
-                        f"lower train.lr (now {setup.cfg.lr:g}) or set train.clip_grad (e.g. 1.0)")
+    return SvqbenchError(f"training diverged at step {step} ({cause}); {left}; lower train.lr "
+                         f"(now {setup.cfg.lr:g}) or set train.clip_grad (e.g. 1.0)")
 
 
 def checked_step(setup: Setup, state: TrainState, inputs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
@@ -231,8 +235,7 @@ def validate(setup: Setup, state: TrainState) -> float:
     total, windows = setup.world.sum(sums).tolist()
     val = total / max(windows, 1)
     if not math.isfinite(val):
-        raise SvqbenchError(f"training diverged at step {state.step} (validation loss {val}); lower train.lr "
-                            f"(now {setup.cfg.lr:g}) or set train.clip_grad (e.g. 1.0)")
+        raise divergence(setup, state.step, f"validation loss {val}")
     if val < state.best_val:
         state.best_val, state.stale_validations = val, 0
         save(setup, state, "best.pt")

@@ -164,6 +164,8 @@ def test_runs_with_spaces_in_their_path_rank_the_same_from_any_folder(run_copy, 
     (b"dataset: digits\ndataset: kth\nmodel: {name: simvp}\n", ("tiny.yaml:2:1", "'dataset' is given twice")),
     (b"dataset: digits\nmodel: {name: simvp}\ntrain: {epochs: true}\n", ("train.epochs", "expected a number")),
     (b"dataset: digits\nmodel: {name: simvp}\ntrain: {lr: .inf}\n", ("train.lr", "finite number")),
+    (b"dataset: digits\nmodel: {name: simvp, hid_S: yes}\n", ("model.hid_S", "expected a number")),
+    (b"dataset: digits\nmodel: {name: simvp, drop_path: .nan}\n", ("model.drop_path", "finite number")),
     (b"dataset: digits\nmodel: {name: simvp}\n# caf\xe9\n", ("tiny.yaml", "not UTF-8")),
 ])
 def test_recipe_faults_are_one_line(tmp_path, text, needles):

@@ -19,6 +19,7 @@ must be a pure function of its arguments and the weights (randomness from a gene
 from __future__ import annotations
 
 import inspect
+import math
 from typing import Any, Callable, NamedTuple
 
 import torch
@@ -44,11 +45,17 @@ def model_arguments(name: str) -> list[str]:
 
 def check_model_args(name: str, args: dict[str, Any], source: str = "recipe") -> None:
     valid = model_arguments(name)
-    for key in args:
+    defaults = {k: p.default for k, p in inspect.signature(MODELS.get(name)).parameters.items()}
+    for key, value in args.items():
         if key not in valid:
             raise SvqbenchError(
                 f"{source}: model {name!r} has no argument {key!r}; valid: {', '.join(valid) or 'none'}"
             )
+        default = defaults.get(key)
+        if isinstance(value, bool) and type(default) in (int, float):
+            raise SvqbenchError(f"{source}: model.{key}: expected a number, got {str(value).lower()}")
+        if isinstance(value, float) and not math.isfinite(value):
+            raise SvqbenchError(f"{source}: model.{key}: expected a finite number, got {value}")
 
 
 def create_model(name: str, shape: Any, **args: Any) -> nn.Module:
