@@ -114,7 +114,8 @@ class DatasetSpec:
         starts_file = folder / split / "starts.npy"
         if starts_file.is_file():
             starts = np.load(starts_file).astype(np.int64)
-            return (starts - starts.min(initial=0)) // span, f"block of windows starting within {span} frames"
+            first = starts.min() if len(starts) else 0
+            return (starts - first) // span, f"block of windows starting within {span} frames"
         count = len(self.open(folder, split, manifest))
         return np.arange(count, dtype=np.int64) // span, f"block of {span} consecutive windows"
 
