@@ -402,7 +402,7 @@ def compare(
     result = compare_groups(a, b, _parse_metrics(metrics), resamples, seed, split, convention)
     table = Table(title=f"A - B over {result['windows']} {result['split']} windows in {result['units']} independent "
                         f"units ({result['unit']}; {result['convention']})")
-    for column in ("metric", "A", "B", "A - B", "95% over windows", "95% across seeds", "verdict"):
+    for column in ("metric", "A", "B", "A - B", "95% over units", "95% across seeds", "verdict"):
         table.add_column(column, justify="left" if column in ("metric", "verdict") else "right")
     for name, row in result["metrics"].items():
         diff, seeds = row["difference"], row["seeds"]
