@@ -16,6 +16,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from svqbench.errors import SvqbenchError
+from svqbench.fileio import no_space
 
 app = typer.Typer(
     name="svqbench",
@@ -41,6 +42,12 @@ def command(fn: Callable | None = None, *, name: str | None = None) -> Callable:
                 return fn(*args, **kwargs)
             except SvqbenchError as e:
                 err.print(f"[bold red]error:[/] {escape(str(e))}", highlight=False, soft_wrap=True)  # [x] stays text
+                raise typer.Exit(1) from None
+            except OSError as e:  # a full disk anywhere (a log line, an extraction): one line too
+                full = no_space(e, e.filename or "a file")
+                if full is None:
+                    raise
+                err.print(f"[bold red]error:[/] {full}", highlight=False, soft_wrap=True)
                 raise typer.Exit(1) from None
             except KeyboardInterrupt as e:  # training's says where its checkpoint is
                 err.print(str(e) or "interrupted", highlight=False, soft_wrap=True)
@@ -82,19 +89,28 @@ def prep(
     var: List[str] = typer.Option([], "--var", help="arrays: an array or variable of the file (repeat: channels)"),
     split: Optional[str] = typer.Option(None, "--split", help="arrays: 0.8,0.1,0.1 or train=A:B,val=C:D,test=E:F"),
     opt: List[str] = typer.Option([], "--opt", help="any other dataset option key=value, e.g. --opt train=512"),
+    verify: bool = typer.Option(False, "--verify", help="recompute the checksums of the prepared folder instead"),
+    trust_src: bool = typer.Option(False, "--trust-src", help="use --src files whose checksum differs from the published one (recorded)"),
 ) -> None:
-    """Download (or take from --src) and prepare a dataset; prints its folder.
+    """Download (or take from --src) and prepare a dataset; prints its folder. --verify checks a prepared one.
 
     Example: svqbench prep kth --src ~/archives/kth   |   svqbench prep videos --src clips/ --name mine --size 64 --frames 10:10
     |   svqbench prep arrays --src radar.npy --name radar --frames 10:10
     """
     from svqbench import data
 
+    if verify:
+        problems = data.verify(folder_name or name, root)
+        if problems:
+            raise SvqbenchError(problems[0] + (f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""))
+        out.print(f"{(root or data.default_root()) / (folder_name or name)}: every file matches its checksum",
+                  highlight=False)
+        return
     options = _split_options(opt)
     named = {"url": url, "protocol": protocol, "size": size, "frames": frames, "var": ",".join(var) or None,
              "split": split}
     options.update({key: value for key, value in named.items() if value is not None})
-    folder = data.prepare(name, root=root, src=src, force=force, folder_name=folder_name, **options)
+    folder = data.prepare(name, root=root, src=src, force=force, folder_name=folder_name, trust_src=trust_src, **options)
     out.print(str(folder))
 
 
@@ -236,6 +252,8 @@ def eval_(
 
     if split not in (None, "test", "val"):
         raise SvqbenchError(f"--split {split!r}: valid: test, val")
+    if batch_size is not None and batch_size < 1:
+        raise SvqbenchError(f"--batch-size {batch_size}: valid: an integer >= 1 (default: the recipe's eval.batch_size)")
     from svqbench.runtime import launched_world
 
     report = evaluate(run_dir, resolve_device(device), _parse_metrics(metrics), split, convention, root,
@@ -308,6 +326,8 @@ def predict(
     from svqbench.render import to_display, write_gif
     from svqbench.runs import LoadedRun
 
+    if frames is not None and frames < 1:
+        raise SvqbenchError(f"--frames {frames}: valid: an integer >= 1 (default: the dataset's target frames)")
     if not video.is_file():
         raise SvqbenchError(f"{video}: no such file")
     if out_file.suffix.lower() not in (".gif", ".npy"):
@@ -386,11 +406,14 @@ def compare(
     a: List[Path] = typer.Option([], "--a", help="a run of group A (repeat for seeds)"),
     b: List[Path] = typer.Option([], "--b", help="a run of group B (repeat for seeds)"),
     metrics: Optional[str] = typer.Option(None, "--metrics", help="comma list (default: every shared metric)"),
-    resamples: int = typer.Option(10_000, "--resamples", help="bootstrap resamples over test windows"),
+    resamples: int = typer.Option(10_000, "--resamples", help="bootstrap resamples of independent units"),
     seed: int = typer.Option(0, "--seed", help="bootstrap seed"),
+    split: str = typer.Option("test", "--split", help="the evaluated split to compare: test or val"),
+    convention: Optional[str] = typer.Option(None, "--convention", help="standard or openstl (default: the only one evaluated)"),
     json_out: Optional[Path] = typer.Option(None, "--json", help="also save the result as JSON"),
 ) -> None:
-    """Paired comparison of runs (or seed groups): A - B with 95% intervals over test windows and across seeds.
+    """Paired comparison of runs (or seed groups): A - B with 95% intervals over independent units of windows
+    (source videos, sequences, blocks) and across seeds.
 
     A difference counts only when both intervals exclude 0 (the one across seeds needs 2+ runs a side).
 
@@ -406,14 +429,17 @@ def compare(
         if len(runs) != 2:
             raise SvqbenchError(f"compare needs two runs, got {len(runs)}; use --a/--b for groups")
         a, b = [runs[0]], [runs[1]]
-    result = compare_groups(a, b, _parse_metrics(metrics), resamples, seed)
-    table = Table(title=f"A - B over {result['windows']} {result['split']} windows ({result['convention']})")
-    for column in ("metric", "A", "B", "A - B", "95% over windows", "95% across seeds", "verdict"):
+    if split not in ("test", "val"):
+        raise SvqbenchError(f"--split {split!r}: valid: test, val")
+    result = compare_groups(a, b, _parse_metrics(metrics), resamples, seed, split, convention)
+    table = Table(title=f"A - B over {result['windows']} {result['split']} windows in {result['units']} independent "
+                        f"units ({result['unit']}; {result['convention']})")
+    for column in ("metric", "A", "B", "A - B", "95% over units", "95% across seeds", "verdict"):
         table.add_column(column, justify="left" if column in ("metric", "verdict") else "right")
     for name, row in result["metrics"].items():
         diff, seeds = row["difference"], row["seeds"]
         table.add_row(name, f"{row['a']:.5g}", f"{row['b']:.5g}", f"{diff['mean']:+.4g}",
-                      f"[{diff['low']:+.4g}, {diff['high']:+.4g}]",
+                      f"[{diff['low']:+.4g}, {diff['high']:+.4g}]" if diff["comparable"] else "-",
                       f"[{seeds['low']:+.4g}, {seeds['high']:+.4g}]" if seeds else "-", row["verdict"])
     out.print(table)
     out.print(f"A: {', '.join(result['a'])}\nB: {', '.join(result['b'])}", highlight=False)

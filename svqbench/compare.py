@@ -1,73 +1,73 @@
 """Paired comparison of two runs (or two groups of runs) over the same test windows.
 
-Each run's ``RUN/per_window.npz`` (written by ``svqbench eval``) holds one value per test window and
-metric. A group's value for a window is the mean over its runs (e.g. its seeds); the difference A - B
-is taken window by window and its mean gets a seeded bootstrap 95% interval
-(:func:`svqbench.stats.paired_bootstrap`). That interval covers the sampling of test windows only.
-When both groups hold several runs (seeds), the runs' overall values also get a Welch interval across
-seeds (:func:`svqbench.stats.welch_interval`), and a difference counts as distinguishable only when
-both intervals exclude 0: a gap smaller than the seed-to-seed spread is not a win.
+Each run's per-window file (``RUN/eval/SPLIT-CONVENTION.npz``, written by ``svqbench eval``; see
+:mod:`svqbench.per_window`) holds one value per window and metric, and each window's independent unit (a
+source video, a sequence, a block of consecutive windows). A group's value for a window is the mean over its
+runs (e.g. its seeds); the difference A - B is taken window by window and its mean gets a seeded bootstrap
+95% interval that resamples whole units (:func:`svqbench.stats.paired_bootstrap`), so windows sharing frames
+do not count as independent evidence. That interval covers the sampling of test data only. When both groups
+hold several runs (seeds), the runs' overall values also get a Welch interval across seeds
+(:func:`svqbench.stats.welch_interval`), and a difference counts as distinguishable only when both intervals
+exclude 0: a gap smaller than the seed-to-seed spread is not a win. Values that are not finite are refused; an
+interval that is not finite is "not comparable", never a win.
 """
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any, Sequence
 
 import numpy as np
 
+from svqbench import per_window
+from svqbench.directions import HIGHER_IS_BETTER, LOWER_IS_BETTER
 from svqbench.errors import SvqbenchError
-from svqbench.leaderboard import HIGHER_IS_BETTER, LOWER_IS_BETTER
 from svqbench.stats import RESAMPLES, Interval, paired_bootstrap, welch_interval
 
-PER_WINDOW = "per_window.npz"
 _MATCHING = ("dataset", "split", "convention")
 
 
-def has_per_window(run_dir: str | Path) -> bool:
-    return (Path(run_dir) / PER_WINDOW).is_file() and (Path(run_dir) / "metrics.json").is_file()
+def has_per_window(run_dir: str | Path, split: str = "test", convention: str | None = None) -> bool:
+    return bool(per_window.available(run_dir, split, convention))
 
 
-def load_per_window(run_dir: str | Path) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
-    """({metric: (N_windows,) float64}, the run's metrics.json)."""
-    run_dir = Path(run_dir)
-    if not run_dir.is_dir():
-        raise SvqbenchError(f"run directory {run_dir} does not exist, so it has no per_window.npz to compare")
-    if not has_per_window(run_dir):
-        raise SvqbenchError(f"{run_dir}: no {PER_WINDOW}; evaluate it first with `svqbench eval {run_dir}`")
-    report = json.loads((run_dir / "metrics.json").read_text())
-    with np.load(run_dir / PER_WINDOW) as arrays:
-        return {name: arrays[name].astype(np.float64) for name in arrays.files}, report
-
-
-def _group_windows(runs: Sequence[Path], label: str) -> tuple[dict[str, np.ndarray], dict[str, Any], dict[str, np.ndarray]]:
-    """Per-window values averaged over the runs of one group, the evaluation settings they share, and
-    each run's overall value per metric (mean over windows, shape (N_runs,))."""
+def _group_windows(runs: Sequence[Path], label: str, split: str, convention: str | None
+                   ) -> tuple[dict[str, np.ndarray], dict[str, Any], dict[str, np.ndarray], per_window.PerWindow]:
+    """Per-window values averaged over the runs of one group, the evaluation settings they share, each run's
+    overall value per metric (mean over windows, shape (N_runs,)), and the first run's evaluation (its units)."""
     if not runs:
         raise SvqbenchError(f"group {label} is empty: name at least one run")
-    loaded = [load_per_window(run) for run in runs]
-    first = loaded[0][1]
-    for (_, report), run in zip(loaded, runs):
+    loaded = [per_window.read(run, split, convention) for run in runs]
+    first = loaded[0]
+    for evaluation, run in zip(loaded, runs):
         for key in _MATCHING:
-            if report.get(key) != first.get(key):
+            if evaluation.report.get(key) != first.report.get(key):
                 raise SvqbenchError(
-                    f"{run} was evaluated with {key}={report.get(key)!r}, {runs[0]} with {first.get(key)!r}: "
-                    "compare runs evaluated the same way"
+                    f"{run} was evaluated with {key}={evaluation.report.get(key)!r}, {runs[0]} with "
+                    f"{first.report.get(key)!r}: compare runs evaluated the same way"
                 )
-    names = set.intersection(*(set(values) for values, _ in loaded))
+        _check_same_units(first, evaluation)
+    names = set.intersection(*(set(e.values) for e in loaded))
     means, per_run = {}, {}
     for name in names:
-        stacked = [values[name] for values, _ in loaded]
+        stacked = [e.values[name] for e in loaded]
         if len({len(v) for v in stacked}) != 1:
             raise SvqbenchError(f"group {label}: runs have different numbers of test windows for {name}")
         means[name] = np.mean(stacked, axis=0)
         per_run[name] = np.array([v.mean() for v in stacked])
-    return means, first, per_run
+    return means, first.report, per_run, first
+
+
+def _check_same_units(a: per_window.PerWindow, b: per_window.PerWindow) -> None:
+    if len(a.units) == len(b.units) and not np.array_equal(a.units, b.units):
+        raise SvqbenchError(f"{a.path} and {b.path} group the test windows into different units; "
+                            "evaluate both on the same prepared data")
 
 
 def verdict(metric: str, low: float, high: float) -> str:
-    """'A better', 'B better' or 'not distinguishable' from the interval of A - B."""
+    """'A better', 'B better', 'not distinguishable' or 'not comparable (...)' from the interval of A - B."""
+    if not (np.isfinite(low) and np.isfinite(high)):
+        return "not comparable (no finite interval)"
     if low <= 0 <= high:
         return "not distinguishable"
     a_larger = low > 0
@@ -84,17 +84,19 @@ def compare_groups(
     metrics: Sequence[str] | None = None,
     resamples: int = RESAMPLES,
     seed: int = 0,
+    split: str = "test",
+    convention: str | None = None,
 ) -> dict[str, Any]:
-    """Paired bootstrap of A - B per metric over the shared test windows.
+    """Paired bootstrap of A - B per metric over the shared windows of ``split`` (resampling whole units).
 
-    Returns ``{"a", "b", "dataset", "split", "convention", "windows", "metrics": {name: {"a", "b",
-    "difference": {mean, low, high, method, distinguishable}, "verdict"}}}``.
+    Returns ``{"a", "b", "dataset", "split", "convention", "windows", "unit", "units", "metrics": {name: {"a",
+    "b", "difference": {mean, low, high, method, distinguishable, comparable}, "seeds", "verdict"}}}``.
     """
     if resamples < 1:
         raise SvqbenchError(f"--resamples {resamples}: valid: an integer >= 1 (10000 is the default)")
     runs_a, runs_b = [Path(r) for r in group_a], [Path(r) for r in group_b]
-    values_a, info_a, runs_values_a = _group_windows(runs_a, "A")
-    values_b, info_b, runs_values_b = _group_windows(runs_b, "B")
+    values_a, info_a, runs_values_a, first_a = _group_windows(runs_a, "A", split, convention)
+    values_b, info_b, runs_values_b, first_b = _group_windows(runs_b, "B", split, convention)
     for key in _MATCHING:
         if info_a.get(key) != info_b.get(key):
             raise SvqbenchError(
@@ -105,19 +107,22 @@ def compare_groups(
     chosen = list(metrics) if metrics else sorted(shared, key=lambda m: (m not in ("mse", "mae"), m))
     missing = [m for m in chosen if m not in shared]
     if missing:
-        raise SvqbenchError(f"metric {missing[0]!r} is not in every run's {PER_WINDOW}; shared: {', '.join(shared)}")
+        raise SvqbenchError(f"metric {missing[0]!r} is not in every run's per-window file; shared: {', '.join(shared)}")
     result: dict[str, Any] = {
         "a": [str(r) for r in runs_a],
         "b": [str(r) for r in runs_b],
         **{key: info_a.get(key) for key in _MATCHING},
         "windows": None,
+        "unit": first_a.unit,
+        "units": first_a.unit_count,
         "metrics": {},
     }
     for name in chosen:
         a, b = values_a[name], values_b[name]
         if len(a) != len(b):
             raise SvqbenchError(f"A has {len(a)} test windows, B {len(b)}: evaluate both on the same split")
-        interval = paired_bootstrap(a - b, resamples, seed)
+        _check_same_units(first_a, first_b)
+        interval = paired_bootstrap(a - b, resamples, seed, units=first_a.units, unit=first_a.unit)
         seeds = welch_interval(runs_values_a[name], runs_values_b[name])
         result["windows"] = len(a)
         result["metrics"][name] = {
@@ -133,7 +138,7 @@ def compare_groups(
 def combined_verdict(metric: str, windows: Interval, seeds: Interval | None) -> str:
     """The window-bootstrap verdict, unless the interval across seeds covers 0 (or disagrees in sign)."""
     by_windows = verdict(metric, windows.low, windows.high)
-    if seeds is None or by_windows == "not distinguishable":
+    if seeds is None or not by_windows.endswith("better") and not by_windows.endswith("larger"):
         return by_windows
     if verdict(metric, seeds.low, seeds.high) != by_windows:
         return "not distinguishable (seed spread)"

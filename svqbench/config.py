@@ -19,7 +19,8 @@ from pathlib import Path
 from typing import Any, Literal, Optional
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic_core import PydanticCustomError
 
 from svqbench.errors import SvqbenchError
 
@@ -30,7 +31,19 @@ WATCHING_KEYS = ("train.loggers", "train.log_every")
 
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)  # inf/NaN: refused
+
+    @model_validator(mode="before")
+    @classmethod
+    def _no_bool_for_numbers(cls, values: Any) -> Any:
+        """YAML's true/false are not 1/0: a bool where a number is expected is refused."""
+        if isinstance(values, dict):
+            for key, value in values.items():
+                field = cls.model_fields.get(key)
+                if isinstance(value, bool) and field is not None and field.annotation in (int, float):
+                    raise PydanticCustomError("bool_number", "expected a number, got {value}",
+                                              {"value": str(value).lower(), "key": key})
+        return values
 
 
 class TrainConfig(_Strict):
@@ -136,6 +149,34 @@ def find_recipe(name_or_path: str) -> Path:
     return candidate
 
 
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """A safe YAML loader that refuses a key given twice in one mapping (the last would silently win)."""
+
+    source = "recipe"
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        seen = set()
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=deep)
+            if key in seen:
+                mark = key_node.start_mark
+                raise SvqbenchError(f"{self.source}:{mark.line + 1}:{mark.column + 1}: key {key!r} is given twice")
+            seen.add(key)
+        return super().construct_mapping(node, deep)
+
+
+def load_yaml(text: str, source: str) -> Any:
+    """YAML ``text`` (safe types only); errors name ``source``, the line and the column."""
+    try:
+        return yaml.load(text, Loader=type("Loader", (_UniqueKeyLoader,), {"source": source}))
+    except yaml.MarkedYAMLError as e:
+        mark = e.problem_mark or e.context_mark
+        where = f"{source}:{mark.line + 1}:{mark.column + 1}" if mark else source
+        raise SvqbenchError(f"{where}: not valid YAML ({e.problem or e.context})") from None
+    except yaml.YAMLError as e:
+        raise SvqbenchError(f"{source}: not valid YAML ({str(e).splitlines()[0]})") from None
+
+
 def parse_override(text: str) -> tuple[list[str], Any]:
     """``"train.lr=1e-3"`` -> (["train", "lr"], 0.001); the value is read as YAML."""
     key, sep, value = text.partition("=")
@@ -179,6 +220,8 @@ def _apply_override(raw: dict[str, Any], keys: list[str], value: Any) -> None:
 def _format_validation_error(source: str, err: ValidationError) -> str:
     first = err.errors()[0]
     where = ".".join(str(p) for p in first["loc"])
+    if first["type"] == "bool_number":
+        return f"{source}: {where}.{first['ctx']['key']}: {first['msg']} (true/false is not a number)"
     if first["type"] == "extra_forbidden":
         return f"{source}: unknown key {where!r}"
     if first["type"] == "missing":
@@ -190,9 +233,10 @@ def load_recipe(name_or_path: str, overrides: list[str] = ()) -> Recipe:
     """Read, override (``key.sub=value`` strings) and validate a recipe."""
     path = find_recipe(name_or_path)
     try:
-        raw = yaml.safe_load(path.read_text()) or {}
-    except yaml.YAMLError as e:
-        raise SvqbenchError(f"{path}: not valid YAML ({str(e).splitlines()[0]})") from None
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as e:
+        raise SvqbenchError(f"{path}: not UTF-8 text (byte {e.start}); save the recipe as UTF-8") from None
+    raw = load_yaml(text, str(path)) or {}
     if not isinstance(raw, dict):
         raise SvqbenchError(f"{path}: expected a mapping of keys (dataset, model, train, eval)")
     raw.setdefault("name", f"{path.parent.name}/{path.stem}")

@@ -10,7 +10,9 @@ import torch
 
 from svqbench import __version__, data
 from svqbench.config import list_recipes, recipes_dir
+from svqbench.data import checks
 from svqbench.data.base import read_manifest
+from svqbench.errors import SvqbenchError
 from svqbench.device import resolve_device
 from svqbench.leaderboard import leaderboards_dir
 from svqbench.metrics import lpips_weights
@@ -25,14 +27,22 @@ def _devices() -> list[str]:
 
 
 def prepared_datasets(root: Path) -> list[str]:
-    """Names of the folders under ``root`` holding a complete prepared dataset, with their shapes."""
+    """Names of the folders under ``root`` holding a complete prepared dataset, with their shapes and whether
+    their files still match the checksums of the manifest."""
     found = []
     for folder in sorted(p for p in root.glob("*") if p.is_dir()) if root.is_dir() else []:
-        manifest = read_manifest(folder)
+        try:
+            manifest = read_manifest(folder)
+        except SvqbenchError as error:
+            found.append(f"{folder.name} (damaged: {error})")
+            continue
         if manifest is not None:
             info = manifest.get("info", {})
+            problems = checks.verify(folder, manifest)
+            state = "checksums match" if not problems else (
+                "no checksums recorded" if "files" not in manifest else f"DAMAGED: {problems[0]}")
             found.append(f"{folder.name} ({manifest.get('spec', '?')}, {info.get('frames_in')}->{info.get('frames_out')}, "
-                         f"{info.get('channels')}x{info.get('height')}x{info.get('width')})")
+                         f"{info.get('channels')}x{info.get('height')}x{info.get('width')}; {state})")
     return found
 
 

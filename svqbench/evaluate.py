@@ -13,17 +13,15 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Iterator
 
-import numpy as np
 import torch
 from torch import nn
 from torch.utils.data import Subset
 
-from svqbench import __version__, data, leaderboard
+from svqbench import __version__, data, leaderboard, per_window
 from svqbench.backends import configure_backends
-from svqbench.compare import PER_WINDOW
 from svqbench.config import EvalConfig
 from svqbench.errors import SvqbenchError
-from svqbench.fileio import atomic_path, write_json
+from svqbench.fileio import write_json
 from svqbench.keyed import StepKey, perturb
 from svqbench.metrics import MetricAccumulator, plot_horizon
 from svqbench.models import count_parameters, forecast, plugins
@@ -52,7 +50,8 @@ def evaluate(
     perturb_ratio: float | None = None,
 ) -> dict[str, Any]:
     """Evaluate the selected checkpoint (``train.select``) of ``run_dir`` on a split; writes ``run_dir/metrics.json``
-    and ``run_dir/per_window.npz`` (one float64 array (N_windows,) per metric, in test-window order).
+    and ``run_dir/eval/SPLIT-CONVENTION.npz`` (:mod:`svqbench.per_window`: one float64 array (N_windows,) per
+    metric in window order, each window's bootstrap unit, and the report itself, in one atomic file).
 
     Unset arguments fall back to the recipe's ``eval`` section. The split is streamed in
     batches; only running sums live in memory. ``svq_stats`` adds SVQ code-weight diagnostics
@@ -75,6 +74,10 @@ def evaluate(
         raise SvqbenchError(f"--perturb {perturb_ratio}: valid: a share of input values between 0 and 1")
     dataset = run.recipe.dataset
     test_set = data.create(dataset, split, data_root)
+    if "files" in data.load_manifest(dataset, data_root):  # folders prepared before checksums have none to compare
+        problems = data.verify(dataset, data_root, split)
+        if problems:
+            raise SvqbenchError(problems[0] + (f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""))
     if len(test_set) < world.size:
         raise SvqbenchError(f"the {split} split has {len(test_set)} windows, fewer than the {world.size} processes")
     shard = Subset(test_set, world.shard(len(test_set)))
@@ -93,6 +96,7 @@ def evaluate(
     )
     started = time.perf_counter()
     first_window = shard.indices.start
+    non_finite = torch.zeros((), dtype=torch.float64, device=device)  # predicted values that are NaN or infinite
     with recording_svq_inputs(run.model, stats, run.recipe.model_name):
         for inputs, targets in loader:
             inputs, targets = inputs.to(device, non_blocking=True), targets.to(device, non_blocking=True)
@@ -100,7 +104,11 @@ def evaluate(
             first_window += len(inputs)
             with autocast(device, cfg.precision):  # eval.precision: never the training precision
                 pred = forecast(run.model, inputs, run.info.frames_out).frames
+            non_finite += (~torch.isfinite(pred)).sum()
             accumulator.update(pred.float(), targets)
+    if world.sum(non_finite).item():
+        raise SvqbenchError(f"{run.checkpoint_file}: {int(non_finite.item())} predicted values are not finite "
+                            "(NaN or infinite); the run diverged: retrain it with a lower train.lr or train.clip_grad")
     if world.size > 1:
         accumulator.all_reduce()
     result = accumulator.result()
@@ -121,16 +129,19 @@ def evaluate(
     }
     if stats is not None:
         report["svq_stats"] = stats.result()
-    per_window = world.gather_concatenated(accumulator.per_window())  # before rank > 0 returns: a collective
+    values = world.gather_concatenated(accumulator.per_window())  # before rank > 0 returns: a collective
     if not world.is_main:
         return report
-    with atomic_path(run.dir / PER_WINDOW) as tmp:
-        np.savez(tmp, **per_window)
+    units, unit = data.window_units(dataset, split, data_root)
+    row = leaderboard_row(run, report, data.load_manifest(dataset, data_root)) if update_leaderboard else None
+    if update_leaderboard:
+        leaderboard.check_table(dataset)  # a damaged table is refused before anything is written
+    per_window.write(run.dir, values, units, unit, report)  # first: it carries the report, so it is never stale
     write_json(run.dir / "metrics.json", report)
     if plot:
         plot_horizon(result["per_frame"], run.dir / "horizon.png")
-    if update_leaderboard:
-        leaderboard.add_row(dataset, leaderboard_row(run, report, data.load_manifest(dataset, data_root)))
+    if row is not None:
+        leaderboard.add_row(dataset, row)
     return report
 
 
@@ -141,15 +152,6 @@ def protocol_name(manifest: dict[str, Any]) -> str:
     spec = data.DATASETS.get(manifest["spec"]) if manifest.get("spec") in data.DATASETS else None
     parameter = inspect.signature(spec.prepare).parameters.get("protocol") if spec else None
     return str(parameter.default) if parameter is not None else "default"
-
-
-def _display_path(path: Path) -> str:
-    """The run folder relative to the working directory when it is inside it (portable tables), else absolute."""
-    resolved = path.resolve()
-    try:
-        return str(resolved.relative_to(Path.cwd().resolve()))
-    except ValueError:
-        return str(resolved)
 
 
 def leaderboard_row(run: LoadedRun, report: dict[str, Any], manifest: dict[str, Any]) -> dict[str, Any]:
@@ -183,8 +185,9 @@ def leaderboard_row(run: LoadedRun, report: dict[str, Any], manifest: dict[str, 
         "git_commit": meta.get("git_commit"),
         "trained_at": meta.get("created"),
         "evaluated_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        "path": _display_path(run.dir),
+        "path": str(run.dir.resolve()),  # the leaderboard stores it relative to its own folder
         **plugin_columns(meta.get("model_plugin")),
+        **({"trusted_src": "; ".join(manifest["trusted_src"])} if manifest.get("trusted_src") else {}),
         **report["overall"],
     }
 

@@ -100,6 +100,9 @@ def _check_equal(source: nn.Module, folded: nn.Module, info: DatasetInfo, device
     return relative_difference(source(clip).frames, folded(clip).frames)
 
 
+FOLD_TOLERANCE = 1e-5  # relative: float32 rounding is about 1e-7; more means the fold is wrong
+
+
 def _folded_meta(meta: dict[str, Any], run_id: str, source_dir: Path, recipe_name: str) -> dict[str, Any]:
     return {**meta, "run_id": run_id, "folded_from": meta.get("run_id") or str(source_dir), "recipe_name": recipe_name}
 
@@ -134,7 +137,11 @@ def fold_run(run_dir: Path, out_dir: Path, device: torch.device | str = "cpu", f
         source = create_model(recipe.model_name, info, **recipe.model_args).to(device)
         source.load_state_dict(state["model"])
         folded = fold_model(source, folded_recipe, info)
-        difference = max(difference, _check_equal(source, folded, info, device))
+        measured = _check_equal(source, folded, info, device)
+        if not measured <= FOLD_TOLERANCE:  # NaN included
+            raise SvqbenchError(f"{path}: the folded model differs from the original by {measured:.3g} (relative), "
+                                f"above {FOLD_TOLERANCE:g}; nothing was written")
+        difference = max(difference, measured)
         parameters = {"svq": count_parameters(source), "mlp": count_parameters(folded)}
         state = {**state, "model": folded.state_dict(), "recipe": folded_recipe.to_dict()}
         if "parameters" in state:

@@ -21,12 +21,10 @@ import pandas as pd
 from filelock import FileLock
 
 from svqbench.config import WATCHING_KEYS
+from svqbench.directions import HIGHER_IS_BETTER, LOWER_IS_BETTER, METRIC_ORDER  # noqa: F401  (public here too)
 from svqbench.errors import SvqbenchError
 from svqbench.fileio import write_text
 
-LOWER_IS_BETTER = {"mae", "mse", "rmse", "lpips", "lat_weighted_rmse"}
-HIGHER_IS_BETTER = {"ssim", "psnr"}
-METRIC_ORDER = ["mse", "mae", "rmse", "lat_weighted_rmse", "ssim", "psnr", "lpips"]
 
 ROW_KEY = ["run_id", "convention", "split"]
 SECTION_KEYS = ["protocol", "val_held_out", "frames", "size", "convention", "split"]
@@ -53,10 +51,22 @@ def _locked(path: Path) -> Iterator[None]:
 
 
 def _read_csv(path: Path) -> pd.DataFrame:
-    table = pd.read_csv(path, dtype={"overrides": str, "git_commit": str, "run_id": str})
+    """The rows of ``path``; a file that is not a readable table is one line naming it (and the line, when known)."""
+    try:
+        table = pd.read_csv(path, dtype={"overrides": str, "git_commit": str, "run_id": str})
+    except (pd.errors.ParserError, UnicodeDecodeError, ValueError) as error:
+        detail = " ".join(str(error).split())
+        raise SvqbenchError(f"{path}: not a readable leaderboard table ({detail}); fix or remove that line, "
+                            "or move the file aside and evaluate the runs again") from None
+    except pd.errors.EmptyDataError:
+        raise SvqbenchError(f"{path}: empty, not a leaderboard table; remove it and evaluate the runs again") from None
+    if "run_id" not in table and "run" not in table:
+        raise SvqbenchError(f"{path}: no run_id column, not a leaderboard table; move it aside and evaluate the runs again")
     table = table.rename(columns={k: v for k, v in _LEGACY_NAMES.items() if k in table and v not in table})
     if "run_id" not in table:  # legacy rows: the folder name was the key
         table.insert(0, "run_id", table["run"].astype(str))
+    if "path" in table:  # stored relative to the file's folder (see to_csv_text); absolute in memory
+        table["path"] = [str((path.parent / p).resolve()) if p else "" for p in _text(table["path"])]
     return table
 
 
@@ -68,10 +78,37 @@ def read(dataset: str, directory: Path | None = None) -> pd.DataFrame:
     return _read_csv(path)
 
 
+def check_table(dataset: str, directory: Path | None = None) -> None:
+    """Refuse (one line) a leaderboard file that exists but cannot be read, before anything adds to it."""
+    path = (directory or leaderboards_dir()) / f"{dataset}.csv"
+    if path.is_file():
+        _read_csv(path)
+
+
 def metric_columns(table: pd.DataFrame) -> list[str]:
     """The metric columns present, in a fixed reading order."""
     known = [m for m in METRIC_ORDER if m in table]
     return known + [c for c in table if c in LOWER_IS_BETTER | HIGHER_IS_BETTER and c not in known]
+
+
+def to_csv_text(table: pd.DataFrame, folder: Path) -> str:
+    """``table`` as CSV text for a file in ``folder``: run paths relative to that folder when possible (the file
+    then reads the same from any working folder, and after moving the tree together), else absolute."""
+    table = table.copy()
+    if "path" in table:
+        table["path"] = [_relative(p, folder) for p in _text(table["path"])]
+    buffer = io.StringIO()
+    table.to_csv(buffer, index=False)
+    return buffer.getvalue()
+
+
+def _relative(run_dir: str, folder: Path) -> str:
+    if not run_dir:
+        return ""
+    try:
+        return os.path.relpath(Path(run_dir).resolve(), Path(folder).resolve())
+    except ValueError:  # another drive
+        return str(Path(run_dir).resolve())
 
 
 def add_row(dataset: str, row: dict[str, Any], directory: Path | None = None) -> Path:
@@ -86,9 +123,7 @@ def add_row(dataset: str, row: dict[str, Any], directory: Path | None = None) ->
         table = new if table[~same].empty else pd.concat([table[~same], new], ignore_index=True)
         ordered = [c for c in ID_COLUMNS if c in table]
         table = table[ordered + [c for c in table if c not in ordered]]
-        buffer = io.StringIO()
-        table.to_csv(buffer, index=False)
-        write_text(path, buffer.getvalue())
+        write_text(path, to_csv_text(table, path.parent))
         from svqbench.leaderboard_views import to_markdown
 
         write_text(path.with_suffix(".md"), to_markdown(dataset, table, reported(dataset)))
@@ -118,7 +153,8 @@ def sections(table: pd.DataFrame) -> list[tuple[dict[str, str], pd.DataFrame]]:
 
 
 def summarise(rows: pd.DataFrame) -> pd.DataFrame:
-    """One row per group of one section: GROUP_KEYS, n, seeds, run_ids, and ``METRIC_mean`` / ``METRIC_std``.
+    """One row per group of one section: GROUP_KEYS, n, seeds, run_ids, paths (a tuple of run folders), and
+    ``METRIC_mean`` / ``METRIC_std``.
 
     The standard deviation is across runs (ddof 1), NaN for a group of one run.
     """
@@ -134,7 +170,7 @@ def summarise(rows: pd.DataFrame) -> pd.DataFrame:
         seeds = pd.to_numeric(group["seed"], errors="coerce").dropna() if "seed" in group else pd.Series([])
         record["seeds"] = " ".join(str(int(seed)) for seed in seeds)  # 1 2 3, not 1.0 2.0 3.0 (NaN in a column)
         record["run_ids"] = " ".join(group["run_id"].astype(str))
-        record["paths"] = " ".join(_text(group["path"])) if "path" in group else ""
+        record["paths"] = tuple(p for p in _text(group["path"]) if p) if "path" in group else ()
         for metric in metrics:
             values = pd.to_numeric(group[metric], errors="coerce")
             record[f"{metric}_mean"] = values.mean()

@@ -2,9 +2,12 @@
 
 Every view shows groups (mean +- std over n runs) inside sections that may be ranked (see
 :mod:`svqbench.leaderboard`), then the published numbers as a separate block that is never ranked.
-A best value is marked only when it is distinguishable from the runner-up: its 95% interval excludes
-0 by a paired bootstrap over the test windows when every run's ``per_window.npz`` is reachable, else by
-a Welch t interval across seeds; with neither (one run each, no per-window file) nothing is marked.
+A best value is marked only when it is distinguishable from the runner-up and the interval agrees that it is
+better: its 95% interval lies wholly on the better side of 0, by a paired bootstrap over independent units of
+test windows (source videos, sequences, blocks) when every run's per-window file for the section's split and
+convention is reachable, else by a Welch t interval across seeds; with neither (one run each, no per-window
+file) nothing is marked. Run folders are stored relative to the table's own folder, so the marking is the same
+from any working folder.
 """
 
 from __future__ import annotations
@@ -20,8 +23,8 @@ import pandas as pd
 from svqbench.compare import compare_groups, has_per_window
 from svqbench.errors import SvqbenchError
 from svqbench.fileio import atomic_path
+from svqbench.directions import HIGHER_IS_BETTER
 from svqbench.leaderboard import (
-    HIGHER_IS_BETTER,
     format_value,
     metric_columns,
     sections,
@@ -32,35 +35,50 @@ from svqbench.stats import Interval, welch_interval
 FORMATS = ("md", "csv", "json", "latex")
 RUN_COLUMNS = ["run", "run_id", "recipe", "seed", "selection", "selected_epoch", "selected_step", "steps_trained",
                "train_seconds", "precision", "svqbench_version", "git_commit", "evaluated_at"]
-MARKING = ("Bold: the best group of its section, only where its 95% interval against the runner-up excludes 0 "
-           "(paired bootstrap over test windows when every run's per_window.npz is reachable, and also a "
+MARKING = ("Bold: the best group of its section, only where its 95% interval against the runner-up lies on the "
+           "better side of 0 (paired bootstrap over independent units of test windows when every run's per-window "
+           "file is reachable, and also a "
            "Welch t interval across seeds when both groups have several; else Welch alone; stated under each table). * recipe changed by --set (overrides column).")
 
 
-def _best_against_runner_up(summary: pd.DataFrame, rows: pd.DataFrame, metric: str) -> tuple[Any, str]:
-    """(index of the distinguishable best group or None, a one-line account of the test)."""
+def _best_against_runner_up(summary: pd.DataFrame, rows: pd.DataFrame, metric: str,
+                            key: dict[str, str] | None = None) -> tuple[Any, str]:
+    """(index of the best group when its interval against the runner-up shows it better, else None; a one-line
+    account of the test)."""
     means = pd.to_numeric(summary[f"{metric}_mean"], errors="coerce").dropna()
     if len(means) < 2:
         return None, ""
     ordered = means.sort_values(ascending=metric not in HIGHER_IS_BETTER).index
     best, runner = ordered[0], ordered[1]
-    interval = _interval(summary.loc[best], summary.loc[runner], rows, metric)
+    interval = _interval(summary.loc[best], summary.loc[runner], rows, metric, key or {})
     names = f"{summary.loc[best, 'recipe']} vs {summary.loc[runner, 'recipe']}"
     if interval is None:
         return None, f"{metric}: {names}: no interval (one run each and no per-window values)"
+    better = interval.comparable and (interval.low > 0 if metric in HIGHER_IS_BETTER else interval.high < 0)
+    if not interval.comparable:
+        outcome = "not comparable"
+    elif better:
+        outcome = "distinguishable"
+    elif interval.distinguishable:
+        outcome = "the interval disagrees with the ranking of the means"
+    else:
+        outcome = "not distinguishable"
     account = (f"{metric}: {names}: {interval.mean:+.4g} [{interval.low:+.4g}, {interval.high:+.4g}] "
-               f"({interval.method}): {'distinguishable' if interval.distinguishable else 'not distinguishable'}")
-    return (best if interval.distinguishable else None), account
+               f"({interval.method}): {outcome}")
+    return (best if better else None), account
 
 
-def _interval(best: pd.Series, runner: pd.Series, rows: pd.DataFrame, metric: str) -> Interval | None:
-    paths_best, paths_runner = best["paths"].split(), runner["paths"].split()
-    if paths_best and paths_runner and all(has_per_window(p) for p in paths_best + paths_runner):
+def _interval(best: pd.Series, runner: pd.Series, rows: pd.DataFrame, metric: str,
+              key: dict[str, str]) -> Interval | None:
+    paths_best, paths_runner = list(best["paths"]), list(runner["paths"])
+    split, convention = key.get("split") or "test", key.get("convention") or None
+    if paths_best and paths_runner and all(has_per_window(p, split, convention) for p in paths_best + paths_runner):
         try:
-            compared = compare_groups(paths_best, paths_runner, [metric])["metrics"][metric]
+            compared = compare_groups(paths_best, paths_runner, [metric], split=split,
+                                      convention=convention)["metrics"][metric]
             diff, seeds = compared["difference"], compared["seeds"]
-            if seeds is not None and not seeds["distinguishable"]:  # within the seed spread: not a win
-                diff = seeds
+            if seeds is not None and (not seeds["distinguishable"] or (seeds["low"] > 0) != (diff["low"] > 0)):
+                diff = seeds  # within the seed spread, or the seeds disagree: not a win
             return Interval(diff["mean"], diff["low"], diff["high"], diff["method"])
         except SvqbenchError:
             pass  # runs not comparable window by window: fall back to seeds
@@ -95,7 +113,7 @@ def analyse(table: pd.DataFrame) -> list[dict[str, Any]]:
         metrics = metric_columns(rows)
         best, tests = {}, []
         for metric in metrics:
-            index, account = _best_against_runner_up(summary, rows, metric)
+            index, account = _best_against_runner_up(summary, rows, metric, key)
             if index is not None:
                 best[metric] = index
             if account:

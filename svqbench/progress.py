@@ -18,12 +18,18 @@ class EpochBar:
         self.steps, self.samples, self.started = 0, 0, time.perf_counter()
         self._last_print = self.started
 
-    def advance(self, loss: float, samples: int) -> None:
+    def advance(self, loss: Any, samples: int) -> None:
+        """One step of ``samples``; ``loss`` (a float or a device scalar) is read only when shown, at most twice
+        a second, so the bar does not make every step wait for the device."""
         self.steps += 1
         self.samples += samples
         rate = self.samples / max(time.perf_counter() - self.started, 1e-9)
         if self.progress is not None:
-            self.progress.update(self.task, advance=1, loss=f"{loss:.4g}", rate=f"{rate:.1f}")
+            shown = {}
+            if time.perf_counter() - self._last_print > 0.5 or self.steps == self.total:
+                self._last_print = time.perf_counter()
+                shown = {"loss": f"{float(loss):.4g}", "rate": f"{rate:.1f}"}
+            self.progress.update(self.task, advance=1, **shown)
         elif self.plain and (time.perf_counter() - self._last_print > 30 or self.steps == self.total):
             self._last_print = time.perf_counter()
             console.print(f"{self.label} step {self.steps}/{self.total} loss {loss:.4g} {rate:.1f} samples/s",

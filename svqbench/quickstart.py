@@ -26,7 +26,7 @@ from svqbench import data
 from svqbench.config import load_recipe
 from svqbench.errors import SvqbenchError
 from svqbench.evaluate import evaluate
-from svqbench.leaderboard import LOWER_IS_BETTER
+from svqbench.directions import LOWER_IS_BETTER
 from svqbench.precision import bf16_support
 from svqbench.predict import predict_sample
 from svqbench.progress import Reporter

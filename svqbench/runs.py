@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import datetime
 import hashlib
+import io
 import json
 import shutil
 import subprocess
@@ -32,7 +33,7 @@ from svqbench.models import create_model
 from svqbench.models.plugins import PLUGIN_DIR, activate_run_plugin, plugin_record
 
 
-RUN_FILES = ("recipe.yaml", "run.json", "log.jsonl", "last.pt", "best.pt", "metrics.json", "per_window.npz",
+RUN_FILES = ("recipe.yaml", "run.json", "log.jsonl", "last.pt", "best.pt", "metrics.json", "per_window.npz", "eval",
              "horizon.png")
 # what a resumed run may change: more steps, and settings that do not change the result
 RESUMABLE_KEYS = ("train.epochs", "train.max_steps", "train.num_workers", "train.checkpoint_every", *WATCHING_KEYS)
@@ -45,7 +46,11 @@ def holds_run(run_dir: Path) -> bool:
 def remove_run(run_dir: Path) -> None:
     """Delete the files of a run (``--force``); anything else in the folder stays."""
     for name in RUN_FILES:
-        (Path(run_dir) / name).unlink(missing_ok=True)
+        target = Path(run_dir) / name
+        if target.is_dir():
+            shutil.rmtree(target)
+        else:
+            target.unlink(missing_ok=True)
     shutil.rmtree(Path(run_dir) / PLUGIN_DIR, ignore_errors=True)
 
 
@@ -104,12 +109,46 @@ def run_meta(recipe: Recipe, world_size: int, val_held_out: bool) -> dict[str, A
     }
 
 
+def read_run_json(run_dir: Path) -> dict[str, Any] | None:
+    """``RUN/run.json`` (None when absent); one line naming the file when it is not a JSON object."""
+    path = Path(run_dir) / "run.json"
+    if not path.is_file():
+        return None
+    try:
+        meta = json.loads(path.read_text(encoding="utf-8"))
+    except (ValueError, UnicodeDecodeError) as error:
+        meta = error
+    if not isinstance(meta, dict):
+        raise SvqbenchError(f"{path}: not a run record ({'not valid JSON' if isinstance(meta, Exception) else 'not an object'}); "
+                            "delete it (eval then reads the checkpoint and log.jsonl) or resume the run, which rewrites it")
+    return meta
+
+
+def read_log(path: Path) -> list[dict[str, Any]]:
+    """The records of a ``log.jsonl``. A last line torn by a kill is dropped; a damaged line elsewhere is one
+    line naming the file and the line number."""
+    if not Path(path).is_file():
+        return []
+    numbered = [(n, line) for n, line in enumerate(Path(path).read_text(errors="replace").splitlines(), 1) if line.strip()]
+    records = []
+    for position, (number, line) in enumerate(numbered, 1):
+        try:
+            record = json.loads(line)
+        except ValueError:
+            record = None
+        if not isinstance(record, dict):
+            if position == len(numbered):
+                break  # torn while being written: the resumed run writes it again
+            raise SvqbenchError(f"{path}:{number}: not a log record ({line[:40]!r}); delete that line")
+        records.append(record)
+    return records
+
+
 def run_selection(run_dir: Path) -> str:
     """Which checkpoint eval uses: run.json's "selection", else the recipe's train.select, else best."""
-    try:
-        return json.loads((Path(run_dir) / "run.json").read_text()).get("selection", "best")
-    except (OSError, ValueError):
-        pass
+    meta = read_run_json(run_dir)
+    if meta is not None:
+        return meta.get("selection", "best")
     try:
         raw = yaml.safe_load((Path(run_dir) / "recipe.yaml").read_text()) or {}
         return raw.get("train", {}).get("select", "best")
@@ -131,8 +170,12 @@ def save_recipe(run_dir: Path, recipe: Recipe) -> None:
 
 
 def save_checkpoint(path: Path, **state: Any) -> None:
+    """Write a checkpoint atomically. It is serialised in memory first, so a full disk is an ordinary write
+    error (one line, see :mod:`svqbench.fileio`), not torch's archive-writer failure."""
+    buffer = io.BytesIO()
+    torch.save(state, buffer)
     with atomic_path(path) as tmp:
-        torch.save(state, tmp)
+        tmp.write_bytes(buffer.getbuffer())
 
 
 def checkpoint_path(run_dir: Path, which: str = "best") -> Path:
@@ -195,13 +238,10 @@ def training_record(run_dir: Path) -> dict[str, Any]:
     From ``RUN/run.json`` when the trainer wrote one, else summed from ``RUN/log.jsonl``.
     """
     run_dir = Path(run_dir)
-    run_json = run_dir / "run.json"
-    if run_json.is_file():
-        meta = json.loads(run_json.read_text())
-        if "step" in meta:
-            return {k: meta.get(k) for k in ("epoch", "step", "train_seconds")}
-    log = run_dir / "log.jsonl"
-    records = [json.loads(line) for line in log.read_text().splitlines() if line.strip()] if log.is_file() else []
+    meta = read_run_json(run_dir)
+    if meta is not None and "step" in meta:
+        return {k: meta.get(k) for k in ("epoch", "step", "train_seconds")}
+    records = read_log(run_dir / "log.jsonl")
     if not records:
         return {"epoch": None, "step": None, "train_seconds": None}
     return {

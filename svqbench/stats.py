@@ -1,4 +1,5 @@
-"""Confidence intervals for comparing runs: a paired bootstrap over test windows, Welch across seeds.
+"""Confidence intervals for comparing runs: a paired bootstrap over independent units of test windows, Welch
+across seeds.
 
 A difference is called distinguishable only when its 95% interval excludes 0.
 """
@@ -25,31 +26,53 @@ class Interval:
     method: str
 
     @property
+    def comparable(self) -> bool:
+        """False when the mean or a bound is NaN or infinite: no verdict can be drawn."""
+        return all(math.isfinite(v) for v in (self.mean, self.low, self.high))
+
+    @property
     def distinguishable(self) -> bool:
-        return bool(self.low > 0 or self.high < 0)
+        return self.comparable and bool(self.low > 0 or self.high < 0)
 
     def to_dict(self) -> dict[str, float | str | bool]:
         return {"mean": self.mean, "low": self.low, "high": self.high, "method": self.method,
-                "distinguishable": self.distinguishable}
+                "distinguishable": self.distinguishable, "comparable": self.comparable}
 
 
-def paired_bootstrap(differences: np.ndarray, resamples: int = RESAMPLES, seed: int = 0, level: float = LEVEL) -> Interval:
+def paired_bootstrap(differences: np.ndarray, resamples: int = RESAMPLES, seed: int = 0, level: float = LEVEL,
+                     units: np.ndarray | None = None, unit: str = "window") -> Interval:
     """Percentile bootstrap of the mean of paired per-window differences, shape (N_windows,).
 
-    Windows are resampled with replacement; ``seed`` makes the interval reproducible.
+    Whole independent units are resampled with replacement: ``units`` (N_windows,) gives each window's unit
+    (a source video, a sequence, a block of consecutive windows), so windows that share frames are drawn
+    together; None makes every window its own unit. The resampled means' spread is scaled by sqrt(k/(k-1))
+    for k units (the bootstrap variance's small-sample bias). ``seed`` makes the interval reproducible. With a single
+    unit no interval exists: low and high are NaN (not comparable).
     """
     differences = np.asarray(differences, dtype=np.float64)
     if differences.ndim != 1 or len(differences) == 0:
         raise ValueError(f"paired_bootstrap needs a non-empty 1-D array, got shape {differences.shape}")
-    rng = np.random.default_rng(seed)
     n = len(differences)
+    labels = np.arange(n) if units is None else np.asarray(units)
+    if labels.shape != (n,):
+        raise ValueError(f"units must have shape ({n},), got {labels.shape}")
+    _, index = np.unique(labels, return_inverse=True)
+    sums, counts = np.bincount(index, weights=differences), np.bincount(index).astype(np.float64)
+    k = len(sums)
+    method = f"paired bootstrap over {k} units ({unit}) of {n} windows"
+    if k < 2:
+        return Interval(float(differences.mean()), math.nan, math.nan, method + ": one unit, no interval")
+    rng = np.random.default_rng(seed)
     means = np.empty(resamples)
     for start in range(0, resamples, _CHUNK):
         count = min(_CHUNK, resamples - start)
-        means[start:start + count] = differences[rng.integers(0, n, size=(count, n))].mean(axis=1)
+        drawn = rng.integers(0, k, size=(count, k))
+        means[start:start + count] = sums[drawn].sum(axis=1) / counts[drawn].sum(axis=1)
+    centre = differences.mean()
+    means = centre + (means - centre) * math.sqrt(k / (k - 1))  # the bootstrap's (k-1)/k variance, corrected
     tail = (1.0 - level) / 2.0 * 100.0
     low, high = np.percentile(means, [tail, 100.0 - tail])
-    return Interval(float(differences.mean()), float(low), float(high), f"paired bootstrap over {n} windows")
+    return Interval(float(differences.mean()), float(low), float(high), method)
 
 
 def welch_interval(a: np.ndarray, b: np.ndarray, level: float = LEVEL) -> Interval | None:

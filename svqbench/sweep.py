@@ -14,7 +14,7 @@ A study file (YAML)::
     runs: runs/studies/digits          # runs go to RUNS/<recipe>-seed<k>
     out: leaderboards/studies          # where the study's leaderboard goes
 
-The sweep can span several sittings: a run whose ``metrics.json`` matches the planned recipe and
+The sweep can span several sittings: a run whose per-window file (``eval/SPLIT-CONVENTION.npz``) matches the planned recipe and
 evaluation is skipped; a run with a ``last.pt`` is resumed; anything else is trained from scratch.
 
 Several sweeps of one study (``--shard K/N`` slices, or plain duplicates; on one machine or on several
@@ -27,7 +27,6 @@ the study finished so far, so the last sweep to finish writes the complete one.
 
 from __future__ import annotations
 
-import json
 import re
 import time
 from pathlib import Path
@@ -38,7 +37,7 @@ import yaml
 from filelock import FileLock, Timeout
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from svqbench import leaderboard
+from svqbench import leaderboard, per_window
 from svqbench.config import EvalConfig, Recipe, find_recipe, load_recipe, with_defaults, with_seed
 from svqbench.errors import SvqbenchError
 from svqbench.evaluate import evaluate
@@ -144,12 +143,17 @@ def _eval_settings(study: Study, recipe: Recipe) -> dict[str, Any]:
 def run_state(recipe: Recipe, run_dir: Path, settings: dict[str, Any]) -> str:
     """'done' (evaluated as planned), 'resume' (a checkpoint to continue) or 'new'."""
     stored = run_dir / "recipe.yaml"
-    same_recipe = stored.is_file() and with_defaults(yaml.safe_load(stored.read_text())) == recipe.to_dict()
-    metrics = run_dir / "metrics.json"
-    if same_recipe and metrics.is_file() and (run_dir / "per_window.npz").is_file():
-        report = json.loads(metrics.read_text())
-        if (set(settings["metrics"]) <= set(report.get("overall", {}))
-                and (report.get("convention"), report.get("split")) == (settings["convention"], settings["split"])):
+    try:
+        same_recipe = stored.is_file() and with_defaults(yaml.safe_load(stored.read_text())) == recipe.to_dict()
+    except (yaml.YAMLError, UnicodeDecodeError) as error:
+        raise SvqbenchError(f"{stored}: not a readable recipe ({' '.join(str(error).split())}); move the run folder "
+                            f"{run_dir} aside and the sweep trains it again") from None
+    if same_recipe and per_window.available(run_dir, settings["split"], settings["convention"]):
+        try:
+            report = per_window.read(run_dir, settings["split"], settings["convention"]).report
+        except SvqbenchError:  # damaged: evaluate again
+            report = {}
+        if set(settings["metrics"]) <= set(report.get("overall", {})):
             return "done"
     return "resume" if (run_dir / "last.pt").is_file() else "new"
 
@@ -211,7 +215,7 @@ def sweep(
         with run_lock(run[3]):
             done[position] = sweep_run(study, run, device, data_root, quiet_training)
         echo(progress_line(done[position], position, len(runs), started))
-    outputs = write_study_leaderboard(study, finished_run_ids(planned))
+    outputs = write_study_leaderboard(study, finished_run_ids(study, planned))
     total = time.perf_counter() - started
     ordered = [done[position] for position in sorted(done)]
     part = f" (shard {index}/{count} of {len(planned)})" if count > 1 else ""
@@ -231,10 +235,10 @@ def sweep_run(study: Study, run: tuple[str, int, Recipe, Path], device: torch.de
         # "new" also covers a folder a killed run left before its first checkpoint: nothing in it to keep
         train(recipe, run_dir, device, data_root=data_root, resume=state == "resume", force=state == "new",
               reporter=Reporter(quiet_training))
-    if state != "done" or not _has_row(study.dataset, run_dir):
-        evaluate(run_dir, device, tuple(settings["metrics"]), settings["split"], settings["convention"], data_root,
-                 study.eval.batch_size)
-    report = json.loads((run_dir / "metrics.json").read_text())
+    report = per_window.read(run_dir, settings["split"], settings["convention"]).report if state == "done" else {}
+    if state != "done" or not _has_row(study.dataset, report.get("run_id")):
+        report = evaluate(run_dir, device, tuple(settings["metrics"]), settings["split"], settings["convention"],
+                          data_root, study.eval.batch_size)
     return {"recipe": name, "seed": seed, "run_dir": str(run_dir), "state": state,
             "seconds": round(time.perf_counter() - run_started, 1), "run_id": report.get("run_id"),
             "headline": ", ".join(f"{k} {v:.4g}" for k, v in list(report["overall"].items())[:3])}
@@ -246,15 +250,21 @@ def progress_line(run: dict[str, Any], position: int, total: int, started: float
             f"{run['headline']} ({run['run_dir']}); {_clock(time.perf_counter() - started)} elapsed")
 
 
-def finished_run_ids(planned: list[tuple[str, int, Recipe, Path]]) -> list[str]:
-    """The run ids of the study's evaluated runs, whichever sweep finished them."""
-    reports = [run_dir / "metrics.json" for _, _, _, run_dir in planned]
-    return [json.loads(path.read_text()).get("run_id") for path in reports if path.is_file()]
+def finished_run_ids(study: Study, planned: list[tuple[str, int, Recipe, Path]]) -> list[str]:
+    """The run ids of the study's runs evaluated as planned, whichever sweep finished them."""
+    run_ids = []
+    for _, _, recipe, run_dir in planned:
+        settings = _eval_settings(study, recipe)
+        if per_window.available(run_dir, settings["split"], settings["convention"]):
+            try:
+                run_ids.append(per_window.read(run_dir, settings["split"], settings["convention"]).report.get("run_id"))
+            except SvqbenchError:  # damaged: not finished
+                continue
+    return run_ids
 
 
-def _has_row(dataset: str, run_dir: Path) -> bool:
+def _has_row(dataset: str, run_id: str | None) -> bool:
     """Whether the dataset's leaderboard holds the run's evaluation (it may have been cleared since)."""
-    run_id = json.loads((run_dir / "metrics.json").read_text()).get("run_id")
     try:
         return run_id in set(leaderboard.read(dataset)["run_id"].astype(str))
     except SvqbenchError:
@@ -275,7 +285,7 @@ def _write_study_leaderboard(study: Study, run_ids: list[str]) -> dict[str, Path
         raise SvqbenchError(f"study {study.name}: none of its runs is in the {study.dataset!r} leaderboard")
     out = {"csv": study.out / f"{study.name}.csv", "markdown": study.out / f"{study.name}.md",
            "plot": study.out / f"{study.name}.png"}
-    write_text(out["csv"], table.to_csv(index=False))
+    write_text(out["csv"], leaderboard.to_csv_text(table, study.out))
     write_text(out["markdown"], to_markdown(study.name, table, leaderboard.reported(study.dataset)))
     plot(study.name, table, out["plot"])
     return out

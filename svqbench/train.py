@@ -33,15 +33,15 @@ from svqbench.backends import configure_backends
 from svqbench.config import Recipe, TrainConfig, with_defaults
 from svqbench.data.base import DatasetInfo
 from svqbench.errors import SvqbenchError
-from svqbench.fileio import write_json
+from svqbench.fileio import write_json, write_text
 from svqbench.global_batchnorm import globalise_batchnorm
 from svqbench.keyed import keyed_step, perturb
 from svqbench.loggers import TrainingLoggers, check_installed, open_loggers
 from svqbench.models import count_parameters, create_model, forecast, training_forecast
 from svqbench.models.plugins import copy_into_run, plugin_record
 from svqbench.progress import Reporter
-from svqbench.runs import (RESUMABLE_KEYS, holds_run, load_checkpoint, remove_run, run_meta, save_checkpoint,
-                           save_recipe)
+from svqbench.runs import (RESUMABLE_KEYS, holds_run, load_checkpoint, read_log, remove_run, run_meta,
+                           save_checkpoint, save_recipe)
 from svqbench.runtime import (LOSSES, InterruptRequest, PlannedBatches, World, autocast, epoch_aware, evenly_spaced,
                               is_out_of_memory, join_world, make_loader, rank_batches, restore_rng_state, rng_state,
                               steps_per_epoch)
@@ -96,9 +96,10 @@ class TrainState:
     step: int = 0
     best_val: float = math.inf
     stale_validations: int = 0  # validations since the last improvement
-    loss_sum: float = 0.0  # training loss since the last log record, summed over samples
+    loss_sum: torch.Tensor | float = 0.0  # training loss since the last log record, summed over samples (on the device)
     loss_samples: int = 0
     grad_norm: torch.Tensor | None = None  # not saved: of the latest step the loggers record
+    diverged_at: torch.Tensor | None = None  # on the device: first step with a non-finite loss, gradient or weight, else -1
     clock: float = field(default_factory=time.perf_counter)  # not saved: wall time since the last save
     record_clock: float = field(default_factory=time.perf_counter)
 
@@ -149,13 +150,14 @@ def run_epoch(setup: Setup, state: TrainState, interrupt: InterruptRequest) -> N
             if state.position == setup.steps_per_epoch:
                 state.epoch, state.position = state.epoch + 1, 0
             due = (cfg.val_every and state.step % cfg.val_every == 0) or (not cfg.val_every and boundary)
+            stop = interrupted(setup, state, interrupt)
+            checkpoint_due = boundary or stop or (cfg.checkpoint_every and state.step % cfg.checkpoint_every == 0)
+            if due or boundary or checkpoint_due or state.step == setup.total_steps:
+                check_finite(setup, state)  # before anything is validated, logged or written
             val = validate(setup, state) if due or state.step == setup.total_steps else None
             if val is not None or boundary:
                 record(setup, state, val)
-            stop = interrupted(setup, state, interrupt)
-            if boundary or stop or stopped_early(setup, state) or (
-                cfg.checkpoint_every and state.step % cfg.checkpoint_every == 0
-            ):
+            if checkpoint_due or stopped_early(setup, state):
                 save(setup, state, "last.pt")
             if os.environ.get(CRASH_AT_STEP) == str(state.step):
                 os.kill(os.getpid(), signal.SIGKILL)
@@ -166,8 +168,9 @@ def run_epoch(setup: Setup, state: TrainState, interrupt: InterruptRequest) -> N
                 return
 
 
-def train_step(setup: Setup, state: TrainState, inputs: torch.Tensor, targets: torch.Tensor) -> float:
-    """One optimiser step on this rank's slice (B/world, T, C, H, W) of a global batch; returns its mean loss."""
+def train_step(setup: Setup, state: TrainState, inputs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    """One optimiser step on this rank's slice (B/world, T, C, H, W) of a global batch; returns its mean loss
+    as a device scalar (nothing here waits for the device: divergence is a device flag, see :func:`check_finite`)."""
     cfg, device = setup.cfg, setup.device
     inputs, targets = inputs.to(device, non_blocking=True), targets.to(device, non_blocking=True)
     first_sample = setup.world.rank * (setup.batch_size // setup.world.size)
@@ -175,25 +178,55 @@ def train_step(setup: Setup, state: TrainState, inputs: torch.Tensor, targets: t
         inputs = perturb(inputs, cfg.perturb_ratio, key)
         out = training_forecast(state.module, inputs, targets, state.step)
         loss = setup.loss_fn(out.frames.float(), targets) + out.aux_loss
-    global_loss = setup.world.sum(loss.detach().clone()).item() / setup.world.size  # equal slices: the batch mean
-    if not math.isfinite(global_loss):
-        raise SvqbenchError(f"training diverged at step {state.step} (loss {global_loss}); lower train.lr={cfg.lr}")
+    global_loss = setup.world.sum(loss.detach().float().clone()) / setup.world.size  # equal slices: the batch mean
     state.optimizer.zero_grad(set_to_none=True)
     state.scaler.scale(loss).backward()
+    trainable = [p for p in state.model.parameters() if p.requires_grad]
     if cfg.clip_grad or setup.loggers.wants_grad_norm(state.step + 1):  # the norm (inf: no clipping) for the loggers
         state.scaler.unscale_(state.optimizer)
-        state.grad_norm = nn.utils.clip_grad_norm_([p for p in state.model.parameters() if p.requires_grad],
-                                                   cfg.clip_grad or math.inf)
+        state.grad_norm = nn.utils.clip_grad_norm_(trainable, cfg.clip_grad or math.inf)
+    grads = [p.grad for p in trainable if p.grad is not None]
+    # fp16: the grad scaler skips steps with overflowing gradients by design; those are not divergence
+    grad_norm = None if state.scaler.is_enabled() or not grads else torch.stack(torch._foreach_norm(grads)).sum()
     state.scaler.step(state.optimizer)
     state.scaler.update()
     state.scheduler.step()
+    note_divergence(state, global_loss, grad_norm, trainable)
     state.step, state.position = state.step + 1, state.position + 1
-    state.loss_sum += global_loss * setup.batch_size
+    state.loss_sum = state.loss_sum + global_loss.double() * setup.batch_size
     state.loss_samples += setup.batch_size
     return global_loss
 
 
-def checked_step(setup: Setup, state: TrainState, inputs: torch.Tensor, targets: torch.Tensor) -> float:
+def note_divergence(state: TrainState, loss: torch.Tensor, grad_norm: torch.Tensor | None,
+                    weights: list[torch.Tensor]) -> None:
+    """Set the device flag ``state.diverged_at`` to this step when the loss, gradients or weights are not finite."""
+    sums = [loss.float()] + ([grad_norm.float()] if grad_norm is not None else [])
+    sums += [torch.stack(torch._foreach_norm([w.detach() for w in weights])).sum().float()] if weights else []
+    bad = ~torch.isfinite(torch.stack(sums).sum())
+    if state.diverged_at is None:
+        state.diverged_at = torch.full((), -1, dtype=torch.int64, device=loss.device)
+    first = (state.diverged_at < 0) & bad
+    state.diverged_at = torch.where(first, torch.full_like(state.diverged_at, state.step), state.diverged_at)
+
+
+def check_finite(setup: Setup, state: TrainState) -> None:
+    """Stop a diverged run before a non-finite state is validated, logged or checkpointed (the host reads the
+    device flag here only); the last finite checkpoint stays in place."""
+    step = -1 if state.diverged_at is None else int(state.diverged_at.item())
+    if step >= 0:
+        raise divergence(setup, step + 1, "non-finite loss, gradient or weights")
+
+
+def divergence(setup: Setup, step: int, cause: str) -> SvqbenchError:
+    """The one-line error of a diverged run: the step, what was kept, the levers."""
+    kept = setup.run_dir / "last.pt"
+    left = f"{kept} keeps the last finite state" if kept.is_file() else "no checkpoint was written"
+    return SvqbenchError(f"training diverged at step {step} ({cause}); {left}; lower train.lr "
+                         f"(now {setup.cfg.lr:g}) or set train.clip_grad (e.g. 1.0)")
+
+
+def checked_step(setup: Setup, state: TrainState, inputs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
     """:func:`train_step`, with running out of memory as a one-line error."""
     try:
         return train_step(setup, state, inputs, targets)
@@ -220,6 +253,8 @@ def validate(setup: Setup, state: TrainState) -> float:
     model.train()
     total, windows = setup.world.sum(sums).tolist()
     val = total / max(windows, 1)
+    if not math.isfinite(val):
+        raise divergence(setup, state.step, f"validation loss {val}")
     if val < state.best_val:
         state.best_val, state.stale_validations = val, 0
         save(setup, state, "best.pt")
@@ -254,7 +289,7 @@ def record(setup: Setup, state: TrainState, val: float | None) -> None:
     line = {
         "epoch": state.epoch + (1 if state.position else 0),
         "step": state.step,
-        "train_loss": state.loss_sum / state.loss_samples if state.loss_samples else None,
+        "train_loss": float(state.loss_sum) / state.loss_samples if state.loss_samples else None,
         "val_loss": val,
         "lr": state.optimizer.param_groups[0]["lr"] if state.optimizer else None,
         "samples_per_s": state.loss_samples / seconds if state.loss_samples else None,
@@ -288,7 +323,7 @@ def save(setup: Setup, state: TrainState, name: str) -> None:
         total_steps=setup.total_steps,
         best_val=state.best_val,
         stale_validations=state.stale_validations,
-        loss_sum=state.loss_sum,
+        loss_sum=float(state.loss_sum),
         loss_samples=state.loss_samples,
         rng=rank_rng[0],
         rank_rng=rank_rng,
@@ -451,12 +486,13 @@ def check_same_run(saved: dict[str, Any], recipe: Recipe, run_dir: Path) -> None
 
 
 def forget_log_after(log_path: Path, step: int) -> None:
-    """Drop log lines written after the checkpoint: the resumed run writes them again."""
+    """Drop log lines written after the checkpoint (and a last line torn by a kill): the resumed run writes
+    them again."""
     if log_path.is_file():
-        lines = [line for line in log_path.read_text().splitlines() if line.strip()]
-        kept = [line for line in lines if json.loads(line).get("step", 0) <= step]
+        lines = [line for line in log_path.read_text(errors="replace").splitlines() if line.strip()]
+        kept = [record for record in read_log(log_path) if record.get("step", 0) <= step]
         if len(kept) != len(lines):
-            log_path.write_text("".join(line + "\n" for line in kept))
+            write_text(log_path, "".join(json.dumps(record) + "\n" for record in kept))
 
 
 def seed_everything(seed: int) -> None:

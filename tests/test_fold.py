@@ -173,3 +173,13 @@ def test_mlp_recipe_differs_from_its_svq_sibling_only_in_the_codebook(svq_name):
     for recipe in (svq, mlp):
         del recipe["name"]
     assert mlp == svq
+
+
+def test_fold_refuses_a_folded_model_that_differs(tmp_path, digits_root, monkeypatch):
+    import svqbench.fold as fold
+
+    source = train_run(digits_root, tmp_path / "svq", {"name": "simvp_svq", "codebook_size": 32})
+    monkeypatch.setattr(fold, "_check_equal", lambda *args: 2e-5)
+    with pytest.raises(SvqbenchError, match=r"differs from the original by 2e-05 \(relative\), above 1e-05"):
+        fold_run(source, tmp_path / "mlp", CPU)
+    assert not (tmp_path / "mlp").exists()

@@ -238,7 +238,8 @@ def test_trains_resumes_evaluates_and_renders_on_digits(tmp_path, digits_root, n
     resumed = invoke("train", "--resume", run_dir, *common, "--set", "train.epochs=2", "--set", "train.max_steps=4")
     assert resumed.exit_code == 0, resumed.output
     log = [json.loads(line) for line in (run_dir / "log.jsonl").read_text().splitlines()]
-    assert [r["step"] for r in log] == [2, 3, 4]  # 3 steps an epoch: the first epoch ends at step 3 and all(math.isfinite(r["val_loss"]) for r in log)
+    assert [r["step"] for r in log] == [2, 3, 4]  # 3 steps an epoch: the first epoch ends at step 3
+    assert all(math.isfinite(r["val_loss"]) for r in log)
     evaluated = invoke("eval", run_dir, "--root", digits_root)
     assert evaluated.exit_code == 0, evaluated.output
     metrics = json.loads((run_dir / "metrics.json").read_text())

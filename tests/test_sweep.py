@@ -7,15 +7,16 @@ import os
 import re
 import subprocess
 import sys
+import shutil
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 import pytest
 import torch
 from filelock import Timeout
 from typer.testing import CliRunner
 
+from svqbench import per_window
 from svqbench.cli import app
 from svqbench.errors import SvqbenchError
 from svqbench.sweep import load_study, parse_shard, plan, run_lock, shard_runs, sweep
@@ -42,9 +43,11 @@ def test_seeds_rows_and_compare(tmp_path, digits_root, isolated_leaderboards):
     assert trained.output.split() == [str(r) for r in runs]
     for run in runs:
         assert invoke("eval", run, "--root", digits_root, "--device", "cpu").exit_code == 0
-        windows = np.load(run / "per_window.npz")
-        assert sorted(windows.files) == ["mae", "mse", "psnr", "ssim"] and windows["mse"].shape == (4,)
-        assert windows["mse"].mean() == pytest.approx(json.loads((run / "metrics.json").read_text())["overall"]["mse"])
+        windows = per_window.read(run, "test", "standard")
+        assert sorted(windows.values) == ["mae", "mse", "psnr", "ssim"] and windows.values["mse"].shape == (4,)
+        assert windows.unit == "sequence" and windows.unit_count == 4
+        assert windows.values["mse"].mean() == pytest.approx(
+            json.loads((run / "metrics.json").read_text())["overall"]["mse"])
 
     table = pd.read_csv(isolated_leaderboards / "digits.csv", dtype={"run_id": str})
     assert table["seed"].tolist() == [1, 2] and table["run_id"].nunique() == 2
@@ -106,12 +109,17 @@ def test_sweep_trains_evaluates_skips_and_resumes(tmp_path, digits_root, isolate
     markdown = (tmp_path / "out" / "tinystudy.md").read_text()
     assert "| digits/simvp_tiny* | train.num_workers=0 | simvp | 2 | 1 2 |" in markdown
     # distinguishable needs both the window bootstrap and (with 2 seeds a side) the interval across seeds
-    assert "paired bootstrap over 4 windows" in markdown or "Welch t across seeds (2 vs 2 runs)" in markdown
+    assert "paired bootstrap over 4 units (sequence)" in markdown or "Welch t across seeds (2 vs 2 runs)" in markdown
     assert (tmp_path / "out" / "tinystudy.png").is_file()
 
-    (tmp_path / "runs" / "simvp_tiny-seed2" / "metrics.json").unlink()  # interrupted before its evaluation
+    shutil.rmtree(tmp_path / "runs" / "simvp_tiny-seed2" / "eval")  # interrupted before its evaluation
+    (tmp_path / "runs" / "simvp_tiny-seed1" / "metrics.json").write_text("{garbage")  # never read by the sweep
     again = sweep(study, torch.device("cpu"), digits_root, echo=lines.append)
     assert [r["state"] for r in again["runs"]] == ["done", "done", "done", "resume"]
+
+    (tmp_path / "runs" / "simvp_tiny-seed1" / "recipe.yaml").write_bytes(b"train: [unclosed\n\xff")
+    with pytest.raises(SvqbenchError, match="recipe.yaml: not a readable recipe"):
+        sweep(study, torch.device("cpu"), digits_root, echo=lines.append)
 
 
 def test_sweep_names_a_missing_recipe_before_running(tmp_path):

@@ -16,12 +16,15 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
+import numpy as np
 import torch
 from filelock import FileLock, Timeout
 from torch.utils.data import Dataset
 
 from svqbench import __version__
+from svqbench.data import checks
 from svqbench.data.base import MANIFEST, DatasetInfo, DatasetSpec, Normalisation, read_manifest
+from svqbench.data.download import trusting_src
 from svqbench.errors import SvqbenchError
 from svqbench.fileio import atomic_dir, restore_replaced_dir, write_json
 from svqbench.registry import Registry
@@ -75,6 +78,7 @@ def prepare(
     src: str | os.PathLike | None = None,
     force: bool = False,
     folder_name: str | None = None,
+    trust_src: bool = False,
     **options: Any,
 ) -> Path:
     """Prepare dataset ``name`` into ``root/(folder_name or name)`` and return that folder.
@@ -83,7 +87,8 @@ def prepare(
     last, so an interrupted prep never leaves a folder that looks complete; with ``force`` the old
     complete folder stays in place until the new one replaces it. A lock file
     (``root/.NAME.lock``) makes a second prep of the same folder wait for the first, then find it
-    done. A second call with the same options is a no-op; ``force`` redoes it.
+    done. A second call with the same options is a no-op; ``force`` redoes it. ``trust_src`` uses ``src`` files
+    whose checksum differs from the published one, and the manifest names them under ``trusted_src``.
     """
     spec = DATASETS.get(name)()
     root = Path(root) if root is not None else default_root()
@@ -105,8 +110,10 @@ def prepare(
                 )
             return folder
         _remove_stale_partials(folder)
-        with atomic_dir(folder) as tmp:
+        with atomic_dir(folder) as tmp, trusting_src(trust_src) as trusted:
             extra = spec.prepare(tmp, src_path, **options)
+            if trusted:
+                extra["trusted_src"] = list(trusted)
             info = extra.pop("info", spec.info)
             val_held_out = extra.pop("val_held_out", True)
             write_json(
@@ -120,6 +127,7 @@ def prepare(
                     "options": _jsonable(options),
                     "val_held_out": val_held_out,
                     **extra,
+                    "files": checks.record_files(tmp),
                     "complete": True,
                 },
             )
@@ -243,6 +251,14 @@ def clip_shape(name: str, root: str | os.PathLike | None = None) -> DatasetInfo:
     return shape
 
 
+def window_units(name: str, split: str, root: str | os.PathLike | None = None) -> tuple[np.ndarray, str]:
+    """(units (N_windows,) int64, what a unit is) for each window of a prepared split, in window order: the
+    independent unit that a bootstrap resamples (a source video, a sequence, a block of consecutive windows)."""
+    root = Path(root) if root is not None else default_root()
+    manifest = load_manifest(name, root)
+    return DATASETS.get(manifest["spec"])().window_units(root / name, split, manifest)
+
+
 def create(name: str, split: str, root: str | os.PathLike | None = None) -> Dataset:
     """Torch Dataset of a prepared split; items ``(inputs, targets)``, ``(T_in,C,H,W)``, ``(T_out,C,H,W)``."""
     root = Path(root) if root is not None else default_root()
@@ -251,7 +267,19 @@ def create(name: str, split: str, root: str | os.PathLike | None = None) -> Data
     splits = manifest["info"]["splits"]
     if split not in splits:
         raise SvqbenchError(f"dataset {name!r} has no split {split!r}; valid: {', '.join(splits)}")
-    return spec.open(root / name, split, manifest)
+    checks.check_split(root / name, split, manifest)
+    try:
+        return spec.open(root / name, split, manifest)
+    except (ValueError, OSError, EOFError) as error:  # a damaged array in a folder prepared without records
+        raise SvqbenchError(f"{root / name / split}: unreadable ({' '.join(str(error).split())[:100]}); "
+                            f"{checks.rebuild_hint(manifest, root / name)}") from None
+
+
+def verify(name: str, root: str | os.PathLike | None = None, split: str | None = None) -> list[str]:
+    """Recompute the checksums of a prepared dataset's files (of ``split`` only, when given) against its
+    manifest: one line per problem, [] when all match."""
+    root = Path(root) if root is not None else default_root()
+    return checks.verify(root / name, load_manifest(name, root), split)
 
 
 from svqbench.data import arrays, digits, human, kitticaltech, kth, mmnist, taxibj, videos, weather  # noqa: E402,F401  (registers the built-in datasets)

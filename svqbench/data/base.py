@@ -5,6 +5,7 @@ A prepared dataset lives in ``ROOT/NAME/``::
     manifest.json          facts, options, sources, counts; written last (its presence = complete)
     SPLIT/frames.npy       (F, C, H, W) frames, uint8 (video) or float16/float32 (physical fields)
     SPLIT/starts.npy       (N,) int64: first frame index of each window of frames_in + frames_out frames
+    SPLIT/units.npy        (N,) int64, video datasets: the source video of each window (bootstrap unit)
 
 Loaders memory-map ``frames.npy`` and read one window at a time, so opening a split costs
 almost no RAM whatever its size.
@@ -14,6 +15,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
@@ -25,6 +27,11 @@ from torch.utils.data import Dataset
 from svqbench.errors import SvqbenchError
 
 MANIFEST = "manifest.json"
+UNITS = "units.npy"
+# Default bootstrap blocks span this many window lengths: neighbouring blocks still share frames at their edges,
+# and blocks of one window length leave about a third of the variance of stride-1 windows out (95% intervals
+# then cover ~88%; two lengths: ~91-95%, tests/test_compare.py).
+BLOCK_WINDOWS = 2
 FORMAT_VERSION = 1
 
 
@@ -88,8 +95,31 @@ class DatasetSpec:
     def prepare(self, target: Path, src: Path | None, **options: Any) -> dict[str, Any]:
         raise NotImplementedError
 
+    # The independent unit that SPLIT/units.npy numbers (e.g. "source video"); "" when the dataset stores none.
+    unit: ClassVar[str] = ""
+
     def open(self, folder: Path, split: str, manifest: dict[str, Any]) -> Dataset:
         return WindowDataset(folder / split, DatasetInfo.from_dict(manifest["info"]), manifest)
+
+    def window_units(self, folder: Path, split: str, manifest: dict[str, Any]) -> tuple[np.ndarray, str]:
+        """(units (N_windows,) int64, what a unit is): windows of one unit share frames or a source; different
+        units are treated as independent by the bootstrap.
+
+        Default: the stored ``units.npy`` when the dataset names its unit, else blocks of consecutive windows
+        whose starts lie within :data:`BLOCK_WINDOWS` window lengths (with no stored starts: blocks of that many
+        times ``window`` consecutive windows, as for stride-1 windows).
+        """
+        stored = folder / split / UNITS
+        if self.unit and stored.is_file():
+            return np.load(stored).astype(np.int64), self.unit
+        span = BLOCK_WINDOWS * DatasetInfo.from_dict(manifest["info"]).window
+        starts_file = folder / split / "starts.npy"
+        if starts_file.is_file():
+            starts = np.load(starts_file).astype(np.int64)
+            first = starts.min() if len(starts) else 0
+            return (starts - first) // span, f"block of windows starting within {span} frames"
+        count = len(self.open(folder, split, manifest))
+        return np.arange(count, dtype=np.int64) // span, f"block of {span} consecutive windows"
 
 
 def write_split(target: Path, split: str, frames: np.ndarray, starts: np.ndarray) -> dict[str, int]:
@@ -107,7 +137,10 @@ def open_frames_for_writing(target: Path, split: str, shape: tuple[int, ...], dt
     """A writable (F, C, H, W) ``frames.npy`` memmap, for splits too large to build in RAM."""
     out = target / split
     out.mkdir(parents=True, exist_ok=True)
-    return np.lib.format.open_memmap(out / "frames.npy", mode="w+", dtype=dtype, shape=shape)
+    frames = np.lib.format.open_memmap(out / "frames.npy", mode="w+", dtype=dtype, shape=shape)
+    with open(out / "frames.npy", "r+b") as f:  # reserve the blocks now: a full disk is an error here, not a
+        os.posix_fallocate(f.fileno(), 0, os.fstat(f.fileno()).st_size)  # SIGBUS while filling the memmap
+    return frames
 
 
 def write_starts(target: Path, split: str, starts: np.ndarray) -> None:

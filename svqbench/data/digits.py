@@ -104,6 +104,10 @@ class Digits(DatasetSpec):
         protocol="svqbench built-in; seeds train=0 val=1 test=2",
     )
 
+    def window_units(self, folder: Path, split: str, manifest: dict[str, Any]) -> tuple[np.ndarray, str]:
+        """Every window is a whole generated sequence: one unit each."""
+        return np.arange(len(np.load(folder / split / "starts.npy")), dtype=np.int64), "sequence"
+
     def prepare(
         self, target: Path, src: Path | None, *, train: int = 10000, val: int = 1000, test: int = 1000
     ) -> dict[str, Any]:

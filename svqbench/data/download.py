@@ -2,8 +2,11 @@
 
 Downloads land in ``ROOT/downloads/`` (kept between preps, so an interrupted download resumes from
 its ``.part`` file and a forced re-prep does not download again). A file is accepted only when it
-matches its published checksum; files without a published one get their sha256 printed and stored
-in a ``.sha256`` file next to them and in the dataset manifest.
+matches its published checksum (a download that does not is deleted and fetched once more; a ``--src``
+file that does not is refused unless the user trusts it with ``--trust-src``, which the manifest and every
+leaderboard row then record); files without a published one get their sha256 printed and stored in a
+``.sha256`` file next to them and in the dataset manifest. HTTP 5xx answers are retried like dropped
+connections.
 
 pooch was considered; it cannot resume a partial file, which matters for multi-GB archives on
 flaky links, so this module does the HTTP part itself with ``requests``.
@@ -14,9 +17,10 @@ from __future__ import annotations
 import hashlib
 import shutil
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 from urllib.parse import unquote, urlparse
 
 import requests
@@ -26,6 +30,7 @@ from rich.progress import BarColumn, DownloadColumn, Progress, TransferSpeedColu
 from svqbench.errors import SvqbenchError
 
 RETRIES = 5
+RETRY_WAIT = 1.0  # seconds before the first retry; doubled each time
 CHUNK = 1 << 20
 console = Console(stderr=True)
 
@@ -38,6 +43,31 @@ class Source:
     url: str
     sha256: str = ""
     md5: str = ""
+
+
+class _ServerError(Exception):
+    """An HTTP 5xx answer: the server's trouble, retried like a dropped connection."""
+
+
+_TRUSTED: list[bool] = [False]  # set by trusting_src() while a prep runs with --trust-src
+_TRUSTED_FILES: list[str] = []  # what trusting_src() let through
+
+
+@contextmanager
+def trusting_src(trust: bool) -> Iterator[list[str]]:
+    """While active (with ``trust``), ``--src`` files whose checksum differs from the published one are used
+    instead of refused; yields the list that names each file so used (for the manifest)."""
+    _TRUSTED[0] = trust
+    _TRUSTED_FILES.clear()
+    try:
+        yield _TRUSTED_FILES
+    finally:
+        _TRUSTED[0] = False
+
+
+def join_url(base: str, name: str) -> str:
+    """``base`` (a mirror folder, with or without a trailing slash) joined with a file ``name``."""
+    return base.rstrip("/") + "/" + name
 
 
 def download_dir(target: Path) -> Path:
@@ -53,15 +83,15 @@ def file_hash(path: Path, algorithm: str = "sha256") -> str:
     return digest.hexdigest()
 
 
-def verify(path: Path, source: Source) -> str:
+def verify(path: Path, source: Source, hint: str = "") -> str:
     """Check ``path`` against the published checksum of ``source``; return its sha256."""
     sha256 = file_hash(path)
     if source.sha256 and sha256 != source.sha256:
-        raise SvqbenchError(f"{path}: sha256 {sha256} does not match the published {source.sha256}")
+        raise SvqbenchError(f"{path}: sha256 {sha256} does not match the published {source.sha256}{hint}")
     if source.md5:
         md5 = file_hash(path, "md5")
         if md5 != source.md5:
-            raise SvqbenchError(f"{path}: md5 {md5} does not match the published {source.md5}")
+            raise SvqbenchError(f"{path}: md5 {md5} does not match the published {source.md5}{hint}")
     if not (source.sha256 or source.md5):
         console.print(f"sha256 {sha256}  {path.name} (no published checksum; recorded in the manifest)")
     return sha256
@@ -87,7 +117,17 @@ def fetch(source: Source, target: Path, src: Path | None, url: str = "") -> tupl
             raise SvqbenchError(
                 f"{source.filename} not found in --src {src}; it is published at {source.url}"
             )
-        return path, {"file": source.filename, "sha256": verify(path, source), "origin": str(path)}
+        record = {"file": source.filename, "origin": str(path)}
+        try:
+            return path, {**record, "sha256": verify(path, source, "; use --trust-src to prepare from it anyway")}
+        except SvqbenchError:
+            if not _TRUSTED[0]:
+                raise
+            published = source.sha256 or f"md5 {source.md5}"
+            console.print(f"{path}: checksum differs from the published {published}; used because of --trust-src")
+            sha256 = file_hash(path)
+            _TRUSTED_FILES.append(f"{source.filename} (sha256 {sha256}; published {published})")
+            return path, {**record, "sha256": sha256, "trusted": True, "published": published}
     cache = download_dir(target)
     path = cache / source.filename
     recorded = path.with_name(path.name + ".sha256")
@@ -96,18 +136,23 @@ def fetch(source: Source, target: Path, src: Path | None, url: str = "") -> tupl
         sha256 = recorded.read_text().strip()
     else:
         cache.mkdir(parents=True, exist_ok=True)
-        download(origin, path)
-        try:
-            sha256 = verify(path, source)
-        except SvqbenchError:
-            path.unlink()  # a bad download must not be trusted by the next run
-            raise
+        for attempt in (1, 2):  # a download that fails its checksum is deleted and fetched once more
+            download(origin, path, mirror=bool(url))
+            try:
+                sha256 = verify(path, source)
+                break
+            except SvqbenchError:
+                path.unlink()  # a bad download is never kept, so never trusted by the next run
+                if attempt == 2:
+                    raise
+                console.print(f"{path.name}: checksum does not match the published one; fetching it again")
         recorded.write_text(sha256 + "\n")
     return path, {"file": source.filename, "sha256": sha256, "origin": origin}
 
 
-def download(url: str, path: Path) -> None:
-    """Download ``url`` to ``path`` through ``path.part``, resuming it and retrying with backoff."""
+def download(url: str, path: Path, mirror: bool = False) -> None:
+    """Download ``url`` to ``path`` through ``path.part``, resuming it and retrying with backoff (dropped
+    connections, timeouts and HTTP 5xx). ``mirror``: ``url`` came from ``--url``."""
     part = path.with_name(path.name + ".part")
     parsed = urlparse(url)
     if parsed.scheme == "file":
@@ -121,28 +166,33 @@ def download(url: str, path: Path) -> None:
         raise SvqbenchError(f"--url {url}: only http(s):// and file:// addresses are supported")
     for attempt in range(RETRIES):
         try:
-            _download_once(url, part)
+            _download_once(url, part, mirror)
             part.replace(path)
             return
-        except (requests.ConnectionError, requests.Timeout, requests.exceptions.ChunkedEncodingError) as e:
+        except (requests.ConnectionError, requests.Timeout, requests.exceptions.ChunkedEncodingError,
+                _ServerError) as e:
+            reason = str(e) if isinstance(e, _ServerError) else type(e).__name__
             if attempt == RETRIES - 1:
                 raise SvqbenchError(
-                    f"{url}: download failed after {RETRIES} attempts ({type(e).__name__}); "
+                    f"{url}: download failed after {RETRIES} attempts ({reason}); "
                     f"re-run to resume {part}, or pass --src with the file"
                 ) from None
-            wait = 2**attempt
-            console.print(f"{path.name}: {type(e).__name__}, retrying in {wait} s")
+            wait = RETRY_WAIT * 2**attempt
+            console.print(f"{path.name}: {reason}, retrying in {wait:g} s")
             time.sleep(wait)
 
 
-def _download_once(url: str, part: Path) -> None:
+def _download_once(url: str, part: Path, mirror: bool = False) -> None:
     have = part.stat().st_size if part.exists() else 0
     headers = {"Range": f"bytes={have}-"} if have else {}
     with requests.get(url, headers=headers, stream=True, timeout=60) as response:
         if response.status_code == 416:  # the part file already holds every byte
             return
+        if response.status_code >= 500:
+            raise _ServerError(f"HTTP {response.status_code}")
         if response.status_code >= 400:
-            raise SvqbenchError(f"{url}: HTTP {response.status_code}; pass --url with a mirror")
+            advice = "check the --url address" if mirror else "pass --url with a mirror, or --src with the file"
+            raise SvqbenchError(f"{url}: HTTP {response.status_code}; {advice}")
         if response.status_code != 206:  # server ignored the range: start over
             have = 0
         total = int(response.headers.get("Content-Length", 0)) + have or None

@@ -47,7 +47,7 @@ import numpy as np
 from svqbench.data import DATASETS
 from svqbench.data.archives import extract
 from svqbench.data.base import DatasetInfo, DatasetSpec
-from svqbench.data.download import Source, fetch, find_in
+from svqbench.data.download import Source, fetch, find_in, join_url
 from svqbench.data.video import FrameTransform, decode_videos, write_video_split
 from svqbench.errors import SvqbenchError
 
@@ -206,6 +206,7 @@ def subject_runs(split: str, index: Index, val: set[str], stride: int, holdout: 
 
 @DATASETS.register("human")
 class Human(DatasetSpec):
+    unit = "source video"  # numbered in SPLIT/units.npy at prep
     info = DatasetInfo(
         name="human",
         frames_in=4,
@@ -232,7 +233,7 @@ class Human(DatasetSpec):
         workers: int = 0,
         url: str = "",
     ) -> dict[str, Any]:
-        """``url``: a mirror folder (ending in ``/``) of OpenSTL's ``train.txt``/``test.txt``."""
+        """``url``: a mirror folder (with or without a trailing ``/``) of OpenSTL's ``train.txt``/``test.txt``."""
         if src is None:
             raise SvqbenchError(
                 "prep human needs --src DIR holding S1.tar ... S11.tar or their extracted images "
@@ -309,7 +310,7 @@ class Human(DatasetSpec):
             path, record = fetch(Source(f"{split}.txt", LISTS_URL + f"{split}.txt"), target, src)
         else:
             source = Source(f"human_{split}.txt", LISTS_URL + f"{split}.txt")
-            path, record = fetch(source, target, None, url + f"{split}.txt" if url else "")
+            path, record = fetch(source, target, None, join_url(url, f"{split}.txt") if url else "")
         sources.append(record)
         return read_clip_list(path)
 

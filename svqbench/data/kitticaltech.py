@@ -21,7 +21,7 @@ import numpy as np
 
 from svqbench.data import DATASETS
 from svqbench.data.archives import extract
-from svqbench.data.base import DatasetInfo, DatasetSpec, open_frames_for_writing, write_starts
+from svqbench.data.base import UNITS, DatasetInfo, DatasetSpec, open_frames_for_writing, write_starts
 from svqbench.data.download import Source, fetch, find_in
 from svqbench.data.video import FrameTransform, backward_window_starts, decode_videos, write_video_split
 from svqbench.errors import SvqbenchError
@@ -122,10 +122,12 @@ def write_kitti_split(
         excluded += name in exclude
         starts.append(run)
         listing.append([name, int(stop - first), len(run)])
+    units = np.concatenate([np.full(len(run), i, np.int64) for i, run in enumerate(starts)])
     starts = np.concatenate(starts)
     if not len(starts):
         raise SvqbenchError(f"{frames_file}: split {split!r} has no complete {window}-frame window")
     write_starts(target, split, starts)
+    np.save(target / split / UNITS, units)  # the recording of each window
     counts = {"frames": len(sources), "windows": int(len(starts)), "recordings": len(listing)}
     if exclude:
         counts["recordings_also_in_val_dropped"] = excluded
@@ -160,6 +162,7 @@ def caltech_videos(target: Path, src: Path | None, url: str) -> tuple[list[Path]
 
 @DATASETS.register("kitticaltech")
 class KittiCaltech(DatasetSpec):
+    unit = "source video"  # numbered in SPLIT/units.npy at prep
     info = DatasetInfo(
         name="kitticaltech",
         frames_in=10,

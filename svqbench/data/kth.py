@@ -36,7 +36,7 @@ import numpy as np
 from svqbench.data import DATASETS
 from svqbench.data.archives import extract
 from svqbench.data.base import DatasetInfo, DatasetSpec
-from svqbench.data.download import Source, fetch
+from svqbench.data.download import Source, fetch, join_url
 from svqbench.data.video import FrameTransform, backward_window_starts, decode_videos, write_video_split
 from svqbench.errors import SvqbenchError
 
@@ -107,7 +107,7 @@ def collect_videos(target: Path, src: Path | None, url: str) -> tuple[list[Path]
             sources.append({"file": f"{action}/*.avi", "origin": str(loose[0].parent)})
             continue
         source = Source(f"{action}.zip", BASE_URL + f"{action}.zip")
-        archive, record = fetch(source, target, src, url + source.filename if url else "")
+        archive, record = fetch(source, target, src, join_url(url, source.filename) if url else "")
         sources.append(record)
         members = extract(archive, work / action, lambda name: name.endswith(".avi"))
         videos += [p for p in members if VIDEO_NAME.match(p.name)]
@@ -122,6 +122,7 @@ def _loose_videos(src: Path, action: str) -> list[Path]:
 
 @DATASETS.register("kth")
 class KTH(DatasetSpec):
+    unit = "source video"  # numbered in SPLIT/units.npy at prep
     format_version = 2  # val persons held out of train by default
     info = DatasetInfo(
         name="kth",
@@ -147,7 +148,7 @@ class KTH(DatasetSpec):
         workers: int = 0,
         url: str = "",
     ) -> dict[str, Any]:
-        """``url``: a mirror folder (ending in ``/``) of the six ``<action>.zip`` archives and ``00sequences.txt``."""
+        """``url``: a mirror folder (with or without a trailing ``/``) of the six ``<action>.zip`` archives and ``00sequences.txt``."""
         if protocol not in PROTOCOLS:
             raise SvqbenchError(f"option protocol={protocol!r}; valid: {', '.join(PROTOCOLS)}")
         val = parse_persons(val_persons)
@@ -155,7 +156,7 @@ class KTH(DatasetSpec):
         sequences = None
         if protocol == "sequences":
             source = Source(SEQUENCE_FILE, BASE_URL + SEQUENCE_FILE)
-            path, record = fetch(source, target, src, url + SEQUENCE_FILE if url else "")
+            path, record = fetch(source, target, src, join_url(url, SEQUENCE_FILE) if url else "")
             sources.append(record)
             sequences = read_sequences(path)
         transform = FrameTransform(SIZE, SIZE, channels=1, fit="squash", interpolation="linear")

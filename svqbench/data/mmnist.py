@@ -107,6 +107,10 @@ class MovingMNIST(DatasetSpec):
     )
     format_version = 2  # val drawn from digits that training never draws
 
+    def window_units(self, folder: Path, split: str, manifest: dict[str, Any]) -> tuple[np.ndarray, str]:
+        """Every window is a whole sequence: one unit each."""
+        return np.arange(len(self.open(folder, split, manifest)), dtype=np.int64), "sequence"
+
     def prepare(
         self, target: Path, src: Path | None, *, train_length: int = 10000, val: int = 1000, seed: int = 42,
         val_digits: int = 5000, url: str = "",

@@ -24,7 +24,7 @@ import numpy as np
 
 from svqbench.data import DATASETS
 from svqbench.data.archives import extract
-from svqbench.data.base import DatasetInfo, DatasetSpec, open_frames_for_writing, write_starts
+from svqbench.data.base import BLOCK_WINDOWS, DatasetInfo, DatasetSpec, open_frames_for_writing, write_starts
 from svqbench.data.download import Source, fetch, find_in
 from svqbench.errors import SvqbenchError
 
@@ -106,6 +106,13 @@ class TaxiBJ(DatasetSpec):
         protocol="OpenSTL TaxiBJ release (dataset.npz), (v + 1) / 2; val = last training samples, held out of train",
     )
     format_version = 2  # val samples (and samples sharing their frames) removed from train by default
+
+    def window_units(self, folder: Path, split: str, manifest: dict[str, Any]) -> tuple[np.ndarray, str]:
+        """The release's samples slide over one time series: blocks of consecutive samples spanning
+        :data:`BLOCK_WINDOWS` windows."""
+        span = BLOCK_WINDOWS * DatasetInfo.from_dict(manifest["info"]).window
+        count = len(np.load(folder / split / "starts.npy"))
+        return np.arange(count, dtype=np.int64) // span, f"block of {span} consecutive samples"
 
     def prepare(
         self, target: Path, src: Path | None, *, val: int = 1000, holdout: bool = True, url: str = ""

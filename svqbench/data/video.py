@@ -12,6 +12,7 @@ import multiprocessing
 import os
 import re
 from concurrent.futures import ProcessPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterator, Sequence
@@ -20,7 +21,7 @@ import cv2
 import numpy as np
 from rich.progress import track
 
-from svqbench.data.base import open_frames_for_writing, write_starts
+from svqbench.data.base import UNITS, open_frames_for_writing, write_starts
 from svqbench.errors import SvqbenchError
 
 CHUNK = 64
@@ -74,10 +75,29 @@ def check_backend(backend: str) -> None:
         raise SvqbenchError(f"option backend={backend!r}; valid: {', '.join(BACKENDS)}")
 
 
+@contextmanager
+def _decoder_logs_silenced() -> Iterator[None]:
+    """Hide what the decoders' C libraries print on stderr while opening a file: a file that is not a video is
+    reported by our own one-line error, not by their log lines."""
+    try:
+        saved = os.dup(2)
+    except OSError:  # no stderr descriptor to redirect
+        yield
+        return
+    try:
+        with open(os.devnull, "w") as null:
+            os.dup2(null.fileno(), 2)
+        yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+
+
 def _decord_chunks(path: Path) -> Iterator[np.ndarray]:
     import decord
 
-    reader = decord.VideoReader(str(path), ctx=decord.cpu(0), num_threads=1)
+    with _decoder_logs_silenced():
+        reader = decord.VideoReader(str(path), ctx=decord.cpu(0), num_threads=1)
     n = len(reader)
     for i in range(0, n, CHUNK):
         yield reader.get_batch(list(range(i, min(n, i + CHUNK)))).asnumpy()
@@ -96,7 +116,8 @@ def _stacked(frames: Iterator[np.ndarray]) -> Iterator[np.ndarray]:
 
 
 def _opencv_frames(path: Path) -> Iterator[np.ndarray]:
-    capture = cv2.VideoCapture(str(path))
+    with _decoder_logs_silenced():
+        capture = cv2.VideoCapture(str(path))
     if not capture.isOpened():
         raise SvqbenchError(f"{path}: cannot open this video (corrupt, truncated or an unknown codec)")
     try:
@@ -229,6 +250,8 @@ def write_video_split(
         offset += n
     frames.flush()
     del frames
+    units = np.concatenate([np.full(len(s), i, np.int64) for i, s in enumerate(all_starts)])
     all_starts = np.concatenate(all_starts)
     write_starts(target, split, all_starts)
+    np.save(target / split / UNITS, units)  # the source video of each window
     return {"videos": len(parts), "frames": offset, "windows": int(len(all_starts))}

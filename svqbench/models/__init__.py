@@ -24,6 +24,7 @@ its ``forward`` may return the frames alone, a tensor.
 from __future__ import annotations
 
 import inspect
+import math
 from typing import Any, Callable, NamedTuple
 
 import torch
@@ -72,13 +73,17 @@ def accepts_any_argument(name: str) -> bool:
 
 def check_model_args(name: str, args: dict[str, Any], source: str = "recipe") -> None:
     valid = model_arguments(name)
-    if accepts_any_argument(name):
-        return
-    for key in args:
-        if key not in valid:
+    defaults = {p.name: p.default for p in _parameters(name)}
+    for key, value in args.items():
+        if key not in valid and not accepts_any_argument(name):
             raise SvqbenchError(
                 f"{source}: model {name!r} has no argument {key!r}; valid: {', '.join(valid) or 'none'}"
             )
+        default = defaults.get(key)
+        if isinstance(value, bool) and type(default) in (int, float):
+            raise SvqbenchError(f"{source}: model.{key}: expected a number, got {str(value).lower()}")
+        if isinstance(value, float) and not math.isfinite(value):
+            raise SvqbenchError(f"{source}: model.{key}: expected a finite number, got {value}")
 
 
 def create_model(name: str, shape: Any, **args: Any) -> nn.Module:
