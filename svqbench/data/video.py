@@ -214,14 +214,15 @@ def decode_videos(
     parts = [work / f"{i:06d}.npy" for i in range(len(paths))]
     jobs = [(path, part, transform, backend, decoder) for path, part in zip(paths, parts)]
     workers = min(default_workers(workers), max(1, len(jobs)))
+    # auto_refresh=False: no refresh thread (rich's threaded refresh deadlocked here once in a loaded test run)
     if workers == 1:
-        lengths = [_decode_to_part(job) for job in track(jobs, description="decoding", transient=True)]
+        lengths = [_decode_to_part(job) for job in track(jobs, description="decoding", transient=True, auto_refresh=False)]
         return parts, lengths
     # spawn: forking a process that has started torch/decord threads can deadlock
     context = multiprocessing.get_context("spawn")
     with ProcessPoolExecutor(workers, mp_context=context) as pool:
         results = pool.map(_decode_to_part, jobs, chunksize=1)
-        lengths = list(track(results, total=len(jobs), description="decoding", transient=True))
+        lengths = list(track(results, total=len(jobs), description="decoding", transient=True, auto_refresh=False))
     return parts, lengths
 
 
