@@ -39,7 +39,10 @@ def command(fn: Callable | None = None, *, name: str | None = None) -> Callable:
         @functools.wraps(fn)
         def wrapper(*args, **kwargs):
             try:
-                return fn(*args, **kwargs)
+                result = fn(*args, **kwargs)
+                if "svqbench.runtime" in sys.modules:  # a command that may have joined torchrun's process group
+                    sys.modules["svqbench.runtime"].leave_world()
+                return result
             except SvqbenchError as e:
                 err.print(f"[bold red]error:[/] {escape(str(e))}", highlight=False, soft_wrap=True)  # [x] stays text
                 raise typer.Exit(1) from None

@@ -192,8 +192,25 @@ def join_world(device: torch.device) -> tuple[World, torch.device]:
         torch.cuda.set_device(device)
     if not dist.is_initialized():
         dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
-        atexit.register(dist.destroy_process_group)
+        atexit.register(_destroy_group)
     return world, device
+
+
+def leave_world() -> None:
+    """After a command that every rank completed: wait for all ranks, then leave the process group.
+
+    Leaving it explicitly, with every rank done, rather than during interpreter shutdown: a gloo group torn
+    down at exit while another rank still talks to it aborted a process ("terminate called without an
+    active exception") in a loaded test run.
+    """
+    if dist.is_available() and dist.is_initialized():
+        dist.barrier()
+        dist.destroy_process_group()
+
+
+def _destroy_group() -> None:
+    if dist.is_initialized():  # a command that failed on this rank: leave without waiting for the others
+        dist.destroy_process_group()
 
 
 def rng_state(device: torch.device) -> dict[str, Any]:
