@@ -216,7 +216,8 @@ def decode_videos(
     workers = min(default_workers(workers), max(1, len(jobs)))
     # auto_refresh=False: no refresh thread (rich's threaded refresh deadlocked here once in a loaded test run)
     if workers == 1:
-        lengths = [_decode_to_part(job) for job in track(jobs, description="decoding", transient=True, auto_refresh=False)]
+        progress = track(jobs, description="decoding", transient=True, auto_refresh=False)
+        lengths = [_decode_to_part(job) for job in progress]
         return parts, lengths
     # spawn: forking a process that has started torch/decord threads can deadlock
     context = multiprocessing.get_context("spawn")
