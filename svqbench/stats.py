@@ -75,6 +75,18 @@ def paired_bootstrap(differences: np.ndarray, resamples: int = RESAMPLES, seed: 
     return Interval(float(differences.mean()), float(low), float(high), method)
 
 
+def mean_interval(values: np.ndarray, level: float = LEVEL) -> Interval:
+    """Student t interval of the mean of independent values (e.g. one per seed); NaN bounds below 2 values."""
+    from scipy.stats import t
+
+    values = np.asarray(values, dtype=np.float64)
+    mean = float(values.mean()) if len(values) else math.nan
+    if len(values) < 2:
+        return Interval(mean, math.nan, math.nan, f"mean of {len(values)} value(s), no interval")
+    half = float(t.ppf(0.5 + level / 2.0, len(values) - 1)) * float(values.std(ddof=1)) / math.sqrt(len(values))
+    return Interval(mean, mean - half, mean + half, f"t interval across {len(values)} values")
+
+
 def welch_interval(a: np.ndarray, b: np.ndarray, level: float = LEVEL) -> Interval | None:
     """Welch t interval of mean(a) - mean(b) for independent samples (e.g. one value per seed).
 

@@ -13,6 +13,10 @@ A study file (YAML)::
     eval: {metrics: [mae, mse, ssim, psnr], convention: standard, split: test}   # optional
     runs: runs/studies/digits          # runs go to RUNS/<recipe>-seed<k>
     out: leaderboards/studies          # where the study's leaderboard goes
+    axis: {key: train.perturb_ratio, metrics: [mse, ssim], reference: simvp}   # optional, see study_axis
+
+With an ``axis``, the study's plot shows the metrics against that setting per model, and its Markdown adds the
+curves and the changes from the first setting with their across-seed intervals (:mod:`svqbench.study_axis`).
 
 The sweep can span several sittings: a run whose per-window file (``eval/SPLIT-CONVENTION.npz``) matches the planned recipe and
 evaluation is skipped; a run with a ``last.pt`` is resumed; anything else is trained from scratch.
@@ -37,7 +41,7 @@ import yaml
 from filelock import FileLock, Timeout
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from svqbench import leaderboard, per_window
+from svqbench import leaderboard, per_window, study_axis
 from svqbench.config import EvalConfig, Recipe, find_recipe, load_recipe, with_defaults, with_seed
 from svqbench.errors import SvqbenchError
 from svqbench.evaluate import evaluate
@@ -53,6 +57,16 @@ class StudyEval(BaseModel):
     convention: str | None = None
     split: str | None = None
     batch_size: int | None = Field(None, ge=1)
+
+
+class StudyAxis(BaseModel):
+    """The setting a study sweeps (a recipe key set in its entries' overrides), what to plot against it, and the
+    model whose change the others' are compared with."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    key: str
+    metrics: tuple[str, ...] = Field(("mse", "ssim"), min_length=1)
+    reference: str | None = None
 
 
 class StudyRecipe(BaseModel):
@@ -78,6 +92,7 @@ class Study(BaseModel):
     eval: StudyEval = StudyEval()
     runs: Path = Path("runs/studies")
     out: Path = Path("leaderboards/studies")
+    axis: StudyAxis | None = None
 
     @property
     def entries(self) -> list[StudyRecipe]:
@@ -286,8 +301,20 @@ def _write_study_leaderboard(study: Study, run_ids: list[str]) -> dict[str, Path
     out = {"csv": study.out / f"{study.name}.csv", "markdown": study.out / f"{study.name}.md",
            "plot": study.out / f"{study.name}.png"}
     write_text(out["csv"], leaderboard.to_csv_text(table, study.out))
-    write_text(out["markdown"], to_markdown(study.name, table, leaderboard.reported(study.dataset)))
-    plot(study.name, table, out["plot"])
+    markdown = to_markdown(study.name, table, leaderboard.reported(study.dataset))
+    if study.axis is None:
+        plot(study.name, table, out["plot"])
+    else:
+        axis = study.axis
+        frame = study_axis.axis_frame(table, axis.key)
+        metrics = tuple(m for m in axis.metrics if m in frame)
+        if len(metrics) != len(axis.metrics):
+            raise SvqbenchError(f"study {study.name}: axis.metrics {list(axis.metrics)}: the runs were evaluated "
+                                f"with {leaderboard.metric_columns(table)}")
+        head, runs_marker, runs = markdown.partition("\n## Runs")
+        markdown = head + "\n" + study_axis.to_markdown(frame, axis.key, metrics, axis.reference) + runs_marker + runs
+        study_axis.plot(study.name, frame, axis.key, metrics, out["plot"])
+    write_text(out["markdown"], markdown)
     return out
 
 

@@ -40,8 +40,9 @@ def write_recipe(folder: Path, label: str) -> Path:
     path.write_text(yaml.safe_dump({
         "dataset": "digits", "model": MODELS[label],
         # constant schedule: a run stopped at HALF and extended to STEPS follows the uninterrupted run's rates
+        # perturb_ratio: the input perturbation's draws must not depend on the world size or a resume either
         "train": {"epochs": 10, "max_steps": STEPS, "batch_size": 4, "lr": 2.0e-3, "schedule": "constant",
-                  "num_workers": 0, "seed": 5, "checkpoint_every": 0},
+                  "num_workers": 0, "seed": 5, "checkpoint_every": 0, "perturb_ratio": 0.3},
         "eval": {"metrics": ["mae"], "batch_size": 4},
     }))
     return path

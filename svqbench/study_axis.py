@@ -1,0 +1,177 @@
+"""A study's results against one swept setting (e.g. ``train.perturb_ratio``): per-model curves with
+across-seed intervals, the change from the first setting paired by seed, and that change against a reference
+model's.
+
+A study file opts in with::
+
+    axis: {key: train.perturb_ratio, metrics: [mse, ssim], reference: simvp}
+
+Every row whose ``overrides`` set ``key`` is a point of its model's curve (the model is the recipe's last name
+part, e.g. ``simvp_svq``); rows that do not set it (the floors) are drawn as flat lines. Intervals are 95%
+Student t intervals across seeds: of the mean (curves), of the mean paired difference (change from the first
+setting, seed k against seed k: same initialisation and data order, only the setting differs), and Welch's for
+the difference of two models' changes (does one lose less than the other as the setting grows?).
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from svqbench.directions import HIGHER_IS_BETTER
+from svqbench.errors import SvqbenchError
+from svqbench.fileio import atomic_path
+from svqbench.leaderboard import format_value
+from svqbench.stats import Interval, mean_interval, welch_interval
+
+
+@dataclass(frozen=True)
+class Point:
+    """One model at one setting: the metric's mean over seeds and its interval (NaN bounds below 2 seeds)."""
+
+    model: str
+    setting: float
+    interval: Interval
+    seeds: int
+
+
+def setting_of(overrides: object, key: str) -> float:
+    """The value ``key`` is set to in a row's space-separated ``overrides`` (NaN when it is not set)."""
+    for part in str(overrides or "").split():
+        name, _, value = part.partition("=")
+        if name == key:
+            try:
+                return float(value)
+            except ValueError:
+                raise SvqbenchError(f"axis {key}: {value!r} is not a number (overrides {overrides!r})") from None
+    return math.nan
+
+
+def axis_frame(table: pd.DataFrame, key: str) -> pd.DataFrame:
+    """The rows with two more columns: ``axis_model`` (the recipe's last name part) and ``axis_setting``."""
+    frame = table.copy()
+    frame["axis_model"] = frame["recipe"].astype(str).str.split("/").str[-1]
+    frame["axis_setting"] = [setting_of(o, key) for o in frame.get("overrides", pd.Series([""] * len(frame)))]
+    frame["seed"] = pd.to_numeric(frame["seed"], errors="coerce")
+    return frame
+
+
+def curves(frame: pd.DataFrame, metric: str) -> list[Point]:
+    """Mean and across-seed interval of ``metric`` per (model, setting), settings ascending."""
+    points = []
+    for (model, setting), rows in frame.dropna(subset=["axis_setting"]).groupby(["axis_model", "axis_setting"]):
+        values = pd.to_numeric(rows[metric], errors="coerce").dropna().to_numpy()
+        points.append(Point(str(model), float(setting), mean_interval(values), len(values)))
+    return sorted(points, key=lambda p: (p.model, p.setting))
+
+
+def floors(frame: pd.DataFrame, metric: str) -> dict[str, float]:
+    """Mean of ``metric`` for every model whose rows do not set the axis (the floors): {model: mean}."""
+    flat = frame[frame["axis_setting"].isna()]
+    return {str(m): float(pd.to_numeric(r[metric], errors="coerce").mean()) for m, r in flat.groupby("axis_model")}
+
+
+def _per_seed(frame: pd.DataFrame, model: str, setting: float, metric: str) -> pd.Series:
+    rows = frame[(frame["axis_model"] == model) & (frame["axis_setting"] == setting)]
+    return pd.to_numeric(rows.set_index("seed")[metric], errors="coerce").dropna().groupby(level=0).mean()
+
+
+def changes(frame: pd.DataFrame, model: str, metric: str) -> dict[float, tuple[Interval, np.ndarray]]:
+    """{setting: (interval of the mean change from the first setting, per-seed changes)}, paired by seed."""
+    settings = sorted(frame.loc[frame["axis_model"] == model, "axis_setting"].dropna().unique())
+    if len(settings) < 2:
+        return {}
+    base = _per_seed(frame, model, settings[0], metric)
+    out = {}
+    for setting in settings[1:]:
+        values = _per_seed(frame, model, setting, metric)
+        shared = base.index.intersection(values.index)
+        delta = (values[shared] - base[shared]).to_numpy()
+        out[float(setting)] = (mean_interval(delta), delta)
+    return out
+
+
+def _span(interval: Interval) -> str:
+    if not interval.comparable:
+        return format_value(interval.mean)
+    return f"{format_value(interval.mean)} [{format_value(interval.low)}, {format_value(interval.high)}]"
+
+
+def _signed(interval: Interval) -> str:
+    if not interval.comparable:
+        return f"{interval.mean:+.4g} (no interval)"
+    verdict = "distinguishable" if interval.distinguishable else "inside the seed spread"
+    return f"{interval.mean:+.4g} [{interval.low:+.4g}, {interval.high:+.4g}] {verdict}"
+
+
+def to_markdown(frame: pd.DataFrame, key: str, metrics: tuple[str, ...], reference: str | None) -> str:
+    """The curves as tables (model x setting, mean [95% interval across seeds]), the change from the first
+    setting per model, and each model's change minus the reference model's."""
+    lines = [f"## Against {key}", "", "Mean over seeds [95% t interval across seeds].", ""]
+    models = sorted(frame["axis_model"][frame["axis_setting"].notna()].unique())
+    settings = sorted(frame["axis_setting"].dropna().unique())
+    for metric in metrics:
+        direction = "higher" if metric in HIGHER_IS_BETTER else "lower"
+        points = {(p.model, p.setting): p for p in curves(frame, metric)}
+        flat = floors(frame, metric)
+        lines += [f"### {metric} ({direction} is better)", "",
+                  "| model | " + " | ".join(f"{key.split('.')[-1]}={s:g}" for s in settings) + " |",
+                  "|---|" + "---|" * len(settings)]
+        for model in models:
+            cells = [_span(points[(model, s)].interval) if (model, s) in points else "" for s in settings]
+            lines.append(f"| {model} | " + " | ".join(cells) + " |")
+        if flat:
+            lines += ["", "Floors (not trained with the setting): "
+                      + ", ".join(f"{m} {format_value(v)}" for m, v in flat.items()) + "."]
+        lines += ["", f"Change of {metric} from {key}={settings[0]:g}, paired by seed (mean [95% t interval]):", ""]
+        reference_changes = changes(frame, reference, metric) if reference in models else {}
+        for model in models:
+            for setting, (interval, delta) in changes(frame, model, metric).items():
+                line = f"- {model} at {setting:g}: {_signed(interval)}"
+                if model != reference and setting in reference_changes:
+                    against = welch_interval(delta, reference_changes[setting][1])
+                    if against is not None:
+                        line += f"; minus {reference}'s change: {_signed(against)} (Welch across seeds)"
+                lines.append(line)
+        lines.append("")
+    return "\n".join(lines)
+
+
+def plot(name: str, frame: pd.DataFrame, key: str, metrics: tuple[str, ...], path: str | os.PathLike) -> Path:
+    """PNG: one panel per metric, a line per model against the setting with 95% across-seed intervals as error
+    bars; the floors' values written in the panel."""
+    from matplotlib.figure import Figure
+
+    figure = Figure(figsize=(4.6 * len(metrics), 3.8), layout="constrained")
+    axes = figure.subplots(1, len(metrics), squeeze=False)[0]
+    settings = sorted(frame["axis_setting"].dropna().unique())
+    if not settings:
+        raise SvqbenchError(f"study {name}: no run sets {key}; nothing to plot against it")
+    offset = 0.006 * (settings[-1] - settings[0] or 1.0)  # models side by side, so their error bars stay apart
+    for axis, metric in zip(axes, metrics):
+        by_model: dict[str, list[Point]] = {}
+        for point in curves(frame, metric):
+            by_model.setdefault(point.model, []).append(point)
+        for index, (model, points) in enumerate(sorted(by_model.items())):
+            x = np.array([p.setting for p in points]) + (index - (len(by_model) - 1) / 2) * offset
+            y = np.array([p.interval.mean for p in points])
+            low = np.array([p.interval.low if p.interval.comparable else p.interval.mean for p in points])
+            high = np.array([p.interval.high if p.interval.comparable else p.interval.mean for p in points])
+            axis.errorbar(x, y, yerr=[y - low, high - y], marker="o", capsize=3, label=model)
+        flat = floors(frame, metric)  # as text: the floors sit far from the curves and would flatten them
+        floor_text = "\nfloors: " + ", ".join(f"{m} {format_value(v)}" for m, v in flat.items()) if flat else ""
+        direction = "higher" if metric in HIGHER_IS_BETTER else "lower"
+        axis.set_title(f"{metric} ({direction} is better)", fontsize=9)
+        axis.set_xlabel(key + floor_text, fontsize=8)
+        axis.set_xticks(settings)
+        axis.grid(alpha=0.3)
+    axes[0].legend(fontsize=8)
+    figure.suptitle(f"{name}: mean and 95% interval across seeds", fontsize=10)
+    with atomic_path(path) as tmp:
+        figure.savefig(tmp, format="png", dpi=110)
+    return Path(path)
