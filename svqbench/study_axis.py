@@ -109,10 +109,36 @@ def _signed(interval: Interval) -> str:
     return f"{interval.mean:+.4g} [{interval.low:+.4g}, {interval.high:+.4g}] {verdict}"
 
 
-def to_markdown(frame: pd.DataFrame, key: str, metrics: tuple[str, ...], reference: str | None) -> str:
+def report(name: str, table: pd.DataFrame, key: str, metrics: tuple[str, ...], reference: str | None,
+           plot_path: str | os.PathLike) -> str:
+    """A study's leaderboard rows against ``key``: the Markdown of every (split, convention) section the rows
+    hold (clean test first, then e.g. ``test/perturb=0.3``), and the plot (one row of panels per section)."""
+    missing = [m for m in metrics if m not in table]
+    if missing:
+        raise SvqbenchError(f"study {name}: axis.metrics {list(metrics)}: the runs were not evaluated with "
+                            f"{', '.join(missing)}")
+    sections = axis_sections(table, key)
+    plot(name, sections, key, metrics, plot_path)
+    return "\n".join(to_markdown(rows, key, metrics, reference, title) for title, rows in sections)
+
+
+def axis_sections(table: pd.DataFrame, key: str) -> list[tuple[str, pd.DataFrame]]:
+    """[("SPLIT, CONVENTION", axis frame)] for every (split, convention) of the rows, plain splits first."""
+    frame = axis_frame(table, key)
+    columns = [c for c in ("split", "convention") if c in frame]
+    if not columns:
+        return [("", frame)]
+    groups = [(", ".join(map(str, k if isinstance(k, tuple) else (k,))), rows)
+              for k, rows in frame.fillna({c: "" for c in columns}).groupby(columns, sort=True)]
+    return sorted(groups, key=lambda group: ("/" in group[0], group[0]))
+
+
+def to_markdown(frame: pd.DataFrame, key: str, metrics: tuple[str, ...], reference: str | None,
+                title: str = "") -> str:
     """The curves as tables (model x setting, mean [95% interval across seeds]), the change from the first
     setting per model, and each model's change minus the reference model's."""
-    lines = [f"## Against {key}", "", "Mean over seeds [95% t interval across seeds].", ""]
+    lines = [f"## Against {key}" + (f" ({title})" if title else ""), "",
+             "Mean over seeds [95% t interval across seeds].", ""]
     models = sorted(frame["axis_model"][frame["axis_setting"].notna()].unique())
     settings = sorted(frame["axis_setting"].dropna().unique())
     for metric in metrics:
@@ -142,36 +168,42 @@ def to_markdown(frame: pd.DataFrame, key: str, metrics: tuple[str, ...], referen
     return "\n".join(lines)
 
 
-def plot(name: str, frame: pd.DataFrame, key: str, metrics: tuple[str, ...], path: str | os.PathLike) -> Path:
-    """PNG: one panel per metric, a line per model against the setting with 95% across-seed intervals as error
-    bars; the floors' values written in the panel."""
+def plot(name: str, sections: list[tuple[str, pd.DataFrame]], key: str, metrics: tuple[str, ...],
+         path: str | os.PathLike) -> Path:
+    """PNG: a row of panels per section, one panel per metric, a line per model against the setting with 95%
+    across-seed intervals as error bars; the floors' values written under each panel."""
     from matplotlib.figure import Figure
 
-    figure = Figure(figsize=(4.6 * len(metrics), 3.8), layout="constrained")
-    axes = figure.subplots(1, len(metrics), squeeze=False)[0]
-    settings = sorted(frame["axis_setting"].dropna().unique())
-    if not settings:
+    if not any(frame["axis_setting"].notna().any() for _, frame in sections):
         raise SvqbenchError(f"study {name}: no run sets {key}; nothing to plot against it")
-    offset = 0.006 * (settings[-1] - settings[0] or 1.0)  # models side by side, so their error bars stay apart
-    for axis, metric in zip(axes, metrics):
-        by_model: dict[str, list[Point]] = {}
-        for point in curves(frame, metric):
-            by_model.setdefault(point.model, []).append(point)
-        for index, (model, points) in enumerate(sorted(by_model.items())):
-            x = np.array([p.setting for p in points]) + (index - (len(by_model) - 1) / 2) * offset
-            y = np.array([p.interval.mean for p in points])
-            low = np.array([p.interval.low if p.interval.comparable else p.interval.mean for p in points])
-            high = np.array([p.interval.high if p.interval.comparable else p.interval.mean for p in points])
-            axis.errorbar(x, y, yerr=[y - low, high - y], marker="o", capsize=3, label=model)
-        flat = floors(frame, metric)  # as text: the floors sit far from the curves and would flatten them
-        floor_text = "\nfloors: " + ", ".join(f"{m} {format_value(v)}" for m, v in flat.items()) if flat else ""
-        direction = "higher" if metric in HIGHER_IS_BETTER else "lower"
-        axis.set_title(f"{metric} ({direction} is better)", fontsize=9)
-        axis.set_xlabel(key + floor_text, fontsize=8)
-        axis.set_xticks(settings)
-        axis.grid(alpha=0.3)
-    axes[0].legend(fontsize=8)
+    figure = Figure(figsize=(4.6 * len(metrics), 3.9 * len(sections)), layout="constrained")
+    grid = figure.subplots(len(sections), len(metrics), squeeze=False)
+    for axes, (title, frame) in zip(grid, sections):
+        for axis, metric in zip(axes, metrics):
+            _panel(axis, frame, key, metric, title)
+    grid[0][0].legend(fontsize=8)
     figure.suptitle(f"{name}: mean and 95% interval across seeds", fontsize=10)
     with atomic_path(path) as tmp:
         figure.savefig(tmp, format="png", dpi=110)
     return Path(path)
+
+
+def _panel(axis, frame: pd.DataFrame, key: str, metric: str, title: str) -> None:
+    settings = sorted(frame["axis_setting"].dropna().unique())
+    offset = 0.006 * ((settings[-1] - settings[0]) if settings else 1.0) or 0.006  # error bars side by side
+    by_model: dict[str, list[Point]] = {}
+    for point in curves(frame, metric):
+        by_model.setdefault(point.model, []).append(point)
+    for index, (model, points) in enumerate(sorted(by_model.items())):
+        x = np.array([p.setting for p in points]) + (index - (len(by_model) - 1) / 2) * offset
+        y = np.array([p.interval.mean for p in points])
+        low = np.array([p.interval.low if p.interval.comparable else p.interval.mean for p in points])
+        high = np.array([p.interval.high if p.interval.comparable else p.interval.mean for p in points])
+        axis.errorbar(x, y, yerr=[y - low, high - y], marker="o", capsize=3, label=model)
+    flat = floors(frame, metric)  # as text: the floors sit far from the curves and would flatten them
+    floor_text = "\nfloors: " + ", ".join(f"{m} {format_value(v)}" for m, v in flat.items()) if flat else ""
+    direction = "higher" if metric in HIGHER_IS_BETTER else "lower"
+    axis.set_title(f"{metric} ({direction} is better)" + (f", {title}" if title else ""), fontsize=9)
+    axis.set_xlabel(key + floor_text, fontsize=8)
+    axis.set_xticks(settings)
+    axis.grid(alpha=0.3)

@@ -305,15 +305,10 @@ def _write_study_leaderboard(study: Study, run_ids: list[str]) -> dict[str, Path
     if study.axis is None:
         plot(study.name, table, out["plot"])
     else:
-        axis = study.axis
-        frame = study_axis.axis_frame(table, axis.key)
-        metrics = tuple(m for m in axis.metrics if m in frame)
-        if len(metrics) != len(axis.metrics):
-            raise SvqbenchError(f"study {study.name}: axis.metrics {list(axis.metrics)}: the runs were evaluated "
-                                f"with {leaderboard.metric_columns(table)}")
         head, runs_marker, runs = markdown.partition("\n## Runs")
-        markdown = head + "\n" + study_axis.to_markdown(frame, axis.key, metrics, axis.reference) + runs_marker + runs
-        study_axis.plot(study.name, frame, axis.key, metrics, out["plot"])
+        axis = study_axis.report(study.name, table, study.axis.key, study.axis.metrics, study.axis.reference,
+                                 out["plot"])
+        markdown = head + "\n" + axis + runs_marker + runs
     write_text(out["markdown"], markdown)
     return out
 

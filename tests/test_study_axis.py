@@ -81,12 +81,17 @@ def test_one_seed_has_no_interval():
     assert "(no interval)" in study_axis.to_markdown(frame, KEY, ("mse",), reference="b")
 
 
-def test_plot_writes_a_png(tmp_path):
-    frame = study_axis.axis_frame(rows(), KEY)
-    path = study_axis.plot("toy", frame, KEY, ("mse", "ssim"), tmp_path / "toy.png")
-    assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+def test_report_has_a_section_per_split_clean_first_and_a_png(tmp_path):
+    clean = rows().assign(split="test", convention="standard")
+    perturbed = clean.assign(split="test/perturb=0.3", mse=clean["mse"] + 0.05)
+    markdown = study_axis.report("toy", pd.concat([perturbed, clean]), KEY, ("mse", "ssim"), "b", tmp_path / "toy.png")
+    titles = [line for line in markdown.splitlines() if line.startswith("## ")]
+    assert titles == [f"## Against {KEY} (test, standard)", f"## Against {KEY} (test/perturb=0.3, standard)"]
+    assert (tmp_path / "toy.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     with pytest.raises(SvqbenchError, match="no run sets train.lr"):
-        study_axis.plot("toy", study_axis.axis_frame(rows(), "train.lr"), "train.lr", ("mse",), tmp_path / "x.png")
+        study_axis.report("toy", clean, "train.lr", ("mse",), None, tmp_path / "x.png")
+    with pytest.raises(SvqbenchError, match="not evaluated with lpips"):
+        study_axis.report("toy", clean, KEY, ("mse", "lpips"), None, tmp_path / "x.png")
 
 
 @pytest.mark.parametrize("name", ["digits_small_noise", "digits_small_budget"])
