@@ -412,6 +412,7 @@ def compare(
     resamples: int = typer.Option(10_000, "--resamples", help="bootstrap resamples of independent units"),
     seed: int = typer.Option(0, "--seed", help="bootstrap seed"),
     split: str = typer.Option("test", "--split", help="the evaluated split to compare: test or val"),
+    perturb_ratio: Optional[float] = typer.Option(None, "--perturb", help="compare the evaluations on perturbed inputs (`eval --perturb R`)"),
     convention: Optional[str] = typer.Option(None, "--convention", help="standard or openstl (default: the only one evaluated)"),
     json_out: Optional[Path] = typer.Option(None, "--json", help="also save the result as JSON"),
 ) -> None:
@@ -434,6 +435,11 @@ def compare(
         a, b = [runs[0]], [runs[1]]
     if split not in ("test", "val"):
         raise SvqbenchError(f"--split {split!r}: valid: test, val")
+    if perturb_ratio is not None and not 0.0 < perturb_ratio <= 1.0:
+        raise SvqbenchError(f"--perturb {perturb_ratio}: valid: the share of input values `eval --perturb` used, "
+                            "in (0, 1]")
+    if perturb_ratio:
+        split = f"{split}/perturb={perturb_ratio:g}"  # the split name eval --perturb gives its rows and files
     result = compare_groups(a, b, _parse_metrics(metrics), resamples, seed, split, convention)
     table = Table(title=f"A - B over {result['windows']} {result['split']} windows in {result['units']} independent "
                         f"units ({result['unit']}; {result['convention']})")

@@ -80,8 +80,10 @@ def read(run_dir: str | Path, split: str = "test", convention: str | None = None
     found = available(run_dir, split, convention)
     if not found:
         which = f"{split} split" + (f", {convention} convention" if convention else "")
-        flags = f" --split {split}" + (f" --convention {convention}" if convention else "")
-        raise SvqbenchError(f"{run_dir}: no per-window values for the {which} (no {FOLDER}/{split}-*.npz); "
+        base, _, ratio = split.partition("/perturb=")
+        flags = f" --split {base}" + (f" --perturb {ratio}" if ratio else "") + (
+            f" --convention {convention}" if convention else "")
+        raise SvqbenchError(f"{run_dir}: no per-window values for the {which} (no {FOLDER}/{_file_stem(split)}-*.npz); "
                             f"evaluate it first with `svqbench eval {run_dir}{flags}`")
     if len(found) > 1:
         names = ", ".join(p.stem.split("-", 1)[1] for p in found)

@@ -190,7 +190,7 @@ def plot(name: str, sections: list[tuple[str, pd.DataFrame]], key: str, metrics:
 
 def _panel(axis, frame: pd.DataFrame, key: str, metric: str, title: str) -> None:
     settings = sorted(frame["axis_setting"].dropna().unique())
-    offset = 0.006 * ((settings[-1] - settings[0]) if settings else 1.0) or 0.006  # error bars side by side
+    offset = 0.015 * ((settings[-1] - settings[0]) if settings else 1.0) or 0.015  # error bars side by side
     by_model: dict[str, list[Point]] = {}
     for point in curves(frame, metric):
         by_model.setdefault(point.model, []).append(point)

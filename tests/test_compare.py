@@ -187,3 +187,23 @@ def test_bold_needs_the_interval_on_the_better_side(tmp_path):
     rows.loc[0, "rmse"], rows.loc[1, "rmse"] = 0.3, 0.1  # ranking and interval agree: b is bold
     section = analyse(rows)[0]
     assert section["summary"].loc[section["best"]["rmse"], "recipe"] == "rb"
+
+
+def test_compare_perturb_reads_the_evaluations_on_perturbed_inputs(tmp_path):
+    from typer.testing import CliRunner
+
+    from svqbench.cli import app
+
+    a = fake_run(tmp_path / "a", [0.1, 0.1, 0.1, 0.1])
+    b = fake_run(tmp_path / "b", [0.2, 0.2, 0.2, 0.2])
+    fake_run(tmp_path / "a", [0.5, 0.5, 0.5, 0.5], split="test/perturb=0.3")  # eval --perturb 0.3
+    fake_run(tmp_path / "b", [0.3, 0.3, 0.3, 0.3], split="test/perturb=0.3")
+    runner = CliRunner()
+    clean = runner.invoke(app, ["compare", str(a), str(b), "--metrics", "mse", "--resamples", "200"])
+    assert clean.exit_code == 0 and "A better" in clean.output
+    noisy = runner.invoke(app, ["compare", str(a), str(b), "--metrics", "mse", "--resamples", "200", "--perturb", "0.3"])
+    assert noisy.exit_code == 0 and "test/perturb=0.3 windows" in noisy.output and "B better" in noisy.output
+    missing = runner.invoke(app, ["compare", str(a), str(b), "--perturb", "0.5"])
+    assert missing.exit_code == 1
+    assert "evaluate it first with `svqbench eval " in missing.output and "--split test --perturb 0.5`" in missing.output
+    assert "valid: the share" in runner.invoke(app, ["compare", str(a), str(b), "--perturb", "2"]).output
