@@ -1,8 +1,9 @@
 """The paired comparisons behind README's answers on the noise and budget studies.
 
-For every perturbation ratio of ``recipes/studies/digits_small_noise.yaml`` and for the 2,000-step budget of
-``recipes/studies/digits_small_budget.yaml`` (against the noise study's 500-step, ratio-0 runs), compares
-SimVP+SVQ with SimVP and with the bottleneck MLP SVQ folds into, seeds 1-3 as groups: the same numbers as
+For every perturbation ratio of ``recipes/studies/digits_small_noise.yaml`` and both budgets of
+``recipes/studies/digits_small_budget.yaml`` (500 and 2,000 steps), compares SimVP+SVQ with SimVP and with the
+bottleneck MLP SVQ folds into, and each model's 2,000-step runs with its 500-step ones, seeds 1-3 as groups:
+the same numbers as
 
     svqbench compare --a RUNS/simvp_svq-p0.3-seed1 --a ...seed2 --a ...seed3 --b RUNS/simvp-p0.3-seed1 ...
 
@@ -57,9 +58,13 @@ def main() -> None:
         for a, b in PAIRS:
             for line in rows(f"{a} vs {b}, 2,000 steps", runs(args.budget, a), runs(args.budget, b), metrics):
                 print(line, flush=True)
+        for a, b in PAIRS:
+            for line in rows(f"{a} vs {b}, 500 steps", runs(args.budget, f"{a}-500"), runs(args.budget, f"{b}-500"),
+                             metrics):
+                print(line, flush=True)
         for label in ("simvp", "simvp_svq", "simvp_mlp"):
             for line in rows(f"{label}: 2,000 vs 500 steps", runs(args.budget, label),
-                             runs(args.noise, f"{label}-p0.0"), metrics):
+                             runs(args.budget, f"{label}-500"), metrics):
                 print(line, flush=True)
 
 
