@@ -51,7 +51,7 @@ def _best_against_runner_up(summary: pd.DataFrame, rows: pd.DataFrame, metric: s
     ordered = means.sort_values(ascending=metric not in HIGHER_IS_BETTER).index
     best, runner = ordered[0], ordered[1]
     interval = _interval(summary.loc[best], summary.loc[runner], rows, metric, key or {})
-    names = f"{summary.loc[best, 'recipe']} vs {summary.loc[runner, 'recipe']}"
+    names = f"{_group_name(summary.loc[best], summary.loc[runner])} vs {_group_name(summary.loc[runner], summary.loc[best])}"
     if interval is None:
         return None, f"{metric}: {names}: no interval (one run each and no per-window values)"
     better = interval.comparable and (interval.low > 0 if metric in HIGHER_IS_BETTER else interval.high < 0)
@@ -66,6 +66,14 @@ def _best_against_runner_up(summary: pd.DataFrame, rows: pd.DataFrame, metric: s
     account = (f"{metric}: {names}: {interval.mean:+.4g} [{interval.low:+.4g}, {interval.high:+.4g}] "
                f"({interval.method}): {outcome}")
     return (best if better else None), account
+
+
+def _group_name(group: pd.Series, other: pd.Series) -> str:
+    """The group's recipe, with the overrides it does not share with ``other`` (two groups of one recipe differ
+    only there)."""
+    theirs = set(str(other["overrides"]).split())
+    own = " ".join(part for part in str(group["overrides"]).split() if part not in theirs)
+    return f"{group['recipe']} ({own})" if own else str(group["recipe"])
 
 
 def _interval(best: pd.Series, runner: pd.Series, rows: pd.DataFrame, metric: str,

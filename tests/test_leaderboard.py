@@ -69,6 +69,16 @@ def test_best_is_marked_only_when_distinguishable(isolated_leaderboards, other, 
     assert "ssim" not in section["best"]  # identical values: no interval, no mark
 
 
+def test_groups_of_one_recipe_are_named_by_the_overrides_that_set_them_apart(isolated_leaderboards):
+    def seeds(ratio, values):
+        return [row(f"r{ratio}-{i}", v, 0.5, seed=i, overrides=f"train.precision=bf16 train.perturb_ratio={ratio}")
+                for i, v in enumerate(values)]
+
+    (section,) = analyse(pd.DataFrame(seeds(0.1, [0.010, 0.011, 0.009]) + seeds(0.3, [0.020, 0.021, 0.022])))
+    line = next(line for line in section["tests"] if line.startswith("mse"))
+    assert line.startswith("mse: digits/simvp (train.perturb_ratio=0.1) vs digits/simvp (train.perturb_ratio=0.3): ")
+
+
 def test_reported_numbers_stay_apart(isolated_leaderboards):
     leaderboard.add_row("kth", row("r1", 41.0, 0.9, convention="openstl", protocol="openstl"))
     table, reported = leaderboard.read("kth"), leaderboard.reported("kth")
