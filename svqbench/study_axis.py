@@ -7,7 +7,7 @@ A study file opts in with::
     axis: {key: train.perturb_ratio, metrics: [mse, ssim], reference: simvp}
 
 Every row whose ``overrides`` set ``key`` is a point of its model's curve (the model is the recipe's last name
-part, e.g. ``simvp_svq``); rows that do not set it (the floors) are drawn as flat lines. Intervals are 95%
+part, e.g. ``simvp_svq``); rows that do not set it (the floors) are shown as values beside the curves. Intervals are 95%
 Student t intervals across seeds: of the mean (curves), of the mean paired difference (change from the first
 setting, seed k against seed k: same initialisation and data order, only the setting differs), and Welch's for
 the difference of two models' changes (does one lose less than the other as the setting grows?).

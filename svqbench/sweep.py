@@ -132,6 +132,9 @@ def plan(study: Study) -> list[tuple[str, int, Recipe, Path]]:
     if missing:
         raise SvqbenchError(f"study {study.name}: unknown recipe{'s' if len(missing) > 1 else ''} "
                             f"{', '.join(missing)} (see `svqbench recipes`)")
+    if study.axis and not any(part.startswith(f"{study.axis.key}=") for e in entries for part in (*study.set, *e.set)):
+        raise SvqbenchError(f"study {study.name}: axis.key {study.axis.key!r}: no entry sets it; give the entries "
+                            f"`set: [{study.axis.key}=VALUE]`")
     recipes = {}
     for entry in entries:
         try:
