@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -19,6 +20,7 @@ from pathlib import Path
 from svqbench import data
 from svqbench.config import load_recipe
 from svqbench.device import resolve_device
+from svqbench.errors import SvqbenchError
 from svqbench.evaluate import evaluate
 from svqbench.progress import Reporter
 from svqbench.train import train
@@ -60,4 +62,7 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    try:
+        main()
+    except SvqbenchError as error:  # a user mistake (a missing run, a bad --set): one line, no traceback
+        sys.exit(f"error: {error}")

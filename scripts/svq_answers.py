@@ -16,9 +16,11 @@ verdict). Run after both sweeps:
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 
 from svqbench.compare import compare_groups
+from svqbench.errors import SvqbenchError
 
 SEEDS = (1, 2, 3)
 RATIOS = ("0.0", "0.1", "0.3", "0.5")
@@ -47,26 +49,21 @@ def main() -> None:
     parser.add_argument("--metrics", default="mse,ssim")
     args = parser.parse_args()
     metrics = tuple(args.metrics.split(","))
+    comparisons = [(f"{a} vs {b}, perturb {ratio}", runs(args.noise, f"{a}-p{ratio}"), runs(args.noise, f"{b}-p{ratio}"))
+                   for ratio in RATIOS for a, b in PAIRS]
+    if args.budget:
+        comparisons += [(f"{a} vs {b}, {steps} steps", runs(args.budget, f"{a}{suffix}"), runs(args.budget, f"{b}{suffix}"))
+                        for steps, suffix in (("2,000", ""), ("500", "-500")) for a, b in PAIRS]
+        comparisons += [(f"{label}: 2,000 vs 500 steps", runs(args.budget, label), runs(args.budget, f"{label}-500"))
+                        for label in ("simvp", "simvp_svq", "simvp_mlp")]
+    lines = [line for title, a, b in comparisons for line in rows(title, a, b, metrics)]  # every run found first
     print("| A vs B | metric | A | B | A - B | 95% over sequences | 95% across seeds | verdict |")
     print("|---|---|---|---|---|---|---|---|")
-    for ratio in RATIOS:
-        for a, b in PAIRS:
-            for line in rows(f"{a} vs {b}, perturb {ratio}", runs(args.noise, f"{a}-p{ratio}"),
-                             runs(args.noise, f"{b}-p{ratio}"), metrics):
-                print(line, flush=True)
-    if args.budget:
-        for a, b in PAIRS:
-            for line in rows(f"{a} vs {b}, 2,000 steps", runs(args.budget, a), runs(args.budget, b), metrics):
-                print(line, flush=True)
-        for a, b in PAIRS:
-            for line in rows(f"{a} vs {b}, 500 steps", runs(args.budget, f"{a}-500"), runs(args.budget, f"{b}-500"),
-                             metrics):
-                print(line, flush=True)
-        for label in ("simvp", "simvp_svq", "simvp_mlp"):
-            for line in rows(f"{label}: 2,000 vs 500 steps", runs(args.budget, label),
-                             runs(args.budget, f"{label}-500"), metrics):
-                print(line, flush=True)
+    print("\n".join(lines))
 
 
 if __name__ == "__main__":
-    main()
+    try:
+        main()
+    except SvqbenchError as error:  # a user mistake (a missing run, a bad --set): one line, no traceback
+        sys.exit(f"error: {error}")

@@ -144,6 +144,12 @@ def plan(study: Study) -> list[tuple[str, int, Recipe, Path]]:
         if recipes[entry.folder_label].dataset != study.dataset:
             raise SvqbenchError(f"study {study.name}: recipe {entry.name!r} trains on "
                                 f"{recipes[entry.folder_label].dataset!r}, not {study.dataset!r}")
+    if study.axis:
+        evaluated = set.intersection(*(set(_eval_settings(study, r)["metrics"]) for r in recipes.values()))
+        unknown = [m for m in study.axis.metrics if m not in evaluated]
+        if unknown:
+            raise SvqbenchError(f"study {study.name}: axis.metrics {', '.join(unknown)}: not evaluated by every run; "
+                                f"valid: {', '.join(sorted(evaluated))} (or add them to eval.metrics)")
     return [(entry.name if not entry.set else f"{entry.name} ({entry.folder_label})", seed,
              with_seed(recipes[entry.folder_label], seed), study.run_dir(entry, seed))
             for seed in study.seeds for entry in entries]  # seed-major: a partial study covers every recipe

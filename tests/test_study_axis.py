@@ -94,12 +94,16 @@ def test_report_has_a_section_per_split_clean_first_and_a_png(tmp_path):
         study_axis.report("toy", clean, KEY, ("mse", "lpips"), None, tmp_path / "x.png")
 
 
-def test_an_axis_no_entry_sets_is_refused_before_anything_trains(tmp_path):
+def test_an_axis_no_entry_sets_or_evaluates_is_refused_before_anything_trains(tmp_path):
     study = tmp_path / "study.yaml"
     study.write_text("name: s\ndataset: digits_small\nrecipes: [digits_small/blank, digits_small/simvp]\n"
                      "axis: {key: train.lr}\n")
     with pytest.raises(SvqbenchError, match=r"axis.key 'train.lr': no entry sets it; give the entries "
                                             r"`set: \[train.lr=VALUE\]`"):
+        plan(load_study(study))
+    study.write_text("name: s\ndataset: digits_small\nrecipes: [{name: digits_small/simvp, set: [train.lr=0.01]}]\n"
+                     "eval: {metrics: [mse]}\naxis: {key: train.lr, metrics: [mse, lpips]}\n")
+    with pytest.raises(SvqbenchError, match="axis.metrics lpips: not evaluated by every run; valid: mse"):
         plan(load_study(study))
 
 
