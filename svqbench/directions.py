@@ -5,3 +5,8 @@ from __future__ import annotations
 LOWER_IS_BETTER = {"mae", "mse", "rmse", "lpips", "lat_weighted_rmse"}
 HIGHER_IS_BETTER = {"ssim", "psnr"}
 METRIC_ORDER = ["mse", "mae", "rmse", "lat_weighted_rmse", "ssim", "psnr", "lpips"]
+
+
+def metric_title(metric: str) -> str:
+    """``"mse (lower is better)"``: a metric named with the way it improves, for tables and plots."""
+    return f"{metric} ({'higher' if metric in HIGHER_IS_BETTER else 'lower'} is better)"

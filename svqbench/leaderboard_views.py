@@ -23,7 +23,7 @@ import pandas as pd
 from svqbench.compare import compare_groups, has_per_window
 from svqbench.errors import SvqbenchError
 from svqbench.fileio import atomic_path
-from svqbench.directions import HIGHER_IS_BETTER
+from svqbench.directions import HIGHER_IS_BETTER, metric_title
 from svqbench.leaderboard import (
     format_value,
     metric_columns,
@@ -258,8 +258,7 @@ def plot(dataset: str, table: pd.DataFrame, path: str | os.PathLike) -> Path:
             axis.bar(range(len(summary)), means, yerr=stds, capsize=3, color=colours)
             axis.set_xticks(range(len(summary)), [label.split("/")[-1] for label in labels], rotation=45, ha="right",
                             fontsize=8)
-            direction = "higher" if metric in HIGHER_IS_BETTER else "lower"
-            axis.set_title(f"{metric} ({direction} is better)", fontsize=9)
+            axis.set_title(metric_title(metric), fontsize=9)
             axis.grid(axis="y", alpha=0.3)
         key = section["key"]
         axes[row][0].set_ylabel(f"{key['protocol']} protocol, {key['convention']}, {key['split']}", fontsize=8)

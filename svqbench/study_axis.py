@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from svqbench.directions import HIGHER_IS_BETTER
+from svqbench.directions import metric_title
 from svqbench.errors import SvqbenchError
 from svqbench.fileio import atomic_path
 from svqbench.leaderboard import format_value
@@ -142,10 +142,9 @@ def to_markdown(frame: pd.DataFrame, key: str, metrics: tuple[str, ...], referen
     models = sorted(frame["axis_model"][frame["axis_setting"].notna()].unique())
     settings = sorted(frame["axis_setting"].dropna().unique())
     for metric in metrics:
-        direction = "higher" if metric in HIGHER_IS_BETTER else "lower"
         points = {(p.model, p.setting): p for p in curves(frame, metric)}
         flat = floors(frame, metric)
-        lines += [f"### {metric} ({direction} is better)", "",
+        lines += [f"### {metric_title(metric)}", "",
                   "| model | " + " | ".join(f"{key.split('.')[-1]}={s:g}" for s in settings) + " |",
                   "|---|" + "---|" * len(settings)]
         for model in models:
@@ -202,8 +201,7 @@ def _panel(axis, frame: pd.DataFrame, key: str, metric: str, title: str) -> None
         axis.errorbar(x, y, yerr=[y - low, high - y], marker="o", capsize=3, label=model)
     flat = floors(frame, metric)  # as text: the floors sit far from the curves and would flatten them
     floor_text = "\nfloors: " + ", ".join(f"{m} {format_value(v)}" for m, v in flat.items()) if flat else ""
-    direction = "higher" if metric in HIGHER_IS_BETTER else "lower"
-    axis.set_title(f"{metric} ({direction} is better)" + (f", {title}" if title else ""), fontsize=9)
+    axis.set_title(metric_title(metric) + (f", {title}" if title else ""), fontsize=9)
     axis.set_xlabel(key + floor_text, fontsize=8)
     axis.set_xticks(settings)
     axis.grid(alpha=0.3)
