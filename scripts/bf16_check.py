@@ -15,12 +15,12 @@ import time
 from pathlib import Path
 
 from svqbench import data
-from svqbench.allocator import keep_freed_memory
+from svqbench.engine.allocator import keep_freed_memory
 from svqbench.config import load_recipe
-from svqbench.device import resolve_device
+from svqbench.engine.machine import resolve_device
 from svqbench.fileio import write_json
 from svqbench.progress import Reporter
-from svqbench.train import train
+from svqbench.engine.train import train
 
 RECIPE = "digits/simvp_svq_quick"
 TOLERANCE = 0.02

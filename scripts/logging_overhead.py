@@ -19,10 +19,10 @@ import torch
 from torch.utils.data import DataLoader
 
 from svqbench.config import load_recipe
-from svqbench.loggers import open_loggers
+from svqbench.engine.loggers import open_loggers
 from svqbench.progress import Reporter
-from svqbench.runtime import join_world
-from svqbench.train import claim_run_dir, fresh_state, make_setup, train_step
+from svqbench.engine.world import join_world
+from svqbench.engine.train import claim_run_dir, fresh_state, make_setup, train_step
 
 RECORDS = 50  # 500 steps / log_every 10
 

@@ -19,11 +19,11 @@ from pathlib import Path
 
 from svqbench import data
 from svqbench.config import load_recipe
-from svqbench.device import resolve_device
+from svqbench.engine.machine import resolve_device
 from svqbench.errors import SvqbenchError
-from svqbench.evaluate import evaluate
+from svqbench.engine.evaluate import evaluate
 from svqbench.progress import Reporter
-from svqbench.train import train
+from svqbench.engine.train import train
 
 
 def main() -> None:

@@ -19,7 +19,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from svqbench.compare import compare_groups
+from svqbench.results.compare import compare_groups
 from svqbench.errors import SvqbenchError
 
 SEEDS = (1, 2, 3)

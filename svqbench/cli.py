@@ -40,8 +40,8 @@ def command(fn: Callable | None = None, *, name: str | None = None) -> Callable:
         def wrapper(*args, **kwargs):
             try:
                 result = fn(*args, **kwargs)
-                if "svqbench.runtime" in sys.modules:  # a command that may have joined torchrun's process group
-                    sys.modules["svqbench.runtime"].leave_world()
+                if "svqbench.engine.world" in sys.modules:  # a command that may have joined torchrun's process group
+                    sys.modules["svqbench.engine.world"].leave_world()
                 return result
             except SvqbenchError as e:
                 err.print(f"[bold red]error:[/] {escape(str(e))}", highlight=False, soft_wrap=True)  # [x] stays text
@@ -63,7 +63,7 @@ def command(fn: Callable | None = None, *, name: str | None = None) -> Callable:
 
 @app.callback()
 def _setup() -> None:
-    from svqbench.allocator import keep_freed_memory
+    from svqbench.engine.allocator import keep_freed_memory
 
     keep_freed_memory()
 
@@ -171,11 +171,11 @@ def train(
     Example: svqbench train digits/simvp --set train.epochs=2 --device cuda   |   svqbench train digits/simvp --seeds 1,2,3   |   svqbench train --resume runs/X
     """
     from svqbench.config import load_recipe, with_seed
-    from svqbench.device import resolve_device
+    from svqbench.engine.machine import resolve_device
     from svqbench.progress import Reporter
-    from svqbench.runs import new_run_dir, resumed_recipe, seeded_run_dir
-    from svqbench.runtime import launched_world
-    from svqbench.train import train as train_recipe
+    from svqbench.engine.runs import new_run_dir, resumed_recipe, seeded_run_dir
+    from svqbench.engine.world import launched_world
+    from svqbench.engine.train import train as train_recipe
 
     world = launched_world()
     if resume is not None:
@@ -250,14 +250,14 @@ def eval_(
 
     Example: svqbench eval runs/digits-simvp_svq-20261124-120000 --metrics mae,mse,ssim,psnr,lpips
     """
-    from svqbench.device import resolve_device
-    from svqbench.evaluate import evaluate
+    from svqbench.engine.machine import resolve_device
+    from svqbench.engine.evaluate import evaluate
 
     if split not in (None, "test", "val"):
         raise SvqbenchError(f"--split {split!r}: valid: test, val")
     if batch_size is not None and batch_size < 1:
         raise SvqbenchError(f"--batch-size {batch_size}: valid: an integer >= 1 (default: the recipe's eval.batch_size)")
-    from svqbench.runtime import launched_world
+    from svqbench.engine.world import launched_world
 
     report = evaluate(run_dir, resolve_device(device), _parse_metrics(metrics), split, convention, root,
                       batch_size, lpips_weights, plot, svq_stats=svq_stats, value_range=_parse_range(value_range),
@@ -286,10 +286,10 @@ def render(
     Example: svqbench render runs/digits-simvp_svq-20261124-120000 --index 3 --out pred.gif
     Example: svqbench render --compare runs/digits-simvp-* runs/digits-simvp_svq-* --index 3 --out compare.gif
     """
-    from svqbench.device import resolve_device
-    from svqbench.predict import predict_runs, predict_sample
+    from svqbench.engine.machine import resolve_device
+    from svqbench.engine.predict import predict_runs, predict_sample
     from svqbench.render import compare_frames, compare_strip, comparison_frames, strip, write_gif, write_png
-    from svqbench.runs import LoadedRun
+    from svqbench.engine.runs import LoadedRun
 
     if len(run_dirs) > 1 and not compare:
         raise SvqbenchError(f"got {len(run_dirs)} run directories: add --compare to show several runs on one sample")
@@ -323,11 +323,11 @@ def predict(
     """
     import numpy as np
 
-    from svqbench.device import resolve_device
+    from svqbench.engine.machine import resolve_device
     from svqbench.fileio import atomic_path
-    from svqbench.predict import predict_clip
+    from svqbench.engine.predict import predict_clip
     from svqbench.render import to_display, write_gif
-    from svqbench.runs import LoadedRun
+    from svqbench.engine.runs import LoadedRun
 
     if frames is not None and frames < 1:
         raise SvqbenchError(f"--frames {frames}: valid: an integer >= 1 (default: the dataset's target frames)")
@@ -356,8 +356,8 @@ def fold(
 
     Example: svqbench fold runs/digits-simvp_svq-20261124-120000 --out runs/digits-simvp_svq-folded
     """
-    from svqbench.device import resolve_device
-    from svqbench.fold import fold_run
+    from svqbench.engine.machine import resolve_device
+    from svqbench.engine.fold import fold_run
 
     report = fold_run(run_dir, out_dir, resolve_device(device), force)
     params = report["parameters"]
@@ -377,9 +377,9 @@ def leaderboard_(
 
     Example: svqbench leaderboard digits --format latex --plot digits.png
     """
-    from svqbench import leaderboard
+    from svqbench.results import leaderboard
     from svqbench.fileio import write_text
-    from svqbench.leaderboard_views import FORMATS, export, plot as plot_leaderboard
+    from svqbench.results.views import FORMATS, export, plot as plot_leaderboard
 
     if fmt not in FORMATS:
         raise SvqbenchError(f"--format {fmt!r}: valid: {', '.join(FORMATS)}")
@@ -423,7 +423,7 @@ def compare(
 
     Example: svqbench compare runs/simvp-seed1 runs/simvp_svq-seed1   |   svqbench compare --a r/s1 --a r/s2 --b q/s1 --b q/s2
     """
-    from svqbench.compare import compare_groups
+    from svqbench.results.compare import compare_groups
     from svqbench.fileio import write_json
 
     runs = list(runs or [])
@@ -469,8 +469,8 @@ def report(
 
     Example: svqbench report digits_small --out report.html   |   svqbench report recipes/studies/digits_small.yaml
     """
-    from svqbench.device import resolve_device
-    from svqbench.report import write_report
+    from svqbench.engine.machine import resolve_device
+    from svqbench.flows.report import write_report
 
     out.print(str(write_report(source, out_file, resolve_device(device), root, index)), highlight=False)
 
@@ -488,8 +488,8 @@ def sweep(
 
     Example: svqbench sweep recipes/studies/digits_small.yaml --device cuda --shard 2/4
     """
-    from svqbench.device import resolve_device
-    from svqbench.sweep import load_study, parse_shard, sweep as run_sweep
+    from svqbench.engine.machine import resolve_device
+    from svqbench.flows.sweep import load_study, parse_shard, sweep as run_sweep
 
     run_sweep(load_study(study_file), resolve_device(device), root, echo=lambda line: out.print(line, highlight=False),
               shard=parse_shard(shard))
@@ -509,8 +509,8 @@ def quickstart(
 
     Example: svqbench quickstart   (writes ./quickstart-YYYYmmdd-HHMMSS/, nothing else)
     """
-    from svqbench.device import resolve_device
-    from svqbench import quickstart as qs
+    from svqbench.engine.machine import resolve_device
+    from svqbench.flows import quickstart as qs
 
     result = qs.run_quickstart(resolve_device(device), root, out_dir or qs.default_folder(), out, precision, tuple(set_))
     out.print(qs.results_table(result))
@@ -529,7 +529,7 @@ def doctor(root: Optional[Path] = ROOT) -> None:
 
     Example: svqbench doctor
     """
-    from svqbench.doctor import diagnose
+    from svqbench.bench.doctor import diagnose
 
     table = Table("", "", show_header=False, box=None, title="svqbench doctor")
     for key, value in diagnose(root).items():
@@ -556,10 +556,10 @@ def bench(
 
     Example: svqbench bench kth/simvp_svq --shape 10,20,1,128,128 --batch-size 4 --svq-layer --compare --roofline
     """
-    from svqbench.bench import bench_info, run_bench
-    from svqbench.bench_tables import bench_tables
+    from svqbench.bench.measure import bench_info, run_bench
+    from svqbench.bench.tables import bench_tables
     from svqbench.config import load_recipe
-    from svqbench.device import resolve_device
+    from svqbench.engine.machine import resolve_device
     from svqbench.fileio import write_json
 
     cfg = load_recipe(recipe, set_)

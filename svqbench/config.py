@@ -75,7 +75,7 @@ class TrainConfig(_Strict):
     def _comma_list(cls, value: Any) -> Any:
         """``--set train.loggers=tensorboard,wandb`` arrives as one string."""
         return tuple(part.strip() for part in value.split(",") if part.strip()) if isinstance(value, str) else value
-    deterministic: bool = Field(False, description="bitwise reproducible on CUDA (slower); see svqbench/backends.py")
+    deterministic: bool = Field(False, description="bitwise reproducible on CUDA (slower); see svqbench/engine/machine.py")
     compile: bool = Field(False, description="torch.compile the model for training")
 
 

@@ -14,8 +14,8 @@ import torch
 
 from svqbench.config import load_recipe
 from svqbench.progress import Reporter
-from svqbench.runs import resumed_recipe
-from svqbench.train import train
+from svqbench.engine.runs import resumed_recipe
+from svqbench.engine.train import train
 
 
 def main(data_root: str, jobs_file: str) -> None:

@@ -7,7 +7,7 @@ import sys
 
 import pytest
 
-from svqbench.allocator import keep_freed_memory
+from svqbench.engine.allocator import keep_freed_memory
 
 
 def test_opt_out(monkeypatch):
@@ -26,6 +26,6 @@ def _has_glibc_mallopt() -> bool:
 
 @pytest.mark.skipif(not sys.platform.startswith("linux") or not _has_glibc_mallopt(), reason="needs glibc")
 def test_applies_in_a_fresh_process():
-    code = "from svqbench.allocator import keep_freed_memory; print(keep_freed_memory())"
+    code = "from svqbench.engine.allocator import keep_freed_memory; print(keep_freed_memory())"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "True"

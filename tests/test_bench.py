@@ -9,14 +9,15 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
-from svqbench import bench, data
+from svqbench import data
+from svqbench.bench import measure as bench
 from svqbench.cli import app
 from svqbench.config import load_recipe
 from svqbench.data.base import DatasetInfo
 from svqbench.errors import SvqbenchError
 from svqbench.models import create_model, forecast
 from svqbench.models.svq import SVQ, svq_statistics
-from svqbench.runs import LoadedRun
+from svqbench.engine.runs import LoadedRun
 
 from conftest import TINY_MODEL
 

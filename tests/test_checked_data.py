@@ -11,9 +11,9 @@ import torch
 
 from svqbench import data
 from svqbench.config import load_recipe
-from svqbench.doctor import prepared_datasets
+from svqbench.bench.doctor import prepared_datasets
 from svqbench.errors import SvqbenchError
-from svqbench.train import train
+from svqbench.engine.train import train
 
 from test_cli import assert_one_line_error, invoke
 

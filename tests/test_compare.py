@@ -8,12 +8,12 @@ import numpy as np
 import pytest
 import torch
 
-from svqbench import per_window
-from svqbench.compare import compare_groups, verdict
+from svqbench.results import per_window
+from svqbench.results.compare import compare_groups, verdict
 from svqbench.data.base import BLOCK_WINDOWS
 from svqbench.errors import SvqbenchError
 from svqbench.metrics import MetricAccumulator
-from svqbench.stats import paired_bootstrap, welch_interval
+from svqbench.results.stats import paired_bootstrap, welch_interval
 
 
 @pytest.mark.parametrize("convention", ["standard", "openstl"])
@@ -166,7 +166,7 @@ def test_a_damaged_per_window_file_is_one_line(tmp_path):
 def test_bold_needs_the_interval_on_the_better_side(tmp_path):
     import pandas as pd
 
-    from svqbench.leaderboard_views import analyse
+    from svqbench.results.views import analyse
 
     rng = np.random.default_rng(0)
     runs = {}

@@ -12,10 +12,10 @@ import pytest
 import torch
 
 from svqbench.config import load_recipe
-from svqbench.evaluate import evaluate
+from svqbench.engine.evaluate import evaluate
 from svqbench.progress import Reporter
-from svqbench.runs import load_checkpoint
-from svqbench.train import CRASH_AT_STEP, train
+from svqbench.engine.runs import load_checkpoint
+from svqbench.engine.train import CRASH_AT_STEP, train
 
 from test_train_engine import REPO, assert_same_weights, cli, write_recipe
 

@@ -80,8 +80,8 @@ def test_missing_variable_and_years_are_one_line_errors(tmp_path):
 
 def test_eval_refuses_image_metrics_on_physical_fields_unless_a_range_is_declared(tmp_path):
     from svqbench.config import load_recipe
-    from svqbench.evaluate import evaluate
-    from svqbench.train import train
+    from svqbench.engine.evaluate import evaluate
+    from svqbench.engine.train import train
 
     write_variable(tmp_path / "src", "2m_temperature", "t2m")
     data.prepare("weather_t2m", root=tmp_path, src=tmp_path / "src", **YEARS)

@@ -9,12 +9,12 @@ from pathlib import Path
 import pytest
 import torch
 
-from svqbench import leaderboard
-from svqbench import train as train_module
+from svqbench.results import leaderboard
+from svqbench.engine import train as train_module
 from svqbench.config import load_recipe
 from svqbench.errors import SvqbenchError
 from svqbench.models import forecast
-from svqbench.runs import LoadedRun, load_checkpoint
+from svqbench.engine.runs import LoadedRun, load_checkpoint
 
 from conftest import TINY_MODEL
 from test_cli import assert_one_line_error, invoke

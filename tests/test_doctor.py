@@ -5,7 +5,7 @@ from __future__ import annotations
 from typer.testing import CliRunner
 
 from svqbench.cli import app
-from svqbench.doctor import diagnose, prepared_datasets
+from svqbench.bench.doctor import diagnose, prepared_datasets
 
 
 def test_diagnose_lists_prepared_datasets(digits_root, isolated_leaderboards):

@@ -15,8 +15,8 @@ import yaml
 from svqbench import fileio
 from svqbench.config import load_recipe
 from svqbench.errors import SvqbenchError
-from svqbench.runs import load_checkpoint, read_log
-from svqbench.train import train
+from svqbench.engine.runs import load_checkpoint, read_log
+from svqbench.engine.train import train
 
 from conftest import TINY_MODEL
 from test_cli import assert_one_line_error, invoke

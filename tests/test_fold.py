@@ -13,14 +13,14 @@ from typer.testing import CliRunner
 from svqbench.cli import app
 from svqbench.config import list_recipes, load_recipe, validate_recipe
 from svqbench.errors import SvqbenchError
-from svqbench.fold import fold_run, relative_difference
+from svqbench.engine.fold import fold_run, relative_difference
 from svqbench.models import count_parameters, forecast
 from svqbench.models.bottleneck import fold_svq
 from svqbench.models.simvp import CODEBOOK_ONLY_OPTIONS
 from svqbench.models.svq import SVQ
 from svqbench.progress import Reporter
-from svqbench.runs import LoadedRun, load_checkpoint, save_checkpoint
-from svqbench.train import train
+from svqbench.engine.runs import LoadedRun, load_checkpoint, save_checkpoint
+from svqbench.engine.train import train
 
 from conftest import TINY_MODEL
 
@@ -176,7 +176,7 @@ def test_mlp_recipe_differs_from_its_svq_sibling_only_in_the_codebook(svq_name):
 
 
 def test_fold_refuses_a_folded_model_that_differs(tmp_path, digits_root, monkeypatch):
-    import svqbench.fold as fold
+    import svqbench.engine.fold as fold
 
     source = train_run(digits_root, tmp_path / "svq", {"name": "simvp_svq", "codebook_size": 32})
     monkeypatch.setattr(fold, "_check_equal", lambda *args: 2e-5)

@@ -8,7 +8,7 @@ import torch.distributed as dist
 import torch.multiprocessing as mp
 from torch import nn
 
-from svqbench.global_batchnorm import GlobalBatchNorm2d, globalise_batchnorm
+from svqbench.engine.global_batchnorm import GlobalBatchNorm2d, globalise_batchnorm
 
 
 def whole_batch() -> tuple[torch.Tensor, torch.Tensor]:

@@ -7,10 +7,10 @@ import torch
 
 from svqbench import keyed
 from svqbench.config import load_recipe
-from svqbench.evaluate import evaluate
+from svqbench.engine.evaluate import evaluate
 from svqbench.models.recurrent import SamplingSchedule
 from svqbench.models.translators import DropPath, KeyedDropout
-from svqbench.train import train
+from svqbench.engine.train import train
 
 
 def split_like_two_ranks(draw, batch: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -107,8 +107,8 @@ def test_outside_a_keyed_step_layers_draw_from_the_global_generator():
 
 def test_training_perturbs_inputs_and_evaluation_does_not_by_default(tiny_recipe, digits_root, tmp_path, monkeypatch):
     """The model sees perturbed inputs in training steps only; validation and eval see clean ones."""
-    import svqbench.evaluate as evaluate_module
-    import svqbench.train as train_module
+    import svqbench.engine.evaluate as evaluate_module
+    import svqbench.engine.train as train_module
 
     seen: list[tuple[str, float]] = []
     real_perturb = keyed.perturb

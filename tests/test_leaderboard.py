@@ -10,9 +10,9 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from svqbench import leaderboard
+from svqbench.results import leaderboard
 from svqbench.errors import SvqbenchError
-from svqbench.leaderboard_views import analyse, export, plot
+from svqbench.results.views import analyse, export, plot
 
 
 def row(run_id, mse, ssim, recipe="digits/simvp", seed=1, convention="standard", protocol="default", run=None,

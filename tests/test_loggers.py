@@ -18,10 +18,10 @@ import torch
 from PIL import Image
 
 from svqbench.config import load_recipe
-from svqbench.leaderboard import group_overrides
-from svqbench.loggers import PACKAGES
+from svqbench.results.leaderboard import group_overrides
+from svqbench.engine.loggers import PACKAGES
 from svqbench.progress import Reporter
-from svqbench.train import CRASH_AT_STEP, train
+from svqbench.engine.train import CRASH_AT_STEP, train
 
 from test_cli import assert_one_line_error, invoke
 from test_train_engine import cli, write_recipe
@@ -199,6 +199,6 @@ def test_unknown_logger_and_bad_log_every_are_one_line_errors(tmp_path, digits_r
 
 def test_loggers_change_neither_leaderboard_groups_nor_what_a_resume_may_set():
     assert group_overrides("train.loggers=wandb train.seed=2 model.hid_S=8 train.log_every=5") == "model.hid_S=8"
-    from svqbench.runs import RESUMABLE_KEYS
+    from svqbench.engine.runs import RESUMABLE_KEYS
 
     assert {"train.loggers", "train.log_every"} <= set(RESUMABLE_KEYS)

@@ -11,8 +11,8 @@ from typer.testing import CliRunner
 from svqbench import data
 from svqbench.cli import app
 from svqbench.config import load_recipe
-from svqbench.predict import read_clip
-from svqbench.runs import new_run_dir
+from svqbench.engine.predict import read_clip
+from svqbench.engine.runs import new_run_dir
 
 from conftest import SHARED, TINY_MODEL
 

@@ -12,7 +12,7 @@ from svqbench.config import load_recipe
 from svqbench.data.base import DatasetInfo
 from svqbench.errors import SvqbenchError
 from svqbench.models import count_parameters, create_model, forecast
-from svqbench.train import train
+from svqbench.engine.train import train
 
 from conftest import TINY_MODEL
 

@@ -12,7 +12,8 @@ from PIL import Image
 from rich.console import Console
 from typer.testing import CliRunner
 
-from svqbench import data, quickstart
+from svqbench import data
+from svqbench.flows import quickstart
 from svqbench.cli import app
 from svqbench.errors import SvqbenchError
 

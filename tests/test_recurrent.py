@@ -11,7 +11,7 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
-from svqbench.bench import count_flops
+from svqbench.bench.measure import count_flops
 from svqbench.cli import app
 from svqbench.config import load_recipe
 from svqbench.data.base import DatasetInfo

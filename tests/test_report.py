@@ -14,9 +14,9 @@ import torch
 from PIL import Image
 
 from svqbench.config import load_recipe
-from svqbench.evaluate import evaluate
+from svqbench.engine.evaluate import evaluate
 from svqbench.progress import Reporter
-from svqbench.train import train
+from svqbench.engine.train import train
 
 from test_cli import assert_one_line_error, invoke
 from test_train_engine import write_recipe
@@ -93,7 +93,7 @@ def test_report_renders_in_headless_chromium(evaluated_runs, digits_root, monkey
 
 
 def test_report_of_a_study_file(evaluated_runs, digits_root, monkeypatch, tmp_path):
-    from svqbench import leaderboard
+    from svqbench.results import leaderboard
 
     study_out = tmp_path / "studies"
     study_out.mkdir()

@@ -1,4 +1,4 @@
-"""A study's results against one swept setting (svqbench.study_axis) and the committed studies that use it."""
+"""A study's results against one swept setting (svqbench.results.study_axis) and the committed studies that use it."""
 
 from __future__ import annotations
 
@@ -10,10 +10,10 @@ import pandas as pd
 import pytest
 from scipy.stats import t
 
-from svqbench import study_axis
+from svqbench.results import study_axis
 from svqbench.errors import SvqbenchError
-from svqbench.stats import mean_interval
-from svqbench.sweep import load_study, plan
+from svqbench.results.stats import mean_interval
+from svqbench.flows.sweep import load_study, plan
 
 REPO = Path(__file__).resolve().parents[1]
 KEY = "train.perturb_ratio"

@@ -16,10 +16,10 @@ import torch
 from filelock import Timeout
 from typer.testing import CliRunner
 
-from svqbench import per_window
+from svqbench.results import per_window
 from svqbench.cli import app
 from svqbench.errors import SvqbenchError
-from svqbench.sweep import load_study, parse_shard, plan, run_lock, shard_runs, sweep
+from svqbench.flows.sweep import load_study, parse_shard, plan, run_lock, shard_runs, sweep
 
 REPO = Path(__file__).resolve().parents[1]
 runner = CliRunner()
@@ -209,7 +209,7 @@ def test_shards_split_the_runs_and_a_dead_sweeps_lock_is_taken_over(tmp_path, mo
     assert assert_one_line.exit_code == 1 and "--shard '3/2'" in assert_one_line.output
 
     run_dir = everything[0]
-    holder = subprocess.Popen([sys.executable, "-c", "import sys, time\nfrom svqbench.sweep import run_lock\n"
+    holder = subprocess.Popen([sys.executable, "-c", "import sys, time\nfrom svqbench.flows.sweep import run_lock\n"
                                "lock = run_lock(__import__('pathlib').Path(sys.argv[1]))\nlock.acquire()\nprint('held', flush=True)\n"
                                "time.sleep(600)", str(run_dir)],
                               env={**os.environ, "PYTHONPATH": str(REPO)}, stdout=subprocess.PIPE, text=True)

@@ -18,11 +18,12 @@ import yaml
 from svqbench import data
 from svqbench.config import load_recipe
 from svqbench.errors import SvqbenchError
-from svqbench.evaluate import evaluate
+from svqbench.engine.evaluate import evaluate
 from svqbench.progress import Reporter
-from svqbench.runs import LoadedRun, load_checkpoint
-from svqbench.runtime import World, rank_batches
-from svqbench.train import CRASH_AT_STEP, make_setup, train
+from svqbench.engine.runs import LoadedRun, load_checkpoint
+from svqbench.engine.batches import rank_batches
+from svqbench.engine.world import World
+from svqbench.engine.train import CRASH_AT_STEP, make_setup, train
 
 from test_cli import assert_one_line_error, invoke
 
@@ -170,7 +171,7 @@ def test_one_line_errors_for_fp16_on_cpu_and_a_world_that_does_not_divide_the_ba
 
 
 def test_out_of_memory_is_a_one_line_error(tmp_path, digits_root, monkeypatch):
-    import svqbench.train as engine
+    import svqbench.engine.train as engine
 
     def exhausted(*args):
         raise RuntimeError("[enforce fail at alloc_cpu.cpp:117] DefaultCPUAllocator: can't allocate memory: you tried "

@@ -17,8 +17,8 @@ import yaml
 
 from svqbench.config import load_recipe
 from svqbench.progress import Reporter
-from svqbench.runs import load_checkpoint, resumed_recipe
-from svqbench.train import train
+from svqbench.engine.runs import load_checkpoint, resumed_recipe
+from svqbench.engine.train import train
 
 
 REPO = Path(__file__).resolve().parents[1]
@@ -124,7 +124,7 @@ def test_resuming_at_another_world_size_continues_the_same_run(runs, order):
 
 def test_fewer_visible_gpus_than_ranks_is_one_line(monkeypatch):
     from svqbench.errors import SvqbenchError
-    from svqbench.runtime import join_world
+    from svqbench.engine.world import join_world
 
     monkeypatch.setenv("RANK", "2")
     monkeypatch.setenv("WORLD_SIZE", "4")
@@ -136,7 +136,7 @@ def test_fewer_visible_gpus_than_ranks_is_one_line(monkeypatch):
 
 
 def test_rng_states_restore_onto_the_gpu_in_use_whatever_saved_them(monkeypatch):
-    from svqbench.runtime import restore_rng_state, rng_state
+    from svqbench.engine.world import restore_rng_state, rng_state
 
     saved = rng_state(CPU)
     assert saved["cuda"] == []  # a CPU run saves no GPU state

@@ -22,15 +22,12 @@ from filelock import FileLock, Timeout
 from torch.utils.data import Dataset
 
 from svqbench import __version__
-from svqbench.data import checks
-from svqbench.data.base import MANIFEST, DatasetInfo, DatasetSpec, Normalisation, read_manifest
+# the built-in dataset modules register themselves in DATASETS as they are imported
+from svqbench.data import arrays, checks, digits, human, kitticaltech, kth, mmnist, taxibj, videos, weather  # noqa: F401
+from svqbench.data.base import DATASETS, MANIFEST, DatasetInfo, DatasetSpec, Normalisation, read_manifest
 from svqbench.data.download import trusting_src
 from svqbench.errors import SvqbenchError
 from svqbench.fileio import atomic_dir, restore_replaced_dir, write_json
-from svqbench.registry import Registry
-
-# built-in datasets register themselves below; installed packages join through entry points of this group
-DATASETS: Registry[type[DatasetSpec]] = Registry("dataset", group="svqbench.datasets", base=DatasetSpec)
 
 
 def default_root() -> Path:
@@ -280,6 +277,3 @@ def verify(name: str, root: str | os.PathLike | None = None, split: str | None =
     manifest: one line per problem, [] when all match."""
     root = Path(root) if root is not None else default_root()
     return checks.verify(root / name, load_manifest(name, root), split)
-
-
-from svqbench.data import arrays, digits, human, kitticaltech, kth, mmnist, taxibj, videos, weather  # noqa: E402,F401  (registers the built-in datasets)

@@ -28,7 +28,7 @@ from typing import Any
 
 import numpy as np
 
-from svqbench.data import DATASETS
+from svqbench.data.base import DATASETS
 from svqbench.data.base import DatasetInfo, DatasetSpec, write_split
 from svqbench.data.download import file_hash
 from svqbench.data.videos import parse_frames

@@ -25,6 +25,7 @@ import torch
 from torch.utils.data import Dataset
 
 from svqbench.errors import SvqbenchError
+from svqbench.registry import Registry
 
 MANIFEST = "manifest.json"
 UNITS = "units.npy"
@@ -201,3 +202,8 @@ class Normalisation:
         mean = torch.tensor(self.mean, dtype=x.dtype, device=x.device).view(shape)
         std = torch.tensor(self.std, dtype=x.dtype, device=x.device).view(shape)
         return x * std + mean
+
+
+# the one dataset registry: the built-in dataset modules register here as svqbench.data imports them;
+# installed packages join through entry points of this group
+DATASETS: Registry[type[DatasetSpec]] = Registry("dataset", group="svqbench.datasets", base=DatasetSpec)

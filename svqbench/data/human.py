@@ -44,7 +44,7 @@ from typing import Any
 import cv2
 import numpy as np
 
-from svqbench.data import DATASETS
+from svqbench.data.base import DATASETS
 from svqbench.data.archives import extract
 from svqbench.data.base import DatasetInfo, DatasetSpec
 from svqbench.data.download import Source, fetch, find_in, join_url

@@ -33,7 +33,7 @@ from typing import Any
 
 import numpy as np
 
-from svqbench.data import DATASETS
+from svqbench.data.base import DATASETS
 from svqbench.data.archives import extract
 from svqbench.data.base import DatasetInfo, DatasetSpec
 from svqbench.data.download import Source, fetch, join_url

@@ -22,7 +22,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from svqbench.data import DATASETS
+from svqbench.data.base import DATASETS
 from svqbench.data.base import DatasetInfo, DatasetSpec, open_frames_for_writing, write_starts
 from svqbench.data.digits import trajectory
 from svqbench.data.download import Source, fetch

@@ -22,7 +22,7 @@ from typing import Any, Iterator
 
 import numpy as np
 
-from svqbench.data import DATASETS
+from svqbench.data.base import DATASETS
 from svqbench.data.archives import extract
 from svqbench.data.base import BLOCK_WINDOWS, DatasetInfo, DatasetSpec, open_frames_for_writing, write_starts
 from svqbench.data.download import Source, fetch, find_in

@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from svqbench.data import DATASETS
+from svqbench.data.base import DATASETS
 from svqbench.data.base import DatasetInfo, DatasetSpec
 from svqbench.data.download import file_hash
 from svqbench.data.video import FrameTransform, decode_videos, write_video_split

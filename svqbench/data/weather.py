@@ -22,7 +22,7 @@ from typing import Any
 
 import numpy as np
 
-from svqbench.data import DATASETS
+from svqbench.data.base import DATASETS
 from svqbench.data.archives import extract
 from svqbench.data.base import DatasetInfo, DatasetSpec, Normalisation, open_frames_for_writing, write_starts
 from svqbench.data.download import Source, fetch

@@ -25,21 +25,17 @@ from __future__ import annotations
 
 import inspect
 import math
-from typing import Any, Callable, NamedTuple
+from typing import Any, Callable
 
 import torch
 from torch import nn
 
 from svqbench.errors import SvqbenchError
+# the built-in model modules register themselves in MODELS as they are imported
+from svqbench.models import blank, persistence, plugins, recurrent, simvp  # noqa: F401
+from svqbench.models.base import MODELS, Forecast
 from svqbench.models.shape import ClipShape
-from svqbench.registry import Registry
 
-MODELS: Registry[Callable[..., nn.Module]] = Registry("model", group="svqbench.models")
-
-
-class Forecast(NamedTuple):
-    frames: torch.Tensor  # (B, T, C, H, W)
-    aux_loss: torch.Tensor  # scalar
 
 
 def model_factory(name: str) -> Callable[..., nn.Module]:
@@ -155,6 +151,3 @@ def model_catalog(shape: Any, extra: list[str] = ()) -> list[dict[str, Any]]:
             note = note or MODELS.plugin(name).value
         rows.append({"name": name, "kind": kind, "parameters": count, "note": note})
     return rows
-
-
-from svqbench.models import blank, persistence, plugins, recurrent, simvp  # noqa: E402,F401  (registers the models)

@@ -14,7 +14,7 @@ import torch
 from torch import nn
 from torch.utils.data import Dataset
 
-from svqbench.models import MODELS, Forecast
+from svqbench.models.base import MODELS, Forecast
 from svqbench.models.shape import ClipShape
 
 MAX_WINDOWS = 512  # enough for a stable median; bounds the memory (windows x T_out frames) and time

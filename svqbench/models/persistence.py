@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from svqbench.models import MODELS, Forecast
+from svqbench.models.base import MODELS, Forecast
 from svqbench.models.shape import ClipShape
 
 

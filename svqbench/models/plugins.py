@@ -169,7 +169,7 @@ def check_output(name: str, model: nn.Module, shape: Any) -> bool:
 def plugin_record(name: str) -> dict[str, Any] | None:
     """What a run records of the plugin behind ``name`` (None for a built-in model): kind, import path,
     source file and its sha256, and for a file the name of its copy in the run folder."""
-    from svqbench.models import MODELS
+    from svqbench.models.base import MODELS
 
     if is_file_path(name):
         file = Path(name.rpartition(":")[0])

@@ -47,7 +47,7 @@ from torch import Tensor, nn
 
 from svqbench import keyed
 from svqbench.errors import SvqbenchError
-from svqbench.models import MODELS, Forecast
+from svqbench.models.base import MODELS, Forecast
 from svqbench.models.shape import ClipShape
 
 FORGET_BIAS = 1.0  # added to the forget gates' pre-activations, as in PredRNN's cells

@@ -19,7 +19,7 @@ import torch
 from torch import nn
 
 from svqbench.errors import SvqbenchError
-from svqbench.models import MODELS, Forecast
+from svqbench.models.base import MODELS, Forecast
 from svqbench.models.bottleneck import BottleneckMLP
 from svqbench.models.shape import ClipShape
 from svqbench.models.quantizers import build_quantizer

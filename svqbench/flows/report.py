@@ -22,10 +22,11 @@ import numpy as np
 import pandas as pd
 import torch
 
-from svqbench import __version__, leaderboard
+from svqbench import __version__
+from svqbench.results import leaderboard
 from svqbench.errors import SvqbenchError
 from svqbench.fileio import write_text
-from svqbench.leaderboard_views import analyse, plot
+from svqbench.results.views import analyse, plot
 
 FLOOR_MODELS = ("blank", "persistence")  # what a learned model has to beat: a black frame, the last frame repeated
 STYLE = """
@@ -43,7 +44,7 @@ pre{background:#f6f8fa;padding:.6em;font-size:.8em;overflow-x:auto}
 def load_source(source: str) -> tuple[str, str, pd.DataFrame, pd.DataFrame]:
     """(title, dataset, leaderboard rows, published numbers) of a dataset name or a study file."""
     if source.endswith((".yaml", ".yml")):
-        from svqbench.sweep import load_study
+        from svqbench.flows.sweep import load_study
 
         study = load_study(source)
         try:
@@ -158,7 +159,7 @@ def horizon_png(groups: dict[str, list[Path]]) -> bytes | None:
 
 def sample_png(groups: dict[str, list[Path]], device: torch.device, index: int, data_root: Path | None) -> bytes:
     """The first run of every group on test sample ``index``: rows input, truth, then prediction and |error|."""
-    from svqbench.predict import predict_runs
+    from svqbench.engine.predict import predict_runs
     from svqbench.render import compare_strip
 
     inputs, truth, rows = predict_runs([runs[0] for runs in groups.values()], device, index, "test", data_root)
@@ -197,7 +198,7 @@ def build_report(source: str, device: torch.device, data_root: Path | None = Non
             "Mean ± std over n runs (seeds); bold: the best group of its section where its 95% interval against "
             "the runner-up excludes 0 (the test under each table); highlighted rows: floors.</p>",
             "<h2>Leaderboard</h2>", leaderboard_html(table)]
-    with tempfile.TemporaryDirectory() as folder:  # leaderboard_views.plot writes a file
+    with tempfile.TemporaryDirectory() as folder:  # views.plot writes a file
         chart = plot(dataset, table, Path(folder) / "chart.png")
         body.append(f'<img alt="bar chart of every metric" src="{png_data_uri(chart.read_bytes())}">')
     body.append("<h2>Published numbers</h2>")

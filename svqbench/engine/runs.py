@@ -69,14 +69,6 @@ def resumed_recipe(run_dir: Path, overrides: list[str] = ()) -> Recipe:
     return load_recipe(str(path), list(overrides))
 
 
-def read_run_json(run_dir: Path) -> dict[str, Any]:
-    """``RUN/run.json``, or {} when absent or unreadable."""
-    try:
-        return json.loads((Path(run_dir) / "run.json").read_text())
-    except (OSError, ValueError):
-        return {}
-
-
 def git_commit() -> str | None:
     """The commit of the svqbench checkout, or None outside a git checkout."""
     try:

@@ -26,14 +26,14 @@ from rich.table import Table
 from svqbench import data
 from svqbench.config import load_recipe
 from svqbench.errors import SvqbenchError
-from svqbench.evaluate import evaluate
-from svqbench.directions import LOWER_IS_BETTER
-from svqbench.precision import bf16_support
-from svqbench.predict import predict_sample
+from svqbench.engine.evaluate import evaluate
+from svqbench.results.directions import LOWER_IS_BETTER
+from svqbench.engine.machine import bf16_support
+from svqbench.engine.predict import predict_sample
 from svqbench.progress import Reporter
 from svqbench.render import comparison_frames, strip, write_gif, write_png
-from svqbench.runs import LoadedRun
-from svqbench.train import train
+from svqbench.engine.runs import LoadedRun
+from svqbench.engine.train import train
 
 DATASET = "digits_small"
 RECIPES = ("blank", "persistence", "simvp_svq")  # the floors first, SVQ last

@@ -21,7 +21,7 @@ import pandas as pd
 from filelock import FileLock
 
 from svqbench.config import WATCHING_KEYS
-from svqbench.directions import HIGHER_IS_BETTER, LOWER_IS_BETTER, METRIC_ORDER  # noqa: F401  (public here too)
+from svqbench.results.directions import HIGHER_IS_BETTER, LOWER_IS_BETTER, METRIC_ORDER  # noqa: F401  (public here too)
 from svqbench.errors import SvqbenchError
 from svqbench.fileio import write_text
 
@@ -124,7 +124,7 @@ def add_row(dataset: str, row: dict[str, Any], directory: Path | None = None) ->
         ordered = [c for c in ID_COLUMNS if c in table]
         table = table[ordered + [c for c in table if c not in ordered]]
         write_text(path, to_csv_text(table, path.parent))
-        from svqbench.leaderboard_views import to_markdown
+        from svqbench.results.views import to_markdown
 
         write_text(path.with_suffix(".md"), to_markdown(dataset, table, reported(dataset)))
     return path
@@ -183,7 +183,7 @@ def summarise(rows: pd.DataFrame) -> pd.DataFrame:
 
 def reported_dirs() -> list[Path]:
     """Where published numbers live: ``LEADERBOARDS/reported`` and the repository's ``leaderboards/reported``."""
-    repository = Path(__file__).resolve().parents[1] / "leaderboards" / "reported"
+    repository = Path(__file__).resolve().parents[2] / "leaderboards" / "reported"
     return list(dict.fromkeys([leaderboards_dir() / "reported", repository]))
 
 

@@ -1,7 +1,7 @@
 """Views of a leaderboard: Markdown, CSV, JSON and LaTeX summaries, and a bar chart with error bars.
 
 Every view shows groups (mean +- std over n runs) inside sections that may be ranked (see
-:mod:`svqbench.leaderboard`), then the published numbers as a separate block that is never ranked.
+:mod:`svqbench.results.leaderboard`), then the published numbers as a separate block that is never ranked.
 A best value is marked only when it is distinguishable from the runner-up and the interval agrees that it is
 better: its 95% interval lies wholly on the better side of 0, by a paired bootstrap over independent units of
 test windows (source videos, sequences, blocks) when every run's per-window file for the section's split and
@@ -20,17 +20,17 @@ from typing import Any
 
 import pandas as pd
 
-from svqbench.compare import compare_groups, has_per_window
+from svqbench.results.compare import compare_groups, has_per_window
 from svqbench.errors import SvqbenchError
 from svqbench.fileio import atomic_path
-from svqbench.directions import HIGHER_IS_BETTER, metric_title
-from svqbench.leaderboard import (
+from svqbench.results.directions import HIGHER_IS_BETTER, metric_title
+from svqbench.results.leaderboard import (
     format_value,
     metric_columns,
     sections,
     summarise,
 )
-from svqbench.stats import Interval, welch_interval
+from svqbench.results.stats import Interval, welch_interval
 
 FORMATS = ("md", "csv", "json", "latex")
 RUN_COLUMNS = ["run", "run_id", "recipe", "seed", "selection", "selected_epoch", "selected_step", "steps_trained",

@@ -3,7 +3,7 @@
 
 Exact resume: a checkpoint holds everything the next step depends on (weights, optimiser, schedule, grad
 scaler, position in the epoch, best value, every RNG state), and the batch order is a function of
-(seed, epoch) (see runtime.py). Under torchrun every rank trains on its slice of the same global batch and
+(seed, epoch) (see batches.py). Under torchrun every rank trains on its slice of the same global batch and
 DistributedDataParallel averages the gradients, so the world size does not change the result. Every random
 draw inside a step (drop path, dropout, sampling coins, ``train.perturb_ratio``) is keyed by (seed, step,
 index of the sample in the global batch) through :mod:`svqbench.keyed`.
@@ -29,22 +29,23 @@ from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader, Dataset, Subset
 
 from svqbench import data
-from svqbench.backends import configure_backends
+from svqbench.engine.machine import configure_backends
 from svqbench.config import Recipe, TrainConfig, with_defaults
 from svqbench.data.base import DatasetInfo
 from svqbench.errors import SvqbenchError
 from svqbench.fileio import write_json, write_text
-from svqbench.global_batchnorm import globalise_batchnorm
+from svqbench.engine.global_batchnorm import globalise_batchnorm
 from svqbench.keyed import keyed_step, perturb
-from svqbench.loggers import TrainingLoggers, check_installed, open_loggers
+from svqbench.engine.loggers import TrainingLoggers, check_installed, open_loggers
 from svqbench.models import count_parameters, create_model, forecast, training_forecast
 from svqbench.models.plugins import copy_into_run, plugin_record
 from svqbench.progress import Reporter
-from svqbench.runs import (RESUMABLE_KEYS, holds_run, load_checkpoint, read_log, remove_run, run_meta,
+from svqbench.engine.runs import (RESUMABLE_KEYS, holds_run, load_checkpoint, read_log, remove_run, run_meta,
                            save_checkpoint, save_recipe)
-from svqbench.runtime import (LOSSES, InterruptRequest, PlannedBatches, World, autocast, epoch_aware, evenly_spaced,
-                              is_out_of_memory, join_world, make_loader, rank_batches, restore_rng_state, rng_state,
-                              steps_per_epoch)
+from svqbench.engine.batches import PlannedBatches, epoch_aware, evenly_spaced, make_loader, rank_batches, steps_per_epoch
+from svqbench.engine.losses import LOSSES
+from svqbench.engine.machine import autocast, is_out_of_memory
+from svqbench.engine.world import InterruptRequest, World, join_world, restore_rng_state, rng_state
 
 CRASH_AT_STEP = "SVQBENCH_TEST_CRASH_AT_STEP"  # crash tests: the process SIGKILLs itself after this step
 INTERRUPT_CHECK_EVERY = 20  # under torchrun, steps between the all-reduces that agree on a Ctrl-C

@@ -13,7 +13,7 @@ from typing import Any, Callable
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
-from svqbench.runtime import autocast
+from svqbench.engine.machine import autocast
 
 # (matrix side, (batch, channels, height, width) of the convolution): seconds-scale work, not hours
 KERNEL_SIZES = {"cpu": (1024, (8, 64, 64, 64)), "cuda": (8192, (64, 256, 64, 64))}

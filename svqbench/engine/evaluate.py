@@ -17,8 +17,9 @@ import torch
 from torch import nn
 from torch.utils.data import Subset
 
-from svqbench import __version__, data, leaderboard, per_window
-from svqbench.backends import configure_backends
+from svqbench import __version__, data
+from svqbench.results import leaderboard, per_window
+from svqbench.engine.machine import configure_backends
 from svqbench.config import EvalConfig
 from svqbench.errors import SvqbenchError
 from svqbench.fileio import write_json
@@ -26,8 +27,10 @@ from svqbench.keyed import StepKey, perturb
 from svqbench.metrics import MetricAccumulator, plot_horizon
 from svqbench.models import count_parameters, forecast, plugins
 from svqbench.models.svq import SVQ, SVQStats, code_weight_chunks
-from svqbench.runs import LoadedRun, training_record
-from svqbench.runtime import autocast, join_world, make_loader
+from svqbench.engine.runs import LoadedRun, training_record
+from svqbench.engine.batches import make_loader
+from svqbench.engine.machine import autocast
+from svqbench.engine.world import join_world
 
 
 EVAL_PERTURB_SEED = 20231206  # the seed of eval.perturb_ratio's draws: fixed, so every run sees the same inputs
@@ -50,7 +53,7 @@ def evaluate(
     perturb_ratio: float | None = None,
 ) -> dict[str, Any]:
     """Evaluate the selected checkpoint (``train.select``) of ``run_dir`` on a split; writes ``run_dir/metrics.json``
-    and ``run_dir/eval/SPLIT-CONVENTION.npz`` (:mod:`svqbench.per_window`: one float64 array (N_windows,) per
+    and ``run_dir/eval/SPLIT-CONVENTION.npz`` (:mod:`svqbench.results.per_window`: one float64 array (N_windows,) per
     metric in window order, each window's bootstrap unit, and the report itself, in one atomic file).
 
     Unset arguments fall back to the recipe's ``eval`` section. The split is streamed in

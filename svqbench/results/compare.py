@@ -1,13 +1,13 @@
 """Paired comparison of two runs (or two groups of runs) over the same test windows.
 
 Each run's per-window file (``RUN/eval/SPLIT-CONVENTION.npz``, written by ``svqbench eval``; see
-:mod:`svqbench.per_window`) holds one value per window and metric, and each window's independent unit (a
+:mod:`svqbench.results.per_window`) holds one value per window and metric, and each window's independent unit (a
 source video, a sequence, a block of consecutive windows). A group's value for a window is the mean over its
 runs (e.g. its seeds); the difference A - B is taken window by window and its mean gets a seeded bootstrap
-95% interval that resamples whole units (:func:`svqbench.stats.paired_bootstrap`), so windows sharing frames
+95% interval that resamples whole units (:func:`svqbench.results.stats.paired_bootstrap`), so windows sharing frames
 do not count as independent evidence. That interval covers the sampling of test data only. When both groups
 hold several runs (seeds), the runs' overall values also get a Welch interval across seeds
-(:func:`svqbench.stats.welch_interval`), and a difference counts as distinguishable only when both intervals
+(:func:`svqbench.results.stats.welch_interval`), and a difference counts as distinguishable only when both intervals
 exclude 0: a gap smaller than the seed-to-seed spread is not a win. Values that are not finite are refused; an
 interval that is not finite is "not comparable", never a win.
 """
@@ -19,10 +19,10 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from svqbench import per_window
-from svqbench.directions import HIGHER_IS_BETTER, LOWER_IS_BETTER
+from svqbench.results import per_window
+from svqbench.results.directions import HIGHER_IS_BETTER, LOWER_IS_BETTER
 from svqbench.errors import SvqbenchError
-from svqbench.stats import RESAMPLES, Interval, paired_bootstrap, welch_interval
+from svqbench.results.stats import RESAMPLES, Interval, paired_bootstrap, welch_interval
 
 _MATCHING = ("dataset", "split", "convention")
 

@@ -41,14 +41,15 @@ from torch import Tensor, nn
 from torch.utils.flop_counter import FlopCounterMode
 
 from svqbench import data
-from svqbench.allocator import keep_freed_memory
+from svqbench.engine.allocator import keep_freed_memory
 from svqbench.config import Recipe, validate_recipe
 from svqbench.data.base import DatasetInfo
 from svqbench.errors import SvqbenchError
 from svqbench.models import count_parameters, create_model, forecast, model_arguments
 from svqbench.models.svq import SVQ
-from svqbench.roofline import counted_flops, device_peak, roofline
-from svqbench.runtime import LOSSES, autocast
+from svqbench.bench.roofline import counted_flops, device_peak, roofline
+from svqbench.engine.losses import LOSSES
+from svqbench.engine.machine import autocast
 
 MB = 2**20
 
@@ -123,7 +124,7 @@ class Variant:
     svq_form: str = "fast"  # fast | explicit
     precision: str = "fp32"
     channels_last: bool = False
-    reuse_memory: bool = False  # svqbench.allocator.keep_freed_memory
+    reuse_memory: bool = False  # svqbench.engine.allocator.keep_freed_memory
 
 
 class ExplicitSVQ(nn.Module):
@@ -296,7 +297,7 @@ def measure_in_subprocess(job: dict[str, Any]) -> dict[str, Any]:
     (interpreter, model, inputs), i.e. what the step itself needed. A failed job (e.g. killed for
     lack of memory) is reported, not raised, so that the other candidates still come out.
     """
-    completed = subprocess.run([sys.executable, "-m", "svqbench.bench", json.dumps(job)],
+    completed = subprocess.run([sys.executable, "-m", "svqbench.bench.measure", json.dumps(job)],
                                capture_output=True, text=True, check=False)
     if completed.returncode < 0:
         return {"error": f"killed by signal {-completed.returncode} (out of memory?)"}

@@ -13,7 +13,7 @@ from svqbench.data.video import FrameTransform, decode_video
 from svqbench.data.videos import VIDEO_FIT, VIDEO_INTERPOLATION
 from svqbench.errors import SvqbenchError
 from svqbench.models import forecast
-from svqbench.runs import LoadedRun
+from svqbench.engine.runs import LoadedRun
 
 
 @torch.no_grad()

@@ -231,7 +231,7 @@ class TrainingLoggers:
         """(H', W', 3) uint8: input, truth, prediction, |error| of the first validation window of rank 0."""
         from svqbench.models import forecast
         from svqbench.render import strip
-        from svqbench.runtime import autocast
+        from svqbench.engine.machine import autocast
 
         if self._sample is None:
             self._sample = setup.val_set[0]

@@ -23,11 +23,11 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from svqbench.directions import metric_title
+from svqbench.results.directions import metric_title
 from svqbench.errors import SvqbenchError
 from svqbench.fileio import atomic_path
-from svqbench.leaderboard import format_value
-from svqbench.stats import Interval, mean_interval, welch_interval
+from svqbench.results.leaderboard import format_value
+from svqbench.results.stats import Interval, mean_interval, welch_interval
 
 
 @dataclass(frozen=True)

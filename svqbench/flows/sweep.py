@@ -16,7 +16,7 @@ A study file (YAML)::
     axis: {key: train.perturb_ratio, metrics: [mse, ssim], reference: simvp}   # optional, see study_axis
 
 With an ``axis``, the study's plot shows the metrics against that setting per model, and its Markdown adds the
-curves and the changes from the first setting with their across-seed intervals (:mod:`svqbench.study_axis`).
+curves and the changes from the first setting with their across-seed intervals (:mod:`svqbench.results.study_axis`).
 
 The sweep can span several sittings: a run whose per-window file (``eval/SPLIT-CONVENTION.npz``) matches the planned recipe and
 evaluation is skipped; a run with a ``last.pt`` is resumed; anything else is trained from scratch.
@@ -41,14 +41,14 @@ import yaml
 from filelock import FileLock, Timeout
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from svqbench import leaderboard, per_window, study_axis
+from svqbench.results import leaderboard, per_window, study_axis
 from svqbench.config import EvalConfig, Recipe, find_recipe, load_recipe, with_defaults, with_seed
 from svqbench.errors import SvqbenchError
-from svqbench.evaluate import evaluate
+from svqbench.engine.evaluate import evaluate
 from svqbench.fileio import write_text
-from svqbench.leaderboard_views import plot, to_markdown
+from svqbench.results.views import plot, to_markdown
 from svqbench.progress import Reporter
-from svqbench.train import train
+from svqbench.engine.train import train
 
 
 class StudyEval(BaseModel):

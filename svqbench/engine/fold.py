@@ -29,7 +29,7 @@ from svqbench.models import MODELS, count_parameters, create_model
 from svqbench.models.bottleneck import fold_svq
 from svqbench.models.plugins import activate_run_plugin
 from svqbench.models.simvp import CODEBOOK_ONLY_OPTIONS
-from svqbench.runs import load_checkpoint, new_run_id, save_checkpoint, save_recipe
+from svqbench.engine.runs import load_checkpoint, new_run_id, save_checkpoint, save_recipe
 
 CHECKPOINTS = ("best.pt", "last.pt")
 COPIED_FILES = ("log.jsonl",)  # the training history of the weights; metrics and renders are redone by eval

@@ -13,10 +13,10 @@ from svqbench.config import list_recipes, recipes_dir
 from svqbench.data import checks
 from svqbench.data.base import read_manifest
 from svqbench.errors import SvqbenchError
-from svqbench.device import resolve_device
-from svqbench.leaderboard import leaderboards_dir
+from svqbench.engine.machine import resolve_device
+from svqbench.results.leaderboard import leaderboards_dir
 from svqbench.metrics import lpips_weights
-from svqbench.precision import bf16_support
+from svqbench.engine.machine import bf16_support
 
 
 def _devices() -> list[str]:

@@ -1,0 +1,5 @@
+"""Measurement of the machine and the models: timed training and inference steps (``measure``), their tables
+(``tables``), the roofline (``roofline``) and the installation's one-screen check (``doctor``).
+
+May import: ``svqbench.engine`` and everything below it. Never ``flows`` or ``cli``.
+"""
