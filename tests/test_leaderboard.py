@@ -12,7 +12,7 @@ import pytest
 
 from svqbench.results import leaderboard
 from svqbench.errors import SvqbenchError
-from svqbench.results.views import analyse, export, plot
+from svqbench.results.views import analyse, export, plot, publish
 
 
 def row(run_id, mse, ssim, recipe="digits/simvp", seed=1, convention="standard", protocol="default", run=None,
@@ -24,10 +24,10 @@ def row(run_id, mse, ssim, recipe="digits/simvp", seed=1, convention="standard",
 
 
 def test_rows_are_keyed_by_run_id_not_folder_name(isolated_leaderboards):
-    leaderboard.add_row("digits", row("aaaaaaaaaaaa", 0.02, 0.8, run="simvp"))
-    leaderboard.add_row("digits", row("bbbbbbbbbbbb", 0.01, 0.7, run="simvp"))  # same folder name, another run
-    leaderboard.add_row("digits", row("aaaaaaaaaaaa", 0.03, 0.9, run="simvp"))  # re-evaluation replaces
-    leaderboard.add_row("digits", row("aaaaaaaaaaaa", 30.0, 0.95, run="simvp", convention="openstl"))
+    publish("digits", row("aaaaaaaaaaaa", 0.02, 0.8, run="simvp"))
+    publish("digits", row("bbbbbbbbbbbb", 0.01, 0.7, run="simvp"))  # same folder name, another run
+    publish("digits", row("aaaaaaaaaaaa", 0.03, 0.9, run="simvp"))  # re-evaluation replaces
+    publish("digits", row("aaaaaaaaaaaa", 30.0, 0.95, run="simvp", convention="openstl"))
     table = leaderboard.read("digits")
     assert sorted(zip(table["run_id"], table["convention"], table["mse"])) == [
         ("aaaaaaaaaaaa", "openstl", 30.0), ("aaaaaaaaaaaa", "standard", 0.03), ("bbbbbbbbbbbb", "standard", 0.01)]
@@ -37,7 +37,7 @@ def test_rows_are_keyed_by_run_id_not_folder_name(isolated_leaderboards):
 def test_protocols_and_conventions_are_never_ranked_together(isolated_leaderboards):
     for run_id, protocol, convention in [("a", "openstl", "standard"), ("b", "sequences", "standard"),
                                          ("c", "openstl", "openstl")]:
-        leaderboard.add_row("kth", row(run_id, 0.01, 0.8, protocol=protocol, convention=convention))
+        publish("kth", row(run_id, 0.01, 0.8, protocol=protocol, convention=convention))
     sections = analyse(leaderboard.read("kth"))
     assert sorted((s["key"]["protocol"], s["key"]["convention"], len(s["rows"])) for s in sections) == [
         ("openstl", "openstl", 1), ("openstl", "standard", 1), ("sequences", "standard", 1)]
@@ -45,8 +45,8 @@ def test_protocols_and_conventions_are_never_ranked_together(isolated_leaderboar
 
 def test_seeds_are_grouped_with_mean_std_and_n_and_overrides_kept_apart(isolated_leaderboards):
     for seed, mse in [(1, 0.010), (2, 0.012), (3, 0.014)]:
-        leaderboard.add_row("digits", row(f"s{seed}", mse, 0.8, seed=seed, overrides=f"train.seed={seed}"))
-    leaderboard.add_row("digits", row("o1", 0.5, 0.1, overrides="dataset=other train.lr=0.1"))
+        publish("digits", row(f"s{seed}", mse, 0.8, seed=seed, overrides=f"train.seed={seed}"))
+    publish("digits", row("o1", 0.5, 0.1, overrides="dataset=other train.lr=0.1"))
     (section,) = analyse(leaderboard.read("digits"))
     summary = section["summary"].set_index("overrides")
     assert summary.loc["", "n"] == 3 and summary.loc["", "mse_mean"] == pytest.approx(0.012)
@@ -80,7 +80,7 @@ def test_groups_of_one_recipe_are_named_by_the_overrides_that_set_them_apart(iso
 
 
 def test_reported_numbers_stay_apart(isolated_leaderboards):
-    leaderboard.add_row("kth", row("r1", 41.0, 0.9, convention="openstl", protocol="openstl"))
+    publish("kth", row("r1", 41.0, 0.9, convention="openstl", protocol="openstl"))
     table, reported = leaderboard.read("kth"), leaderboard.reported("kth")
     assert {"method", "source", "convention"} <= set(reported.columns) and len(reported) == 6
     markdown = export("kth", table, "md", reported)
@@ -91,7 +91,7 @@ def test_reported_numbers_stay_apart(isolated_leaderboards):
 
 def test_exports_and_plot(isolated_leaderboards, tmp_path):
     for r in _three_seeds("digits/a", [0.010, 0.011, 0.009]) + _three_seeds("digits/b", [0.02, 0.021, 0.022]):
-        leaderboard.add_row("digits", r)
+        publish("digits", r)
     table = leaderboard.read("digits")
     as_json = json.loads(export("digits", table, "json"))
     assert as_json["sections"][0]["best"] == {"mse": "digits/a"} and as_json["sections"][0]["groups"][0]["n"] == 3
@@ -107,7 +107,7 @@ def test_exports_and_plot(isolated_leaderboards, tmp_path):
 
 def _add_rows(directory, worker, count):
     for i in range(count):
-        leaderboard.add_row("digits", row(f"w{worker}-{i}", 0.01 * (i + 1), 0.5, seed=i), directory)
+        publish("digits", row(f"w{worker}-{i}", 0.01 * (i + 1), 0.5, seed=i), directory)
 
 
 def test_concurrent_writers_lose_no_row(isolated_leaderboards):
@@ -120,6 +120,8 @@ def test_concurrent_writers_lose_no_row(isolated_leaderboards):
     assert [p.exitcode for p in workers] == [0] * 4
     table = leaderboard.read("digits")
     assert len(table) == 24 and table["run_id"].nunique() == 24
+    markdown = (isolated_leaderboards / "digits.md").read_text()  # written under the same lock as the CSV
+    assert all(f"w{w}-{i}" in markdown for w in range(4) for i in range(6))
 
 
 def test_missing_leaderboard_is_an_error(isolated_leaderboards):

@@ -19,6 +19,7 @@ from torch.utils.data import Subset
 
 from svqbench import __version__, data
 from svqbench.results import leaderboard, per_window
+from svqbench.results.views import publish
 from svqbench.engine.machine import configure_backends
 from svqbench.config import EvalConfig
 from svqbench.errors import SvqbenchError
@@ -144,7 +145,7 @@ def evaluate(
     if plot:
         plot_horizon(result["per_frame"], run.dir / "horizon.png")
     if row is not None:
-        leaderboard.add_row(dataset, row)
+        publish(dataset, row)
     return report
 
 

@@ -4,19 +4,35 @@
 - ``MetricAccumulator``: streaming evaluation with per-frame (horizon) values;
 - ``plot_horizon``: PNG of the per-frame values;
 - ``ensure_lpips_weights``: locate or fetch the offline LPIPS weights.
+
+A light face: importing this package loads only the conventions and the metric names; torch (and matplotlib)
+load when a metric is computed or plotted, so that the CLI, config and ``results/`` can check metric names
+without torch.
+
+May import: the leaves (errors, fileio). Never config, data, models or anything above them.
 """
 
-from svqbench.metrics.accumulator import LAT_WEIGHTED_RMSE, MetricAccumulator, compute
-from svqbench.metrics.conventions import CONVENTIONS, METRIC_NAMES
-from svqbench.metrics.lpips_weights import ensure_lpips_weights
-from svqbench.metrics.plot import plot_horizon
+from __future__ import annotations
 
-__all__ = [
-    "CONVENTIONS",
-    "LAT_WEIGHTED_RMSE",
-    "METRIC_NAMES",
-    "MetricAccumulator",
-    "compute",
-    "ensure_lpips_weights",
-    "plot_horizon",
-]
+import importlib
+from typing import Any
+
+from svqbench.metrics.conventions import CONVENTIONS, METRIC_NAMES
+
+_LAZY = {
+    "LAT_WEIGHTED_RMSE": "svqbench.metrics.accumulator",
+    "MetricAccumulator": "svqbench.metrics.accumulator",
+    "compute": "svqbench.metrics.accumulator",
+    "ensure_lpips_weights": "svqbench.metrics.lpips_weights",
+    "plot_horizon": "svqbench.metrics.plot",
+}
+
+__all__ = ["CONVENTIONS", "METRIC_NAMES", *_LAZY]
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        value = getattr(importlib.import_module(_LAZY[name]), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

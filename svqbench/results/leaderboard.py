@@ -111,23 +111,31 @@ def _relative(run_dir: str, folder: Path) -> str:
         return str(Path(run_dir).resolve())
 
 
-def add_row(dataset: str, row: dict[str, Any], directory: Path | None = None) -> Path:
-    """Append ``row`` (replacing an earlier row of the same run id, convention and split)."""
-    path = (directory or leaderboards_dir()) / f"{dataset}.csv"
-    with _locked(path):
-        table = _read_csv(path) if path.is_file() else pd.DataFrame(columns=ROW_KEY)
-        same = pd.Series(True, index=table.index)
-        for key in ROW_KEY:
-            same &= table[key].astype(str) == str(row[key])
-        new = pd.DataFrame([row])
-        table = new if table[~same].empty else pd.concat([table[~same], new], ignore_index=True)
-        ordered = [c for c in ID_COLUMNS if c in table]
-        table = table[ordered + [c for c in table if c not in ordered]]
-        write_text(path, to_csv_text(table, path.parent))
-        from svqbench.results.views import to_markdown
+def csv_path(dataset: str, directory: Path | None = None) -> Path:
+    """The leaderboard CSV of ``dataset`` (in ``directory``, else the leaderboards folder)."""
+    return (directory or leaderboards_dir()) / f"{dataset}.csv"
 
-        write_text(path.with_suffix(".md"), to_markdown(dataset, table, reported(dataset)))
-    return path
+
+@contextmanager
+def locked(path: Path) -> Iterator[None]:
+    """Hold the lock of the leaderboard at ``path`` (the CSV and the views written from it)."""
+    with _locked(path):
+        yield
+
+
+def append_row(path: Path, row: dict[str, Any]) -> pd.DataFrame:
+    """Append ``row`` to the CSV at ``path`` (replacing an earlier row of the same run id, convention and split)
+    and return the whole table. The caller holds :func:`locked`; :func:`svqbench.results.views.publish` does."""
+    table = _read_csv(path) if path.is_file() else pd.DataFrame(columns=ROW_KEY)
+    same = pd.Series(True, index=table.index)
+    for key in ROW_KEY:
+        same &= table[key].astype(str) == str(row[key])
+    new = pd.DataFrame([row])
+    table = new if table[~same].empty else pd.concat([table[~same], new], ignore_index=True)
+    ordered = [c for c in ID_COLUMNS if c in table]
+    table = table[ordered + [c for c in table if c not in ordered]]
+    write_text(path, to_csv_text(table, path.parent))
+    return table
 
 
 def _text(series: pd.Series) -> pd.Series:

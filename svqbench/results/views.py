@@ -22,11 +22,15 @@ import pandas as pd
 
 from svqbench.results.compare import compare_groups, has_per_window
 from svqbench.errors import SvqbenchError
-from svqbench.fileio import atomic_path
+from svqbench.fileio import atomic_path, write_text
 from svqbench.results.directions import HIGHER_IS_BETTER, metric_title
 from svqbench.results.leaderboard import (
+    append_row,
+    csv_path,
+    locked,
     format_value,
     metric_columns,
+    reported,
     sections,
     summarise,
 )
@@ -266,3 +270,13 @@ def plot(dataset: str, table: pd.DataFrame, path: str | os.PathLike) -> Path:
     with atomic_path(path) as tmp:
         figure.savefig(tmp, format="png", dpi=110)
     return Path(path)
+
+
+def publish(dataset: str, row: dict[str, Any], directory: Path | None = None) -> Path:
+    """Add ``row`` to ``dataset``'s leaderboard CSV and rewrite its Markdown, both under the leaderboard's lock,
+    so two evaluations that finish together never leave a Markdown file that misses a row."""
+    path = csv_path(dataset, directory)
+    with locked(path):
+        table = append_row(path, row)
+        write_text(path.with_suffix(".md"), to_markdown(dataset, table, reported(dataset)))
+    return path
