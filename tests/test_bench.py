@@ -211,3 +211,41 @@ def test_eval_svq_stats_on_a_model_without_svq(tmp_path, digits_root):
     assert result.exit_code == 1
     lines = [line for line in result.output.strip().splitlines() if line.strip()]
     assert len(lines) == 1 and "--svq-stats" in lines[0] and "has no SVQ layer" in lines[0], result.output
+
+
+@pytest.mark.parametrize("model_name", ["predrnn", "predrnn_v2"])
+def test_bench_times_the_training_step_of_a_recurrent_model(model_name):
+    """bench's training step is training's own (engine.step.optimiser_step): a recurrent model sees the targets
+    (scheduled sampling), and each timed call is the next step, from the same weights to the same weights."""
+    from svqbench.engine.losses import LOSSES
+    from svqbench.engine.step import StepSettings, optimiser_step
+
+    info = DatasetInfo("tiny", frames_in=4, frames_out=4, channels=1, height=16, width=16)
+    args = {"num_hidden": [8, 8], "patch_size": 4}
+    calls = []
+
+    def build():
+        torch.manual_seed(3)
+        model = create_model(model_name, info, **args)
+        original = model.forward
+
+        def spy(inputs, targets=None, step=0):
+            calls.append((targets is not None, step))
+            return original(inputs, targets=targets, step=step)
+
+        model.forward = spy
+        return model
+
+    benched = build()
+    runner = bench.training_step_runner(benched, bench.Variant("recipe", model_name, args), "mse", info, 2, CPU)
+    runner()
+    runner()
+    assert calls == [(True, 0), (True, 1)]
+    trained = build()
+    inputs, targets = bench.synthetic_batch(info, 2, CPU)
+    optimizer = torch.optim.Adam([p for p in trained.parameters() if p.requires_grad], lr=1e-4)
+    scaler = torch.amp.GradScaler("cpu", enabled=False)
+    for step in range(2):
+        optimiser_step(trained, trained, optimizer, scaler, LOSSES["mse"], inputs, targets, StepSettings(0), step)
+    for a, b in zip(benched.state_dict().values(), trained.state_dict().values()):
+        assert torch.equal(a, b)

@@ -27,7 +27,6 @@ step gives the peak memory: resident memory (VmHWM) on the CPU, ``torch.cuda.max
 
 from __future__ import annotations
 
-import copy
 import json
 import subprocess
 import sys
@@ -49,6 +48,7 @@ from svqbench.models import count_parameters, create_model, forecast, model_argu
 from svqbench.models.svq import SVQ
 from svqbench.bench.roofline import counted_flops, device_peak, roofline
 from svqbench.engine.losses import LOSSES
+from svqbench.engine.step import StepSettings, optimiser_step
 from svqbench.engine.machine import autocast
 
 MB = 2**20
@@ -163,19 +163,18 @@ def svq_layer(model: nn.Module, model_name: str) -> SVQ:
 
 
 def training_step_runner(model: nn.Module, variant: Variant, loss_name: str, info: DatasetInfo,
-                         batch_size: int, device: torch.device) -> Callable[[], None]:
-    """A closure running one Adam step of ``model`` on a fixed synthetic batch."""
+                         batch_size: int, device: torch.device, seed: int = 0) -> Callable[[], None]:
+    """A closure running training's own optimiser step (:func:`~svqbench.engine.step.optimiser_step`: the
+    training forward with scheduled sampling, keyed draws, auxiliary loss, grad scaler) with Adam on a fixed
+    synthetic batch; each call is the next step, as in training."""
     inputs, targets = synthetic_batch(info, batch_size, device)
     optimizer = torch.optim.Adam([p for p in model.parameters() if p.requires_grad], lr=1e-4)
-    loss_fn = LOSSES[loss_name]
+    scaler = torch.amp.GradScaler(device.type, enabled=variant.precision == "fp16")
+    settings = StepSettings(seed, variant.precision)
+    steps = iter(range(1 << 62))
 
     def step() -> None:
-        with autocast(device, variant.precision):
-            out = forecast(model, inputs, info.frames_out)
-            loss = loss_fn(out.frames.float(), targets) + out.aux_loss
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
+        optimiser_step(model, model, optimizer, scaler, LOSSES[loss_name], inputs, targets, settings, next(steps))
 
     return step
 

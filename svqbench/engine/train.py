@@ -35,15 +35,15 @@ from svqbench.data.base import DatasetInfo
 from svqbench.errors import SvqbenchError
 from svqbench.fileio import write_json, write_text
 from svqbench.engine.global_batchnorm import globalise_batchnorm
-from svqbench.keyed import keyed_step, perturb
 from svqbench.engine.loggers import TrainingLoggers, check_installed, open_loggers
-from svqbench.models import count_parameters, create_model, forecast, training_forecast
+from svqbench.models import count_parameters, create_model, forecast
 from svqbench.models.plugins import copy_into_run, plugin_record
 from svqbench.progress import Reporter
 from svqbench.engine.runs import (RESUMABLE_KEYS, holds_run, load_checkpoint, read_log, remove_run, run_meta,
                            save_checkpoint, save_recipe)
 from svqbench.engine.batches import PlannedBatches, epoch_aware, evenly_spaced, make_loader, rank_batches, steps_per_epoch
 from svqbench.engine.losses import LOSSES
+from svqbench.engine.step import StepSettings, optimiser_step
 from svqbench.engine.machine import autocast, is_out_of_memory
 from svqbench.engine.world import InterruptRequest, World, join_world, restore_rng_state, rng_state
 
@@ -170,33 +170,27 @@ def run_epoch(setup: Setup, state: TrainState, interrupt: InterruptRequest) -> N
 
 
 def train_step(setup: Setup, state: TrainState, inputs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
-    """One optimiser step on this rank's slice (B/world, T, C, H, W) of a global batch; returns its mean loss
-    as a device scalar (nothing here waits for the device: divergence is a device flag, see :func:`check_finite`)."""
+    """One optimiser step (:func:`~svqbench.engine.step.optimiser_step`) on this rank's slice (B/world, T, C, H, W)
+    of a global batch; returns its mean loss as a device scalar (nothing here waits for the device: divergence is
+    a device flag, see :func:`check_finite`)."""
     cfg, device = setup.cfg, setup.device
     inputs, targets = inputs.to(device, non_blocking=True), targets.to(device, non_blocking=True)
-    first_sample = setup.world.rank * (setup.batch_size // setup.world.size)
-    with keyed_step(cfg.seed, state.step, first_sample, len(inputs)) as key, autocast(device, cfg.precision):
-        inputs = perturb(inputs, cfg.perturb_ratio, key)
-        out = training_forecast(state.module, inputs, targets, state.step)
-        loss = setup.loss_fn(out.frames.float(), targets) + out.aux_loss
-    global_loss = setup.world.sum(loss.detach().float().clone()) / setup.world.size  # equal slices: the batch mean
-    state.optimizer.zero_grad(set_to_none=True)
-    state.scaler.scale(loss).backward()
-    trainable = [p for p in state.model.parameters() if p.requires_grad]
-    if cfg.clip_grad or setup.loggers.wants_grad_norm(state.step + 1):  # the norm (inf: no clipping) for the loggers
-        state.scaler.unscale_(state.optimizer)
-        state.grad_norm = nn.utils.clip_grad_norm_(trainable, cfg.clip_grad or math.inf)
-    grads = [p.grad for p in trainable if p.grad is not None]
-    # fp16: the grad scaler skips steps with overflowing gradients by design; those are not divergence
-    grad_norm = None if state.scaler.is_enabled() or not grads else torch.stack(torch._foreach_norm(grads)).sum()
-    state.scaler.step(state.optimizer)
-    state.scaler.update()
+    result = optimiser_step(state.module, state.model, state.optimizer, state.scaler, setup.loss_fn, inputs, targets,
+                            step_settings(cfg), state.step, setup.world.rank * (setup.batch_size // setup.world.size),
+                            setup.world, want_grad_norm=setup.loggers.wants_grad_norm(state.step + 1))
+    if result.grad_norm is not None:
+        state.grad_norm = result.grad_norm
     state.scheduler.step()
-    note_divergence(state, global_loss, grad_norm, trainable)
+    note_divergence(state, result.loss, result.total_grad_norm, [p for p in state.model.parameters() if p.requires_grad])
     state.step, state.position = state.step + 1, state.position + 1
-    state.loss_sum = state.loss_sum + global_loss.double() * setup.batch_size
+    state.loss_sum = state.loss_sum + result.loss.double() * setup.batch_size
     state.loss_samples += setup.batch_size
-    return global_loss
+    return result.loss
+
+
+def step_settings(cfg: TrainConfig) -> StepSettings:
+    """The ``train.*`` settings one optimiser step reads."""
+    return StepSettings(cfg.seed, cfg.precision, cfg.perturb_ratio, cfg.clip_grad)
 
 
 def note_divergence(state: TrainState, loss: torch.Tensor, grad_norm: torch.Tensor | None,
