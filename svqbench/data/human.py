@@ -234,29 +234,14 @@ class Human(DatasetSpec):
         url: str = "",
     ) -> dict[str, Any]:
         """``url``: a mirror folder (with or without a trailing ``/``) of OpenSTL's ``train.txt``/``test.txt``."""
-        if src is None:
-            raise SvqbenchError(
-                "prep human needs --src DIR holding S1.tar ... S11.tar or their extracted images "
-                "(Human3.6M is licensed: http://vision.imar.ro/human3.6m)"
-            )
-        if protocol not in PROTOCOLS:
-            raise SvqbenchError(f"option protocol={protocol!r}; valid: {', '.join(PROTOCOLS)}")
-        if stride < 1 or val_every < 2:
-            raise SvqbenchError(f"options stride={stride}, val_every={val_every}: need stride >= 1, val_every >= 2")
-        if protocol == "openstl" and (train_subjects, test_subjects, stride) != (TRAIN_SUBJECTS, TEST_SUBJECTS, STRIDE):
-            raise SvqbenchError("options train_subjects, test_subjects and stride apply to protocol=subjects only")
+        check_options(src, protocol, train_subjects, test_subjects, stride, val_every)
         sources: list[dict[str, Any]] = []
+        lists: dict[str, list[tuple[str, int]]] = {}
         if protocol == "openstl":
             lists = {split: self._clip_list(target, src, split, url, sources) for split in ("train", "test")}
             subjects = {split: sorted({subject_of(video) for video, _ in clips}) for split, clips in lists.items()}
         else:
-            train = parse_subjects("train_subjects", train_subjects)
-            test = parse_subjects("test_subjects", test_subjects)
-            if set(train) & set(test):
-                raise SvqbenchError(
-                    f"options train_subjects={train_subjects!r}, test_subjects={test_subjects!r}: shared subjects"
-                )
-            subjects = {"train": list(train), "test": list(test)}
+            subjects = split_subjects(train_subjects, test_subjects)
         loose = index_images(sorted(src.rglob("*.jpg")), src)
         transform = FrameTransform(SIZE, SIZE, channels=3, fit="squash", interpolation="linear")
         entries, parts = [], []
@@ -273,13 +258,7 @@ class Human(DatasetSpec):
             parts += decode_videos(images, work, transform, "auto", workers, decoder=read_images)[0]
             entries += new
             shutil.rmtree(target / "_work" / "images", ignore_errors=True)
-        counts, listing = {}, {}
-        for split in SPLITS:
-            chosen = [(run, starts, part) for (kept, run, starts), part in zip(entries, parts) if kept == split]
-            counts[split] = write_video_split(
-                target, split, [part for _, _, part in chosen], [starts for _, starts, _ in chosen]
-            )
-            listing[split] = [[run.name, run.length, len(starts)] for run, starts, _ in chosen]
+        counts, listing = write_splits(target, entries, parts)
         counts["train"]["subjects"], counts["test"]["subjects"] = subjects["train"], subjects["test"]
         counts["val"]["trials"] = sorted({trial_of(run.video) for split, run, _ in entries if split == "val"})
         shutil.rmtree(target / "_work")
@@ -337,3 +316,39 @@ class Human(DatasetSpec):
         train = ",".join(f"S{s}" for s in subjects["train"])
         test = ",".join(f"S{s}" for s in subjects["test"])
         return f"subjects {train} train, {test} test; 8 images 5 frames apart, RGB"
+
+
+def check_options(src: Path | None, protocol: str, train_subjects: str, test_subjects: str, stride: int,
+                  val_every: int) -> None:
+    """Refuse, in one line, a missing source or options that do not fit together."""
+    if src is None:
+        raise SvqbenchError(
+            "prep human needs --src DIR holding S1.tar ... S11.tar or their extracted images "
+            "(Human3.6M is licensed: http://vision.imar.ro/human3.6m)"
+        )
+    if protocol not in PROTOCOLS:
+        raise SvqbenchError(f"option protocol={protocol!r}; valid: {', '.join(PROTOCOLS)}")
+    if stride < 1 or val_every < 2:
+        raise SvqbenchError(f"options stride={stride}, val_every={val_every}: need stride >= 1, val_every >= 2")
+    if protocol == "openstl" and (train_subjects, test_subjects, stride) != (TRAIN_SUBJECTS, TEST_SUBJECTS, STRIDE):
+        raise SvqbenchError("options train_subjects, test_subjects and stride apply to protocol=subjects only")
+
+
+def split_subjects(train_subjects: str, test_subjects: str) -> dict[str, list[int]]:
+    """The subjects protocol's {"train": [...], "test": [...]}, refusing a subject in both."""
+    train = parse_subjects("train_subjects", train_subjects)
+    test = parse_subjects("test_subjects", test_subjects)
+    if set(train) & set(test):
+        raise SvqbenchError(f"options train_subjects={train_subjects!r}, test_subjects={test_subjects!r}: shared subjects")
+    return {"train": list(train), "test": list(test)}
+
+
+def write_splits(target: Path, entries: list, parts: list) -> tuple[dict[str, Any], dict[str, list]]:
+    """Write each split's decoded runs and window starts; return the counts and the per-run listing."""
+    counts, listing = {}, {}
+    for split in SPLITS:
+        chosen = [(run, starts, part) for (kept, run, starts), part in zip(entries, parts) if kept == split]
+        counts[split] = write_video_split(target, split, [part for _, _, part in chosen],
+                                          [starts for _, starts, _ in chosen])
+        listing[split] = [[run.name, run.length, len(starts)] for run, starts, _ in chosen]
+    return counts, listing

@@ -12,24 +12,21 @@ hyperparameters stay, so ``train --resume`` continues the MLP from the folded we
 from __future__ import annotations
 
 import inspect
-import json
 import shutil
 from pathlib import Path
 from typing import Any
 
 import torch
-import yaml
 from torch import nn
 
-from svqbench.config import Recipe, validate_recipe
+from svqbench.config import Recipe, load_yaml, validate_recipe
 from svqbench.data.base import DatasetInfo
 from svqbench.errors import SvqbenchError
 from svqbench.fileio import atomic_dir, write_json
 from svqbench.models import MODELS, count_parameters, create_model
 from svqbench.models.bottleneck import fold_svq
-from svqbench.models.plugins import activate_run_plugin
 from svqbench.models.simvp import CODEBOOK_ONLY_OPTIONS
-from svqbench.engine.runs import load_checkpoint, new_run_id, save_checkpoint, save_recipe
+from svqbench.engine.runs import LoadedRun, new_run_id, read_run_json, save_checkpoint, save_recipe
 
 CHECKPOINTS = ("best.pt", "last.pt")
 COPIED_FILES = ("log.jsonl",)  # the training history of the weights; metrics and renders are redone by eval
@@ -114,6 +111,32 @@ def fold_run(run_dir: Path, out_dir: Path, device: torch.device | str = "cpu", f
     is measured on a random clip, per checkpoint, and is float32 rounding (about 1e-7).
     """
     run_dir, out_dir, device = Path(run_dir), Path(out_dir), torch.device(device)
+    checkpoints = _checked_paths(run_dir, out_dir, force)
+    run_id = new_run_id()
+    folded_states: dict[str, dict[str, Any]] = {}
+    parameters: dict[str, int] = {}
+    difference = 0.0
+    for path in checkpoints:
+        state, parameters, measured = _fold_checkpoint(LoadedRun(run_dir, device, which=path.stem), run_id)
+        difference = max(difference, measured)
+        folded_states[path.name] = state
+    recipe_file = run_dir / "recipe.yaml"
+    if recipe_file.is_file():
+        saved = load_yaml(recipe_file.read_text(encoding="utf-8"), str(recipe_file))
+        recipe = fold_recipe(validate_recipe(saved, str(recipe_file)), str(run_dir))
+    else:
+        recipe = validate_recipe(next(iter(folded_states.values()))["recipe"])
+    _write_folded(run_dir, out_dir, recipe, folded_states, run_id)
+    return {
+        "out": str(out_dir),
+        "checkpoints": list(folded_states),
+        "parameters": parameters,
+        "max_relative_difference": difference,
+    }
+
+
+def _checked_paths(run_dir: Path, out_dir: Path, force: bool) -> list[Path]:
+    """The run's checkpoints, after refusing a missing run and an ``--out`` that is the run or exists."""
     if not run_dir.is_dir():
         raise SvqbenchError(f"run directory {run_dir} does not exist")
     if out_dir.resolve() == run_dir.resolve():
@@ -123,53 +146,41 @@ def fold_run(run_dir: Path, out_dir: Path, device: torch.device | str = "cpu", f
     checkpoints = [run_dir / name for name in CHECKPOINTS if (run_dir / name).is_file()]
     if not checkpoints:
         raise SvqbenchError(f"{run_dir}: no checkpoint ({' or '.join(CHECKPOINTS)}); train it with `svqbench train`")
+    return checkpoints
 
-    run_id = new_run_id()
-    folded_states: dict[str, dict[str, Any]] = {}
-    parameters: dict[str, int] = {}
-    difference = 0.0
-    for path in checkpoints:
-        state = load_checkpoint(path, device)
-        activate_run_plugin(run_dir, state.get("meta") or {})  # a plugin run: its copy, for the refusal below
-        recipe = validate_recipe(state["recipe"], str(path))
-        folded_recipe = fold_recipe(recipe, str(run_dir))
-        info = DatasetInfo.from_dict(state["info"])
-        source = create_model(recipe.model_name, info, **recipe.model_args).to(device)
-        source.load_state_dict(state["model"])
-        folded = fold_model(source, folded_recipe, info)
-        measured = _check_equal(source, folded, info, device)
-        if not measured <= FOLD_TOLERANCE:  # NaN included
-            raise SvqbenchError(f"{path}: the folded model differs from the original by {measured:.3g} (relative), "
-                                f"above {FOLD_TOLERANCE:g}; nothing was written")
-        difference = max(difference, measured)
-        parameters = {"svq": count_parameters(source), "mlp": count_parameters(folded)}
-        state = {**state, "model": folded.state_dict(), "recipe": folded_recipe.to_dict()}
-        if "parameters" in state:
-            state["parameters"] = parameters["mlp"]
-        if "optimizer" in state:
-            state["optimizer"] = _fresh_optimizer_state(state["optimizer"], folded)
-        if isinstance(state.get("meta"), dict):
-            state["meta"] = _folded_meta(state["meta"], run_id, run_dir, folded_recipe.name)
-        folded_states[path.name] = state
 
-    recipe_file = run_dir / "recipe.yaml"
-    if recipe_file.is_file():
-        recipe = fold_recipe(validate_recipe(yaml.safe_load(recipe_file.read_text()), str(recipe_file)), str(run_dir))
-    else:
-        recipe = validate_recipe(next(iter(folded_states.values()))["recipe"])
+def _fold_checkpoint(run: LoadedRun, run_id: str) -> tuple[dict[str, Any], dict[str, int], float]:
+    """The folded checkpoint of one loaded checkpoint, both models' parameter counts and their measured
+    relative difference; refuses a difference above :data:`FOLD_TOLERANCE`."""
+    source, info = run.model, run.info
+    folded_recipe = fold_recipe(run.recipe, str(run.dir))
+    folded = fold_model(source, folded_recipe, info)
+    measured = _check_equal(source, folded, info, run.device)
+    if not measured <= FOLD_TOLERANCE:  # NaN included
+        raise SvqbenchError(f"{run.checkpoint_file}: the folded model differs from the original by {measured:.3g} "
+                            f"(relative), above {FOLD_TOLERANCE:g}; nothing was written")
+    parameters = {"svq": count_parameters(source), "mlp": count_parameters(folded)}
+    state = {**run.state, "model": folded.state_dict(), "recipe": folded_recipe.to_dict()}
+    if "parameters" in state:
+        state["parameters"] = parameters["mlp"]
+    if "optimizer" in state:
+        state["optimizer"] = _fresh_optimizer_state(state["optimizer"], folded)
+    if isinstance(state.get("meta"), dict):
+        state["meta"] = _folded_meta(state["meta"], run_id, run.dir, folded_recipe.name)
+    return state, parameters, measured
+
+
+def _write_folded(run_dir: Path, out_dir: Path, recipe: Recipe, states: dict[str, dict[str, Any]],
+                  run_id: str) -> None:
+    """The folded run folder, written atomically: recipe, checkpoints, run.json and the training log."""
     with atomic_dir(out_dir) as tmp:
         save_recipe(tmp, recipe)
-        for name, state in folded_states.items():
+        for name, state in states.items():
             save_checkpoint(tmp / name, **state)
-        if (run_dir / "run.json").is_file():
-            meta = json.loads((run_dir / "run.json").read_text())
+        meta = read_run_json(run_dir)
+        if meta is not None:
             write_json(tmp / "run.json", _folded_meta(meta, run_id, run_dir, recipe.name))
         for name in COPIED_FILES:
             if (run_dir / name).is_file():
                 shutil.copy2(run_dir / name, tmp / name)
-    return {
-        "out": str(out_dir),
-        "checkpoints": list(folded_states),
-        "parameters": parameters,
-        "max_relative_difference": difference,
-    }
+

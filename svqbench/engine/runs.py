@@ -197,6 +197,7 @@ class LoadedRun:
         self.dir = Path(run_dir)
         self.checkpoint_file = checkpoint_path(self.dir, which or run_selection(self.dir))
         state = load_checkpoint(self.checkpoint_file, device)
+        self.state: dict[str, Any] = state  # the checkpoint as saved (fold rewrites it)
         activate_run_plugin(self.dir, state.get("meta") or read_run_json(self.dir))
         self.recipe: Recipe = validate_recipe(state["recipe"], str(self.checkpoint_file))
         self.info = DatasetInfo.from_dict(state["info"])
