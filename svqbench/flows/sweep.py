@@ -34,7 +34,7 @@ from __future__ import annotations
 import re
 import time
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, NamedTuple
 
 import torch
 import yaml
@@ -116,7 +116,16 @@ def load_study(path: str | Path) -> Study:
         raise SvqbenchError(f"{path}: {'.'.join(map(str, first['loc']))}: {first['msg']}") from None
 
 
-def plan(study: Study) -> list[tuple[str, int, Recipe, Path]]:
+class PlannedRun(NamedTuple):
+    """One run of a study: its display label, seed, seeded recipe and run folder."""
+
+    label: str
+    seed: int
+    recipe: Recipe
+    run_dir: Path
+
+
+def plan(study: Study) -> list[PlannedRun]:
     """Every (recipe label, seed, seeded recipe, run folder), seed by seed, validated before anything runs."""
     entries = study.entries
     labels = [e.folder_label for e in entries]
@@ -150,8 +159,8 @@ def plan(study: Study) -> list[tuple[str, int, Recipe, Path]]:
         if unknown:
             raise SvqbenchError(f"study {study.name}: axis.metrics {', '.join(unknown)}: not evaluated by every run; "
                                 f"valid: {', '.join(sorted(evaluated))} (or add them to eval.metrics)")
-    return [(entry.name if not entry.set else f"{entry.name} ({entry.folder_label})", seed,
-             with_seed(recipes[entry.folder_label], seed), study.run_dir(entry, seed))
+    return [PlannedRun(entry.name if not entry.set else f"{entry.name} ({entry.folder_label})", seed,
+                       with_seed(recipes[entry.folder_label], seed), study.run_dir(entry, seed))
             for seed in study.seeds for entry in entries]  # seed-major: a partial study covers every recipe
 
 
@@ -248,10 +257,10 @@ def sweep(
     return {"runs": ordered, "seconds": round(total, 1), **{k: str(v) for k, v in outputs.items()}}
 
 
-def sweep_run(study: Study, run: tuple[str, int, Recipe, Path], device: torch.device, data_root: Path | None,
+def sweep_run(study: Study, run: PlannedRun, device: torch.device, data_root: Path | None,
               quiet_training: bool) -> dict[str, Any]:
     """Train (or resume) and evaluate one run unless it is done; the caller holds its lock."""
-    name, seed, recipe, run_dir = run
+    name, seed, recipe, run_dir = run.label, run.seed, run.recipe, run.run_dir
     settings = _eval_settings(study, recipe)
     state = run_state(recipe, run_dir, settings)
     run_started = time.perf_counter()
@@ -274,10 +283,11 @@ def progress_line(run: dict[str, Any], position: int, total: int, started: float
             f"{run['headline']} ({run['run_dir']}); {_clock(time.perf_counter() - started)} elapsed")
 
 
-def finished_run_ids(study: Study, planned: list[tuple[str, int, Recipe, Path]]) -> list[str]:
+def finished_run_ids(study: Study, planned: list[PlannedRun]) -> list[str]:
     """The run ids of the study's runs evaluated as planned, whichever sweep finished them."""
     run_ids = []
-    for _, _, recipe, run_dir in planned:
+    for run in planned:
+        recipe, run_dir = run.recipe, run.run_dir
         settings = _eval_settings(study, recipe)
         if per_window.available(run_dir, settings["split"], settings["convention"]):
             try:
