@@ -18,10 +18,9 @@ from pathlib import Path
 from typing import Any
 
 import torch
-import yaml
 from torch import nn
 
-from svqbench.config import Recipe, validate_recipe
+from svqbench.config import Recipe, read_yaml_file, validate_recipe
 from svqbench.data.base import DatasetInfo
 from svqbench.errors import SvqbenchError
 from svqbench.fileio import atomic_dir, write_json
@@ -154,7 +153,7 @@ def fold_run(run_dir: Path, out_dir: Path, device: torch.device | str = "cpu", f
 
     recipe_file = run_dir / "recipe.yaml"
     if recipe_file.is_file():
-        recipe = fold_recipe(validate_recipe(yaml.safe_load(recipe_file.read_text()), str(recipe_file)), str(run_dir))
+        recipe = fold_recipe(validate_recipe(read_yaml_file(recipe_file, "recipe"), str(recipe_file)), str(run_dir))
     else:
         recipe = validate_recipe(next(iter(folded_states.values()))["recipe"])
     with atomic_dir(out_dir) as tmp:
