@@ -177,12 +177,22 @@ def load_yaml(text: str, source: str) -> Any:
         raise SvqbenchError(f"{source}: not valid YAML ({str(e).splitlines()[0]})") from None
 
 
+def read_yaml_file(path: Path, what: str) -> Any:
+    """The YAML in file ``path`` (a ``what``: "recipe", "study"): one reader, so every file refuses duplicate keys
+    and non-UTF-8 bytes with the same one-line message."""
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except UnicodeDecodeError as e:
+        raise SvqbenchError(f"{path}: not UTF-8 text (byte {e.start}); save the {what} as UTF-8") from None
+    return load_yaml(text, str(path))
+
+
 def parse_override(text: str) -> tuple[list[str], Any]:
     """``"train.lr=1e-3"`` -> (["train", "lr"], 0.001); the value is read as YAML."""
     key, sep, value = text.partition("=")
     if not sep or not key:
         raise SvqbenchError(f"--set {text!r}: expected key.sub=value, e.g. train.lr=1e-3")
-    return key.split("."), yaml.safe_load(value) if value else ""
+    return key.split("."), load_yaml(value, f"--set {text!r}") if value else ""
 
 
 def _apply_override(raw: dict[str, Any], keys: list[str], value: Any) -> None:
@@ -232,11 +242,7 @@ def _format_validation_error(source: str, err: ValidationError) -> str:
 def load_recipe(name_or_path: str, overrides: list[str] = ()) -> Recipe:
     """Read, override (``key.sub=value`` strings) and validate a recipe."""
     path = find_recipe(name_or_path)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except UnicodeDecodeError as e:
-        raise SvqbenchError(f"{path}: not UTF-8 text (byte {e.start}); save the recipe as UTF-8") from None
-    raw = load_yaml(text, str(path)) or {}
+    raw = read_yaml_file(path, "recipe") or {}
     if not isinstance(raw, dict):
         raise SvqbenchError(f"{path}: expected a mapping of keys (dataset, model, train, eval)")
     raw.setdefault("name", f"{path.parent.name}/{path.stem}")

@@ -187,3 +187,28 @@ def test_predict_on_a_file_that_is_not_a_video_is_one_line(trained, tmp_path, ca
     result = invoke("predict", trained, clip, "--out", tmp_path / "p.gif", "--device", "cpu")
     assert_one_line_error(result, str(clip), "cannot open this video")
     assert "ERROR" not in capfd.readouterr().err  # no decoder log lines
+
+
+@pytest.mark.parametrize("override, needle", [
+    ("train.lr=[1", "not valid YAML"),  # issue 26 fault 1: a ParserError traceback before
+    ("train.lr=1\x01e-3", "not valid YAML"),  # fault 2: a ReaderError traceback before
+])
+def test_set_value_that_is_not_yaml_is_one_line(override, needle):
+    with pytest.raises(SvqbenchError, match="--set") as caught:
+        load_recipe("recipes/digits/simvp_svq.yaml", [override])
+    assert needle in str(caught.value) and "\n" not in str(caught.value)
+
+
+@pytest.mark.parametrize("content, needles", [
+    (b"name: s\x00\xff\xfe\n", ("study.yaml", "not UTF-8")),  # issue 26 fault 4: UnicodeDecodeError traceback
+    (b"name: a\nname: b\n", ("study.yaml:2:1", "'name' is given twice")),
+])
+def test_study_file_mistakes_are_one_line(tmp_path, content, needles):
+    from svqbench.flows.sweep import load_study
+
+    path = tmp_path / "study.yaml"
+    path.write_bytes(content)
+    with pytest.raises(SvqbenchError) as caught:
+        load_study(path)
+    for needle in needles:
+        assert needle in str(caught.value)

@@ -28,7 +28,6 @@ from svqbench.errors import SvqbenchError
 
 KITTI = Source("kitti_data.zip", "https://www.dropbox.com/s/rpwlnn6j39jjme4/kitti_data.zip?dl=1")
 CALTECH = Source("data_and_labels.zip", "https://data.caltech.edu/records/f6rph-90m20/files/data_and_labels.zip?download=1")
-TEST_SETS = ("set06", "set07", "set08", "set09", "set10")
 CALTECH_VIDEO = re.compile(r"(^|/)(set0[6-9]|set10)/[^/]+\.(seq|avi|mp4|mkv|mov)$", re.IGNORECASE)
 HEIGHT, WIDTH = 128, 160
 BLOCK = 1024

@@ -19,7 +19,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from svqbench.config import Recipe, load_yaml, validate_recipe
+from svqbench.config import Recipe, read_yaml_file, validate_recipe
 from svqbench.data.base import DatasetInfo
 from svqbench.errors import SvqbenchError
 from svqbench.fileio import atomic_dir, write_json
@@ -122,7 +122,7 @@ def fold_run(run_dir: Path, out_dir: Path, device: torch.device | str = "cpu", f
         folded_states[path.name] = state
     recipe_file = run_dir / "recipe.yaml"
     if recipe_file.is_file():
-        saved = load_yaml(recipe_file.read_text(encoding="utf-8"), str(recipe_file))
+        saved = read_yaml_file(recipe_file, "recipe")
         recipe = fold_recipe(validate_recipe(saved, str(recipe_file)), str(run_dir))
     else:
         recipe = validate_recipe(next(iter(folded_states.values()))["recipe"])

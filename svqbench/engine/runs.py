@@ -25,7 +25,7 @@ import yaml
 from torch import nn
 
 from svqbench import __version__
-from svqbench.config import WATCHING_KEYS, Recipe, load_recipe, parse_override, validate_recipe
+from svqbench.config import WATCHING_KEYS, Recipe, load_recipe, parse_override, read_yaml_file, validate_recipe
 from svqbench.data.base import DatasetInfo
 from svqbench.errors import SvqbenchError
 from svqbench.fileio import atomic_path, write_text
@@ -142,9 +142,9 @@ def run_selection(run_dir: Path) -> str:
     if meta is not None:
         return meta.get("selection", "best")
     try:
-        raw = yaml.safe_load((Path(run_dir) / "recipe.yaml").read_text()) or {}
+        raw = read_yaml_file(Path(run_dir) / "recipe.yaml", "recipe") or {}
         return raw.get("train", {}).get("select", "best")
-    except (OSError, yaml.YAMLError, AttributeError):
+    except (OSError, SvqbenchError, AttributeError):
         return "best"
 
 

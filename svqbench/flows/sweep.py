@@ -37,12 +37,11 @@ from pathlib import Path
 from typing import Any, Callable, NamedTuple
 
 import torch
-import yaml
 from filelock import FileLock, Timeout
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from svqbench.results import leaderboard, per_window, study_axis
-from svqbench.config import EvalConfig, Recipe, find_recipe, load_recipe, with_defaults, with_seed
+from svqbench.config import EvalConfig, Recipe, find_recipe, load_recipe, read_yaml_file, with_defaults, with_seed
 from svqbench.errors import SvqbenchError
 from svqbench.engine.evaluate import evaluate
 from svqbench.fileio import write_text
@@ -107,10 +106,7 @@ def load_study(path: str | Path) -> Study:
     if not path.is_file():
         raise SvqbenchError(f"study file {path} does not exist")
     try:
-        raw = yaml.safe_load(path.read_text()) or {}
-        return Study.model_validate(raw)
-    except yaml.YAMLError as e:
-        raise SvqbenchError(f"{path}: not valid YAML ({str(e).splitlines()[0]})") from None
+        return Study.model_validate(read_yaml_file(path, "study") or {})
     except ValidationError as e:
         first = e.errors()[0]
         raise SvqbenchError(f"{path}: {'.'.join(map(str, first['loc']))}: {first['msg']}") from None
@@ -177,10 +173,10 @@ def run_state(recipe: Recipe, run_dir: Path, settings: dict[str, Any]) -> str:
     """'done' (evaluated as planned), 'resume' (a checkpoint to continue) or 'new'."""
     stored = run_dir / "recipe.yaml"
     try:
-        same_recipe = stored.is_file() and with_defaults(yaml.safe_load(stored.read_text())) == recipe.to_dict()
-    except (yaml.YAMLError, UnicodeDecodeError) as error:
-        raise SvqbenchError(f"{stored}: not a readable recipe ({' '.join(str(error).split())}); move the run folder "
-                            f"{run_dir} aside and the sweep trains it again") from None
+        same_recipe = stored.is_file() and with_defaults(read_yaml_file(stored, "recipe")) == recipe.to_dict()
+    except SvqbenchError as error:
+        raise SvqbenchError(f"{stored}: not a readable recipe ({error}); move the run folder {run_dir} aside and the "
+                            "sweep trains it again") from None
     if same_recipe and per_window.available(run_dir, settings["split"], settings["convention"]):
         try:
             report = per_window.read(run_dir, settings["split"], settings["convention"]).report

@@ -35,7 +35,6 @@ from torch import nn
 from svqbench.errors import SvqbenchError
 
 PLUGIN_DIR = "plugins"  # inside a run folder: the copies of plugin files
-GROUP = "svqbench.models"
 _factories: dict[str, Callable[..., nn.Module]] = {}  # import path -> factory (a run's copy replaces the original)
 _checked: set[tuple[str, str]] = set()  # (import path, build arguments) whose output shape was checked
 _warned: set[str] = set()  # changed-file warnings already printed by this process
