@@ -178,3 +178,48 @@ def test_converted_file_with_other_tensors_is_refused(tmp_path):
 def test_converted_weights_come_from_the_published_checkpoint(network):
     state = network.state_dict()
     assert state["Conv3d_1a_7x7.weight"].shape == (64, 3, 7, 7, 7) and state["logits.weight"].shape == (400, 1024, 1, 1, 1)
+
+
+@pytest.mark.parametrize("count", [5, 30])
+def test_clip_space_and_feature_space_formulas_agree(count):
+    """Fewer clips than features (clip space) and more (feature space) give the same distance; on singular
+    covariances the feature-space route loses ~sqrt(float64 eps) per zero eigenvalue, hence 1e-6."""
+    rng = np.random.default_rng(count)
+    a, b = rng.standard_normal((count, 12)), rng.standard_normal((count + 1, 12)) * 2 + 0.5
+    expected = gaussian_frechet_distance(a.mean(0), np.cov(a, rowvar=False), b.mean(0), np.cov(b, rowvar=False))
+    assert frechet_distance(a, b) == pytest.approx(expected, rel=1e-6)
+
+
+def test_eval_prints_fvd_with_interval_and_protocol_and_ranks_it_apart(network, tmp_path, tiny_recipe,
+                                                                         isolated_leaderboards):
+    import json
+
+    import pandas as pd
+    from typer.testing import CliRunner
+
+    from svqbench.cli import app
+    from svqbench.results import leaderboard
+
+    def invoke(*args):
+        return CliRunner().invoke(app, [str(a) for a in args])
+
+    root, run_dir = tmp_path / "data", tmp_path / "run"
+    assert invoke("prep", "digits", "--root", root, "--opt", "train=8", "--opt", "val=2", "--opt", "test=3").exit_code == 0
+    assert invoke("train", tiny_recipe, "--root", root, "--run-dir", run_dir, "--device", "cpu", "--quiet").exit_code == 0
+    evaluated = invoke("eval", run_dir, "--root", root, "--metrics", "mse,fvd", "--fvd-videos", 2, "--device", "cpu")
+    assert evaluated.exit_code == 0, evaluated.output
+    report = json.loads((run_dir / "metrics.json").read_text())
+    summary = report["fvd"]
+    assert summary["videos_used"] == 2 and summary["value"] == pytest.approx(report["overall"]["fvd"])
+    assert summary["protocol"]["id"] == "i3d-k400/predicted/10f/224bilinear/grey2rgb/videos=2 (seed 0)"
+    assert f"FVD {summary['value']:.5g} [95% interval" in " ".join(evaluated.output.split())
+    table = pd.read_csv(isolated_leaderboards / "digits.csv")
+    assert table.loc[0, "fvd_protocol"] == summary["protocol"]["id"]
+    again = invoke("eval", run_dir, "--root", root, "--metrics", "mse,fvd", "--fvd-videos", 2, "--fvd-frames", "all",
+                   "--device", "cpu")
+    assert again.exit_code == 0, again.output
+    assert len(leaderboard.read("digits")) == 2  # one row per protocol, each in its own section
+    protocols = {key["fvd_protocol"] for key, _ in leaderboard.sections(leaderboard.read("digits"))}
+    assert protocols == {summary["protocol"]["id"], "i3d-k400/all/20f/224bilinear/grey2rgb/videos=2 (seed 0)"}
+    refused = invoke("eval", run_dir, "--root", root, "--metrics", "fvd", "--fvd-videos", 4, "--device", "cpu")
+    assert refused.exit_code == 1 and "error: --fvd-videos 4: the split has only 3 windows" in refused.output
