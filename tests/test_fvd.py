@@ -164,7 +164,7 @@ def test_checkpoint_is_verified_by_sha256_and_never_runs_code(tmp_path):
         i3d_weights.unpickle_numpy(evil)
     assert i3d_weights.git_blob_id(b"hello\n") == "ce013625030ba8dba906f756967f9e9ca394464a"  # `git hash-object`
     missing = tmp_path / "nowhere.ckpt"
-    with pytest.raises(SvqbenchError, match="FVD weights file .*nowhere.ckpt does not exist; run `python -m svqbench.metrics`"):
+    with pytest.raises(SvqbenchError, match="FVD weights file .*nowhere.ckpt does not exist; run `python -m svqbench"):
         i3d_weights.ensure_fvd_weights(missing)
 
 
@@ -177,7 +177,8 @@ def test_converted_file_with_other_tensors_is_refused(tmp_path):
 
 def test_converted_weights_come_from_the_published_checkpoint(network):
     state = network.state_dict()
-    assert state["Conv3d_1a_7x7.weight"].shape == (64, 3, 7, 7, 7) and state["logits.weight"].shape == (400, 1024, 1, 1, 1)
+    assert state["Conv3d_1a_7x7.weight"].shape == (64, 3, 7, 7, 7)
+    assert state["logits.weight"].shape == (400, 1024, 1, 1, 1)
 
 
 @pytest.mark.parametrize("count", [5, 30])
@@ -204,8 +205,10 @@ def test_eval_prints_fvd_with_interval_and_protocol_and_ranks_it_apart(network, 
         return CliRunner().invoke(app, [str(a) for a in args])
 
     root, run_dir = tmp_path / "data", tmp_path / "run"
-    assert invoke("prep", "digits", "--root", root, "--opt", "train=8", "--opt", "val=2", "--opt", "test=3").exit_code == 0
-    assert invoke("train", tiny_recipe, "--root", root, "--run-dir", run_dir, "--device", "cpu", "--quiet").exit_code == 0
+    prepped = invoke("prep", "digits", "--root", root, "--opt", "train=8", "--opt", "val=2", "--opt", "test=3")
+    assert prepped.exit_code == 0, prepped.output
+    trained = invoke("train", tiny_recipe, "--root", root, "--run-dir", run_dir, "--device", "cpu", "--quiet")
+    assert trained.exit_code == 0, trained.output
     evaluated = invoke("eval", run_dir, "--root", root, "--metrics", "mse,fvd", "--fvd-videos", 2, "--device", "cpu")
     assert evaluated.exit_code == 0, evaluated.output
     report = json.loads((run_dir / "metrics.json").read_text())
@@ -253,3 +256,10 @@ def test_doctor_says_where_the_i3d_weights_come_from(tmp_path, monkeypatch):
     assert i3d_weights.status().startswith("not cached (fetched once on first FVD use")
     monkeypatch.setenv(i3d_weights.ENV_VAR, "/somewhere/i3d-kinetics-400.ckpt")
     assert i3d_weights.status() == "$SVQBENCH_FVD_WEIGHTS = /somewhere/i3d-kinetics-400.ckpt"
+
+
+def test_fvd_on_physical_fields_needs_a_declared_range():
+    from svqbench.metrics import MetricAccumulator
+
+    with pytest.raises(SvqbenchError, match="fvd need images in \\[0, 1\\], but these are physical fields"):
+        MetricAccumulator(["mse", "fvd"], frames_out=10, device="cpu", physical=True)

@@ -103,7 +103,8 @@ def network_input(clips: torch.Tensor) -> torch.Tensor:
 
 
 @torch.no_grad()
-def i3d_logits(clips: torch.Tensor, network: I3D | None = None, weights: str | os.PathLike | None = None) -> torch.Tensor:
+def i3d_logits(clips: torch.Tensor, network: I3D | None = None,
+               weights: str | os.PathLike | None = None) -> torch.Tensor:
     """(N, T, C, H, W) in [0, 1] -> (N, 400) float32 I3D logits, on ``clips``' device, a few clips per pass."""
     network = network if network is not None else load_i3d(clips.device, weights)
     per_pass = _CLIPS_PER_PASS.get(clips.device.type, 4)

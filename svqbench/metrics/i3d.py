@@ -118,9 +118,8 @@ class I3D(nn.Module):
 
     def forward(self, clips: torch.Tensor) -> torch.Tensor:
         check_clips(clips)
-        x = getattr(self, "Conv3d_1a_7x7")(clips)
-        x = max_pool_same(x, (1, 3, 3), (1, 2, 2))
-        x = getattr(self, "Conv3d_2c_3x3")(getattr(self, "Conv3d_2b_1x1")(x))
+        x = max_pool_same(self.Conv3d_1a_7x7(clips), (1, 3, 3), (1, 2, 2))
+        x = self.Conv3d_2c_3x3(self.Conv3d_2b_1x1(x))
         for name, _ in INCEPTION_BLOCKS:
             if name in _POOL_BEFORE:
                 x = max_pool_same(x, *_POOL_BEFORE[name])

@@ -36,7 +36,8 @@ ID_COLUMNS = [
     "run_id", "run", "recipe", "overrides", "model", "params", "seed",
     "protocol", "val_held_out", "frames", "size", "data_options",
     "selection", "selected_epoch", "selected_step", "epochs_trained", "steps_trained", "train_seconds",
-    "precision", "convention", "split", "fvd_protocol", "svqbench_version", "git_commit", "trained_at", "evaluated_at", "path",
+    "precision", "convention", "split", "fvd_protocol", "svqbench_version", "git_commit", "trained_at", "evaluated_at",
+    "path",
 ]
 _LEGACY_NAMES = {"epochs": "selected_epoch"}  # rows written before 0.2 named the best checkpoint's epoch "epochs"
 
