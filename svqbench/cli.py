@@ -234,11 +234,16 @@ def _parse_range(text: str | None) -> tuple[float, float] | None:
 @command(name="eval")
 def eval_(
     run_dir: Path = typer.Argument(..., help="a run directory written by `svqbench train`"),
-    metrics: Optional[str] = typer.Option(None, "--metrics", help="comma list: mae,mse,rmse,ssim,psnr,lpips"),
+    metrics: Optional[str] = typer.Option(None, "--metrics", help="comma list: mae,mse,rmse,ssim,psnr,lpips,fvd"),
     split: Optional[str] = typer.Option(None, "--split", help="test (default) or val"),
     convention: Optional[str] = typer.Option(None, "--convention", help="standard (default) or openstl"),
     batch_size: Optional[int] = typer.Option(None, "--batch-size"),
     lpips_weights: Optional[Path] = typer.Option(None, "--lpips-weights", help="LPIPS weight file"),
+    fvd_weights: Optional[Path] = typer.Option(None, "--fvd-weights", help="I3D weight file (i3d-kinetics-400.ckpt)"),
+    fvd_frames: str = typer.Option("predicted", "--fvd-frames",
+                                   help="FVD clips: predicted (frames only) or all (context + predicted)"),
+    fvd_videos: Optional[int] = typer.Option(None, "--fvd-videos",
+                                             help="FVD over N windows drawn with seed 0 (default: every window)"),
     value_range: Optional[str] = typer.Option(None, "--range", help="LO,HI: physical range mapped to [0,1] for ssim/psnr/lpips on weather"),
     plot: bool = typer.Option(False, "--plot", help="also draw RUN/horizon.png (metric per frame)"),
     svq_stats: bool = typer.Option(False, "--svq-stats", help="add SVQ code-weight statistics to metrics.json"),
@@ -259,9 +264,11 @@ def eval_(
         raise SvqbenchError(f"--batch-size {batch_size}: valid: an integer >= 1 (default: the recipe's eval.batch_size)")
     from svqbench.engine.world import launched_world
 
+    from svqbench.metrics.fvd import FvdProtocol
+
     report = evaluate(run_dir, resolve_device(device), _parse_metrics(metrics), split, convention, root,
                       batch_size, lpips_weights, plot, svq_stats=svq_stats, value_range=_parse_range(value_range),
-                      perturb_ratio=perturb_ratio)
+                      perturb_ratio=perturb_ratio, fvd=FvdProtocol(fvd_frames, fvd_videos), fvd_weights=fvd_weights)
     if not launched_world().is_main:
         return
     table = Table(title=f"{report['run']} ({report['split']}, {report['convention']})")
@@ -269,6 +276,10 @@ def eval_(
         table.add_column(name, justify="right")
     table.add_row(*(f"{v:.5g}" for v in report["overall"].values()))
     out.print(table)
+    if "fvd" in report:
+        fvd = report["fvd"]
+        out.print(f"FVD {fvd['value']:.5g} [{fvd['level']:.0%} interval {fvd['low']:.5g}, {fvd['high']:.5g}; "
+                  f"{fvd['method']}], {fvd['videos_used']} videos; protocol {fvd['protocol']['id']}")
 
 
 @command

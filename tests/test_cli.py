@@ -103,7 +103,7 @@ def test_run_without_checkpoint(tmp_path):
 def test_unknown_metric_and_convention(tmp_path, tiny_recipe, digits_root):
     run_dir = tmp_path / "run"
     assert invoke("train", tiny_recipe, "--root", digits_root, "--run-dir", run_dir, "--quiet").exit_code == 0
-    assert_one_line_error(invoke("eval", run_dir, "--root", digits_root, "--metrics", "mse,fvd"), "unknown metric 'fvd'")
+    assert_one_line_error(invoke("eval", run_dir, "--root", digits_root, "--metrics", "mse,fid"), "unknown metric 'fid'")
     assert_one_line_error(invoke("eval", run_dir, "--root", digits_root, "--convention", "mine"), "mine")
     assert_one_line_error(invoke("render", run_dir, "--root", digits_root, "--index", 99), "--index 99")
 

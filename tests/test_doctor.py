@@ -10,7 +10,8 @@ from svqbench.bench.doctor import diagnose, prepared_datasets
 
 def test_diagnose_lists_prepared_datasets(digits_root, isolated_leaderboards):
     facts = diagnose(digits_root)
-    for key in ("torch", "devices", "bf16", "threads", "data root", "datasets", "LPIPS weights", "leaderboards"):
+    for key in ("torch", "devices", "bf16", "threads", "data root", "datasets", "LPIPS weights", "FVD weights",
+                "leaderboards"):
         assert facts[key], key
     assert "digits (digits, 10->10, 1x64x64; checksums match)" in facts["datasets"]
     assert str(isolated_leaderboards.resolve()) in facts["leaderboards"]

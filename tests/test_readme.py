@@ -4,6 +4,7 @@ settings added to `train`), so the documentation cannot drift from the code. Blo
 
 from __future__ import annotations
 
+import os
 import re
 import runpy
 import shlex
@@ -14,6 +15,7 @@ from typer.testing import CliRunner
 
 from svqbench import data
 from svqbench.cli import app
+from svqbench.metrics import i3d_weights
 
 from conftest import SHARED, TINY_MODEL
 
@@ -57,6 +59,9 @@ def as_cli_args(line: str) -> list[str]:
 def test_bash_blocks_run(code, tmp_path, monkeypatch):
     if "clips/" in code and not VIDEOS.is_dir():
         pytest.skip("needs ../shared/reference/videos")
+    if "fvd" in code and not (i3d_weights.cache_dir() / i3d_weights.CONVERTED_NAME).is_file() \
+            and not os.environ.get(i3d_weights.ENV_VAR):
+        pytest.skip("I3D weights not cached: run `python -m svqbench.metrics` once (tests never download)")
     monkeypatch.chdir(tmp_path)
     monkeypatch.setenv("SVQBENCH_DATA", str(tmp_path / "data"))
     if "prep digits_small" in code:  # a small one: the block's prep then finds it (a no-op), eval reads 8 windows

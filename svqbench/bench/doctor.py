@@ -15,7 +15,7 @@ from svqbench.data.base import read_manifest
 from svqbench.errors import SvqbenchError
 from svqbench.engine.machine import resolve_device
 from svqbench.results.leaderboard import leaderboards_dir
-from svqbench.metrics import lpips_weights
+from svqbench.metrics import i3d_weights, lpips_weights
 from svqbench.engine.machine import bf16_support
 
 
@@ -56,7 +56,7 @@ def lpips_status() -> str:
 
 
 def diagnose(root: Path | None = None) -> dict[str, Any]:
-    """Facts about torch, devices, bf16, threads, data, LPIPS weights, recipes and leaderboards."""
+    """Facts about torch, devices, bf16, threads, data, LPIPS and FVD (I3D) weights, recipes and leaderboards."""
     build = f"CUDA {torch.version.cuda}" if torch.version.cuda else "CPU only"
     auto = resolve_device("auto")
     bf16 = bf16_support(auto)
@@ -73,6 +73,7 @@ def diagnose(root: Path | None = None) -> dict[str, Any]:
         "data root": f"{root.resolve()}" + ("" if root.is_dir() else " (does not exist yet)"),
         "datasets": ", ".join(prepared_datasets(root)) or "none prepared (svqbench prep NAME)",
         "LPIPS weights": lpips_status(),
+        "FVD weights": i3d_weights.status(),
         "recipes": f"{len(list_recipes())} in {recipes_dir().resolve()}",
         "leaderboards": f"{boards.resolve()} ({len(list(boards.glob('*.csv')))} tables)",
     }

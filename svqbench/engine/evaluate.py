@@ -26,6 +26,7 @@ from svqbench.errors import SvqbenchError
 from svqbench.fileio import write_json
 from svqbench.keyed import StepKey, perturb
 from svqbench.metrics import MetricAccumulator, plot_horizon
+from svqbench.metrics.fvd import FvdProtocol
 from svqbench.models import count_parameters, forecast, plugins
 from svqbench.models.svq import SVQ, SVQStats, code_weight_chunks
 from svqbench.engine.runs import LoadedRun, training_record
@@ -52,6 +53,8 @@ def evaluate(
     svq_stats: bool = False,
     value_range: tuple[float, float] | None = None,
     perturb_ratio: float | None = None,
+    fvd: FvdProtocol | None = None,
+    fvd_weights: Path | None = None,
 ) -> dict[str, Any]:
     """Evaluate the selected checkpoint (``train.select``) of ``run_dir`` on a split; writes ``run_dir/metrics.json``
     and ``run_dir/eval/SPLIT-CONVENTION.npz`` (:mod:`svqbench.results.per_window`: one float64 array (N_windows,) per
@@ -63,7 +66,8 @@ def evaluate(
     (physical LO, HI) lets SSIM/PSNR/LPIPS run on physical fields, which are refused without one.
     ``perturb_ratio`` (default ``eval.perturb_ratio``) perturbs the inputs as training's ``perturb_ratio`` does,
     keyed by test window, so every model sees the same perturbed inputs; such rows name their split
-    ``SPLIT/perturb=RATIO`` and never mix with clean ones.
+    ``SPLIT/perturb=RATIO`` and never mix with clean ones. ``fvd`` (with "fvd" in ``metrics``) is its protocol,
+    default predicted frames of every window; the report's ``"fvd"`` holds the value, its interval and protocol.
     """
     world, device = join_world(device)
     configure_backends()  # fp32 without TF32: a CUDA evaluation equals the CPU's
@@ -97,6 +101,9 @@ def evaluate(
         variables=data.variables(dataset, data_root),
         latitudes=data.latitudes(dataset, data_root),
         lpips_weights=lpips_weights,
+        fvd=fvd,
+        fvd_weights=fvd_weights,
+        fvd_windows=(shard.indices.start, len(test_set)),
     )
     started = time.perf_counter()
     first_window = shard.indices.start
@@ -109,7 +116,7 @@ def evaluate(
             with autocast(device, cfg.precision):  # eval.precision: never the training precision
                 pred = forecast(run.model, inputs, run.info.frames_out).frames
             non_finite += (~torch.isfinite(pred)).sum()
-            accumulator.update(pred.float(), targets)
+            accumulator.update(pred.float(), targets, inputs)
     if world.sum(non_finite).item():
         raise SvqbenchError(f"{run.checkpoint_file}: {int(non_finite.item())} predicted values are not finite "
                             "(NaN or infinite); the run diverged: retrain it with a lower train.lr or train.clip_grad")
@@ -137,6 +144,8 @@ def evaluate(
     if not world.is_main:
         return report
     units, unit = data.window_units(dataset, split, data_root)
+    if accumulator.fvd is not None:
+        report["fvd"] = accumulator.fvd.summary(units, unit)
     row = leaderboard_row(run, report, data.load_manifest(dataset, data_root)) if update_leaderboard else None
     if update_leaderboard:
         leaderboard.check_table(dataset)  # a damaged table is refused before anything is written
@@ -185,6 +194,7 @@ def leaderboard_row(run: LoadedRun, report: dict[str, Any], manifest: dict[str, 
         "precision": meta.get("precision", recipe.train.precision),
         "convention": report["convention"],
         "split": report["split"],
+        **({"fvd_protocol": report["fvd"]["protocol"]["id"]} if "fvd" in report else {}),
         "svqbench_version": meta.get("svqbench_version", __version__),
         "git_commit": meta.get("git_commit"),
         "trained_at": meta.get("created"),

@@ -3,7 +3,8 @@
 - ``compute(pred, true, metrics, convention)``: overall values of one batch;
 - ``MetricAccumulator``: streaming evaluation with per-frame (horizon) values;
 - ``plot_horizon``: PNG of the per-frame values;
-- ``ensure_lpips_weights``: locate or fetch the offline LPIPS weights.
+- ``ensure_lpips_weights``: locate or fetch the offline LPIPS weights;
+- ``i3d_logits``, ``frechet_distance``, ``ensure_fvd_weights``: FVD with the offline Kinetics-400 I3D (fvd.py).
 
 A light face: importing this package loads only the conventions and the metric names; torch (and matplotlib)
 load when a metric is computed or plotted, so that the CLI, config and ``results/`` can check metric names
@@ -24,6 +25,9 @@ _LAZY = {
     "MetricAccumulator": "svqbench.metrics.accumulator",
     "compute": "svqbench.metrics.accumulator",
     "ensure_lpips_weights": "svqbench.metrics.lpips_weights",
+    "ensure_fvd_weights": "svqbench.metrics.i3d_weights",
+    "frechet_distance": "svqbench.metrics.fvd",
+    "i3d_logits": "svqbench.metrics.fvd",
     "plot_horizon": "svqbench.metrics.plot",
 }
 

@@ -8,6 +8,8 @@ test set is never concatenated and the overall value is exact whatever the batch
 - RMSE: derived from the MSE sums (square root of the pooled mean, as WeatherBench does), so the
   overall RMSE is not the mean of the per-frame RMSEs; on physical fields pooled per channel or per
   variable as the convention says (conventions.py);
+- FVD (fvd.py): I3D features of each chosen window's predicted and true clips, one Fréchet distance over the
+  split at the end; no per-frame or per-window value (it is a distance between two sets of clips).
 - SSIM/PSNR/LPIPS: one value per frame, summed over samples. A frame predicted exactly has PSNR +inf
   under ``openstl`` (as in OpenSTL, and so has the mean over frames that include it), 100 dB (the cap)
   under ``standard``.
@@ -33,12 +35,14 @@ import torch
 
 from svqbench.errors import SvqbenchError
 from svqbench.metrics.conventions import check_metric_names, get_convention
+from svqbench.metrics.fvd import FvdFeatures, FvdProtocol
 from svqbench.metrics.lpips import load_lpips
 from svqbench.metrics.ssim import ssim_per_frame
 
 Denormalise = Callable[[torch.Tensor], torch.Tensor]
 LAT_WEIGHTED_RMSE = "lat_weighted_rmse"
 IMAGE_METRICS = ("ssim", "psnr", "lpips")
+SET_METRICS = ("fvd",)  # one value for the whole split, from features of every window
 PIXEL_ERRORS = ("mae", "mse", "rmse")
 
 
@@ -53,7 +57,7 @@ def _sum_per_frame_channel(values: torch.Tensor) -> torch.Tensor:
 
 def check_value_range(value_range: Sequence[float] | None, physical: bool, metrics: Sequence[str]) -> tuple[float, float] | None:
     """The declared (LO, HI) of physical fields, required when image metrics are asked of them."""
-    image_metrics = [name for name in metrics if name in IMAGE_METRICS]
+    image_metrics = [name for name in metrics if name in IMAGE_METRICS + SET_METRICS]
     if value_range is None:
         if physical and image_metrics:
             raise SvqbenchError(
@@ -89,6 +93,8 @@ class MetricAccumulator:
         variable.
     latitudes: H latitudes in degrees; with "rmse" it adds the latitude-weighted RMSE (WeatherBench).
     lpips_weights: path of the converted LPIPS weights; None resolves them (see lpips_weights.py).
+    fvd, fvd_weights: the FVD protocol (default: predicted frames, every window) and I3D weights (i3d_weights.py).
+    fvd_windows: (index of this process's first window, windows in the split), needed by ``fvd.videos``.
     """
 
     def __init__(
@@ -104,6 +110,9 @@ class MetricAccumulator:
         variables: Sequence[str] = (),
         latitudes: Sequence[float] | torch.Tensor | None = None,
         lpips_weights: str | os.PathLike | None = None,
+        fvd: FvdProtocol | None = None,
+        fvd_weights: str | os.PathLike | None = None,
+        fvd_windows: tuple[int, int] | None = None,
     ):
         self.metrics = check_metric_names(metrics)
         self.convention = get_convention(convention)
@@ -116,6 +125,8 @@ class MetricAccumulator:
         self.latitudes = latitudes
         self._lat_weights = None if latitudes is None else latitude_weights(latitudes, self.device)
         self._lpips = load_lpips(self.device, lpips_weights) if "lpips" in self.metrics else None
+        self.fvd = FvdFeatures(fvd or FvdProtocol(), self.device, fvd_weights, fvd_windows) \
+            if "fvd" in self.metrics else None
         self._sums: dict[str, torch.Tensor] = {}
         self._windows: dict[str, list[torch.Tensor]] = {}  # metric -> per-batch (B,) float64 values
         self._count = 0
@@ -141,21 +152,27 @@ class MetricAccumulator:
         else:
             self._sums[name] = value.clone()
 
-    def update(self, pred: torch.Tensor, true: torch.Tensor) -> None:
-        """Add one batch: pred, true (B, T, C, H, W)."""
+    def update(self, pred: torch.Tensor, true: torch.Tensor, inputs: torch.Tensor | None = None) -> None:
+        """Add one batch: pred, true (B, T, C, H, W); inputs (B, T_in, C, H, W), the context, used by FVD's "all"."""
         self._check(pred, true)
         self._frame_shape = tuple(pred.shape[2:])
         # metrics are defined in float32/float64: an evaluation loop running under autocast must not lower them
         with torch.inference_mode(), torch.autocast(self.device.type, enabled=False):
             pred = pred.to(self.device, torch.float32)
             true = true.to(self.device, torch.float32)
+            use_inputs = self.fvd is not None and inputs is not None
+            inputs = inputs.to(self.device, torch.float32) if use_inputs else None
             if self.denormalise is not None:
                 pred, true = self.denormalise(pred), self.denormalise(true)
+                inputs = self.denormalise(inputs) if use_inputs else None
             self._add_pixel_errors(pred, true)
             if self.value_range is not None:
                 low, high = self.value_range
                 pred, true = (pred - low) / (high - low), (true - low) / (high - low)
+                inputs = (inputs - low) / (high - low) if use_inputs else None
             self._add_frame_scores(pred.clamp(0.0, 1.0), true)
+            if self.fvd is not None:
+                self.fvd.update(pred.clamp(0.0, 1.0), true, inputs)
         self._count += pred.shape[0]
 
     def _add_pixel_errors(self, pred: torch.Tensor, true: torch.Tensor) -> None:
@@ -229,6 +246,8 @@ class MetricAccumulator:
             count = torch.tensor([self._count], dtype=torch.float64, device=self.device)
             dist.all_reduce(count)
         self._count = int(count.item())
+        if self.fvd is not None:
+            self.fvd.all_gather()
 
     def result(self) -> dict:
         """{"overall": {name: float}, "per_frame": {name: [float] * frames_out}, "convention": str, "count": int}.
@@ -241,6 +260,9 @@ class MetricAccumulator:
         overall: dict[str, float] = {}
         per_frame: dict[str, list[float]] = {}
         for name in self.metrics:
+            if name == "fvd":
+                overall[name] = self.fvd.value()
+                continue
             frame_values, overall_value = self._reduce(name)
             per_frame[name] = frame_values.tolist()
             overall[name] = float(overall_value)

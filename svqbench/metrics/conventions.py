@@ -23,7 +23,7 @@ from dataclasses import dataclass
 
 from svqbench.errors import SvqbenchError
 
-METRIC_NAMES = ("mae", "mse", "rmse", "ssim", "psnr", "lpips")
+METRIC_NAMES = ("mae", "mse", "rmse", "ssim", "psnr", "lpips", "fvd")
 CONVENTIONS = ("standard", "openstl")
 
 

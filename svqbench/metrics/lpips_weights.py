@@ -81,7 +81,7 @@ class _NumpyOnlyUnpickler(pickle.Unpickler):
         if name == "_reconstruct" and module in ("numpy.core.multiarray", "numpy._core.multiarray"):
             # numpy 2 moved this module and warns on the old name; an array's own reducer names the live one
             return np.empty(0).__reduce__()[0]
-        raise pickle.UnpicklingError(f"LPIPS checkpoint refers to {module}.{name}; only numpy arrays are allowed")
+        raise pickle.UnpicklingError(f"checkpoint refers to {module}.{name}; only numpy arrays are allowed")
 
 
 def unpickle_numpy(raw: bytes):

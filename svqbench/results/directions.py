@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-LOWER_IS_BETTER = {"mae", "mse", "rmse", "lpips", "lat_weighted_rmse"}
+LOWER_IS_BETTER = {"mae", "mse", "rmse", "lpips", "fvd", "lat_weighted_rmse"}
 HIGHER_IS_BETTER = {"ssim", "psnr"}
-METRIC_ORDER = ["mse", "mae", "rmse", "lat_weighted_rmse", "ssim", "psnr", "lpips"]
+METRIC_ORDER = ["mse", "mae", "rmse", "lat_weighted_rmse", "ssim", "psnr", "lpips", "fvd"]
 
 
 def metric_title(metric: str) -> str:

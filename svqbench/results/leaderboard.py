@@ -1,8 +1,9 @@
 """Leaderboards: one CSV of rows per dataset (the record), summaries by recipe, and published numbers apart.
 
-A row is one evaluation of one run, keyed by ``(run_id, convention, split)``; the run's folder name is
-only for display. Rows are ranked only inside a *section*: the same protocol, validation hold-out,
-frames, frame size, metric convention and split. Inside a section, runs of the same recipe and
+A row is one evaluation of one run, keyed by ``(run_id, convention, split, fvd_protocol)``; the run's folder
+name is only for display. Rows are ranked only inside a *section*: the same protocol, validation hold-out,
+frames, frame size, metric convention, split and FVD protocol (``fvd_protocol``: FVD's frames, clip length,
+video count and network; empty without FVD). Inside a section, runs of the same recipe and
 ``--set`` overrides (seeds aside) form a *group*, summarised as mean, standard deviation and n.
 
 Rows are appended under a cross-platform file lock and the files are written atomically, so several
@@ -26,14 +27,17 @@ from svqbench.errors import SvqbenchError
 from svqbench.fileio import write_text
 
 
-ROW_KEY = ["run_id", "convention", "split"]
-SECTION_KEYS = ["protocol", "val_held_out", "frames", "size", "convention", "split"]
+# a run evaluated under two FVD protocols keeps both rows (tables written before FVD lack the column)
+ROW_KEY = ["run_id", "convention", "split", "fvd_protocol"]
+# fvd_protocol: FVDs measured with different frames, clip lengths or video counts are never ranked together
+SECTION_KEYS = ["protocol", "val_held_out", "frames", "size", "convention", "split", "fvd_protocol"]
 GROUP_KEYS = ["recipe", "overrides", "model"]
 ID_COLUMNS = [
     "run_id", "run", "recipe", "overrides", "model", "params", "seed",
     "protocol", "val_held_out", "frames", "size", "data_options",
     "selection", "selected_epoch", "selected_step", "epochs_trained", "steps_trained", "train_seconds",
-    "precision", "convention", "split", "svqbench_version", "git_commit", "trained_at", "evaluated_at", "path",
+    "precision", "convention", "split", "fvd_protocol", "svqbench_version", "git_commit", "trained_at", "evaluated_at",
+    "path",
 ]
 _LEGACY_NAMES = {"epochs": "selected_epoch"}  # rows written before 0.2 named the best checkpoint's epoch "epochs"
 
@@ -124,12 +128,13 @@ def locked(path: Path) -> Iterator[None]:
 
 
 def append_row(path: Path, row: dict[str, Any]) -> pd.DataFrame:
-    """Append ``row`` to the CSV at ``path`` (replacing an earlier row of the same run id, convention and split)
-    and return the whole table. The caller holds :func:`locked`; :func:`svqbench.results.views.publish` does."""
+    """Append ``row`` to the CSV at ``path`` (replacing an earlier row of the same run id, convention, split and FVD
+    protocol) and return the whole table. The caller holds :func:`locked`; :func:`svqbench.results.views.publish` does."""
     table = _read_csv(path) if path.is_file() else pd.DataFrame(columns=ROW_KEY)
     same = pd.Series(True, index=table.index)
     for key in ROW_KEY:
-        same &= table[key].astype(str) == str(row[key])
+        column = table[key].fillna("") if key in table else pd.Series("", index=table.index)
+        same &= column.astype(str) == str(row.get(key, ""))
     new = pd.DataFrame([row])
     table = new if table[~same].empty else pd.concat([table[~same], new], ignore_index=True)
     ordered = [c for c in ID_COLUMNS if c in table]

@@ -102,7 +102,8 @@ def _interval(best: pd.Series, runner: pd.Series, rows: pd.DataFrame, metric: st
 def section_title(key: dict[str, str]) -> str:
     held = {"True": "val held out", "False": "val overlaps train"}.get(key["val_held_out"], "")
     parts = [f"protocol {key['protocol'] or 'default'}", held, f"{key['frames']} frames" if key["frames"] else "",
-             key["size"], f"{key['convention']} convention", f"{key['split']} split"]
+             key["size"], f"{key['convention']} convention", f"{key['split']} split",
+             f"FVD protocol {key['fvd_protocol']}" if key.get("fvd_protocol") else ""]
     return ", ".join(p for p in parts if p)
 
 
