@@ -32,7 +32,7 @@ from torch import nn
 
 from svqbench.errors import SvqbenchError
 # the built-in model modules register themselves in MODELS as they are imported
-from svqbench.models import blank, persistence, plugins, recurrent, simvp  # noqa: F401
+from svqbench.models import blank, persistence, plugins, recurrent, recurrent_causal, simvp  # noqa: F401
 from svqbench.models.base import MODELS, Forecast
 from svqbench.models.shape import ClipShape
 
