@@ -19,7 +19,12 @@ from torch import Tensor, nn
 from svqbench.errors import SvqbenchError
 from svqbench.models.base import MODELS
 from svqbench.models.recurrent import (
-    FORGET_BIAS, RecurrentForecaster, SamplingSchedule, SpatioTemporalLSTMCell, check_options, gate_conv,
+    FORGET_BIAS,
+    RecurrentForecaster,
+    SamplingSchedule,
+    SpatioTemporalLSTMCell,
+    check_options,
+    gate_conv,
     with_sampling_options,
 )
 from svqbench.models.shape import ClipShape

@@ -25,7 +25,11 @@ from torch import Tensor, nn
 from svqbench.errors import SvqbenchError
 from svqbench.models.base import MODELS
 from svqbench.models.recurrent import (
-    FORGET_BIAS, RecurrentForecaster, SamplingSchedule, check_options, with_sampling_options,
+    FORGET_BIAS,
+    RecurrentForecaster,
+    SamplingSchedule,
+    check_options,
+    with_sampling_options,
 )
 from svqbench.models.shape import ClipShape
 
