@@ -19,6 +19,11 @@ SMALL_ARGS = {
     "convlstm": RECURRENT_TINY,
     "predrnn": RECURRENT_TINY,
     "predrnn_v2": RECURRENT_TINY,
+    "predrnn_pp": RECURRENT_TINY,
+    "mim": RECURRENT_TINY,
+    "e3d_lstm": RECURRENT_TINY,
+    "mau": {**RECURRENT_TINY, "sr_size": 2, "tau": 2},
+    "phydnet": {"patch_size": 2},
     "simvp_mlp": {**TINY_MODEL, "svq_hidden": 16},
 }
 

@@ -21,13 +21,18 @@ from svqbench.models.recurrent import SamplingSchedule, from_patches, to_patches
 from svqbench.models.shape import ClipShape
 
 RECURRENT = ("convlstm", "predrnn", "predrnn_v2")
+ZOO = ("predrnn_pp", "mim", "e3d_lstm", "mau", "phydnet")  # the baselines counted exactly against OpenSTL
 KTH = DatasetInfo("kth", 10, 20, 1, 128, 128)
 MMNIST = DatasetInfo("mmnist", 10, 10, 1, 64, 64)
 TOY = ClipShape(3, 4, 2, 8, 8)
 TINY = {"num_hidden": [6, 6], "filter_size": 3, "patch_size": 2}
+TINY_FOR = {"mau": {**TINY, "sr_size": 2, "tau": 2}, "phydnet": {"patch_size": 2}}
 # OpenSTL's model zoo, KTH 10->20 (protocols.md section 4): parameters, and "FLOPs" that are multiply-adds
 # of one sample's pass (fvcore's count): the T_in + T_out - 1 = 29 recurrent steps.
 PUBLISHED = {"convlstm": (14.9e6, 1368e9), "predrnn": (23.6e6, 2800e9), "predrnn_v2": (23.6e6, 2815e9)}
+# OpenSTL v0.3's own classes at its configs/kth (issue 23), to the parameter
+OPENSTL_KTH_PARAMETERS = {"predrnn_pp": 38_313_984, "mim": 39_813_120, "e3d_lstm": 53_510_144, "mau": 20_138_372,
+                          "phydnet": 3_091_732}
 
 
 @pytest.mark.parametrize("name", RECURRENT)
@@ -45,6 +50,22 @@ def test_kth_recipe_matches_openstl_parameters_and_flops(name):
         assert flops / 2 + adapter == pytest.approx(multiply_adds, rel=0.01)
     else:
         assert flops / 2 == pytest.approx(multiply_adds, rel=0.01)
+
+
+@pytest.mark.parametrize("name", ZOO)
+def test_kth_recipe_counts_openstl_parameters_exactly(name):
+    recipe = load_recipe(f"kth/{name}")
+    with torch.device("meta"):  # counted without weights or a forward pass
+        model = create_model(recipe.model_name, KTH, **recipe.model_args)
+    assert count_parameters(model) == OPENSTL_KTH_PARAMETERS[name]
+
+
+@pytest.mark.parametrize("name", ZOO)
+def test_mmnist_recipes_build(name):
+    recipe = load_recipe(f"mmnist/{name}")
+    with torch.device("meta"):
+        model = create_model(recipe.model_name, MMNIST, **recipe.model_args)
+    assert model.trains_with_targets and count_parameters(model) > 0
 
 
 @pytest.mark.parametrize("dataset", ["digits", "mmnist"])
@@ -94,7 +115,7 @@ def test_teacher_masks_are_seeded_coins_at_the_scheduled_rate():
 
 def build(name: str, **options) -> torch.nn.Module:
     torch.manual_seed(0)
-    return create_model(name, TOY, **TINY, **options)
+    return create_model(name, TOY, **{**TINY_FOR.get(name, TINY), **options})
 
 
 def clips(seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
@@ -102,7 +123,7 @@ def clips(seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
     return torch.rand(2, *TOY.shape_in, generator=generator), torch.rand(2, *TOY.shape_out, generator=generator)
 
 
-@pytest.mark.parametrize("name", RECURRENT)
+@pytest.mark.parametrize("name", RECURRENT + ZOO)
 def test_training_pass_is_a_function_of_the_step(name):
     # midway through the schedule, so that the coins matter
     model = build(name, sampling_stop_iter=10, sampling_changing_rate=0.1, r_sampling_step_1=0, r_sampling_step_2=10)
@@ -113,13 +134,13 @@ def test_training_pass_is_a_function_of_the_step(name):
     others = [training_forecast(model, inputs, targets, step=s).frames for s in range(6, 9)]
     assert any(not torch.equal(first.frames, other) for other in others)
     assert first.frames.shape == (2, *TOY.shape_out)
-    if name == "predrnn_v2":
-        assert first.aux_loss > 0  # the decoupling loss joins the training loss
+    if name in ("predrnn_v2", "phydnet"):
+        assert first.aux_loss > 0  # the decoupling loss / the moment constraint joins the training loss
     else:
         assert first.aux_loss == 0
 
 
-@pytest.mark.parametrize("name", RECURRENT)
+@pytest.mark.parametrize("name", RECURRENT + ZOO)
 def test_bf16_training_pass(name):
     model = build(name, r_sampling_step_1=0)
     inputs, targets = clips()
@@ -131,7 +152,7 @@ def test_bf16_training_pass(name):
     assert all(torch.isfinite(p.grad).all() for p in model.parameters() if p.requires_grad)
 
 
-@pytest.mark.parametrize("name", RECURRENT)
+@pytest.mark.parametrize("name", RECURRENT + ZOO)
 def test_test_time_never_sees_ground_truth(name):
     model = build(name)
     inputs, targets = clips()
@@ -148,7 +169,7 @@ def test_test_time_never_sees_ground_truth(name):
         assert torch.equal(model(inputs).frames, alone.frames)
 
 
-@pytest.mark.parametrize("name", ["convlstm", "predrnn"])
+@pytest.mark.parametrize("name", ["convlstm", "predrnn", *ZOO])
 def test_sampling_extremes(name):
     """Probability 0 (after sampling_stop_iter): the training pass is the test-time forecast. Near 1 (step 0):
     every output step is fed the true previous frame, so the last target never matters."""
@@ -202,12 +223,20 @@ def test_openstl_convlstm_cell_keeps_the_published_quirks():
         ("convlstm", {"cell": "peephole"}, "openstl, standard"),
         ("predrnn_v2", {"decouple_beta": -1}, "decouple_beta"),
         ("predrnn", {"num_hidden": []}, "num_hidden"),
+        ("predrnn_pp", {"num_hidden": [6]}, "at least 2 layers"),
+        ("mim", {"num_hidden": [6, 4]}, "same width"),
+        ("mau", {"sr_size": 3}, "power of 2"),
+        ("mau", {"cell_mode": "gated"}, "normal, residual"),
+        ("mau", {"model_mode": "skip"}, "normal, recall"),
+        ("mau", {"tau": 0}, "model.tau=0"),
+        ("e3d_lstm", {"window_stride": 2}, "window_stride < window_length"),
+        ("phydnet", {"patch_size": 8}, "2 or 4"),
         ("predrnn_v2", {"r_sampling_step_1": 10, "r_sampling_step_2": 5}, "step_1 <= step_2"),
     ],
 )
 def test_bad_options_are_one_line_errors(name, args, needle):
     with pytest.raises(SvqbenchError, match=needle):
-        create_model(name, TOY, **{**TINY, **args})
+        create_model(name, TOY, **{**TINY_FOR.get(name, TINY), **args})
 
 
 def test_a_training_pass_needs_its_step():

@@ -31,6 +31,10 @@ MODELS = {
     "moganet": {"name": "simvp", "hid_S": 8, "hid_T": 16, "N_S": 2, "N_T": 2, "translator": "moganet"},
     "predrnn_v2": {"name": "predrnn_v2", "num_hidden": [8, 8], "filter_size": 3, "patch_size": 4,
                    "decouple_beta": 0.1, "r_sampling_step_1": 2, "r_sampling_step_2": 6, "r_exp_alpha": 2},
+    # scheduled sampling midway through its decay, so that the keyed coins matter
+    **{name: {"name": name, "num_hidden": [8, 8], "filter_size": 3, "patch_size": 4, "sampling_stop_iter": 8,
+              "sampling_changing_rate": 0.1, **extra}
+       for name, extra in (("predrnn_pp", {}), ("mim", {}), ("mau", {"sr_size": 2, "tau": 2}))},
 }
 RESUMED = "gsta_drop_path"  # the model of the resume tests: BatchNorm and random draws
 

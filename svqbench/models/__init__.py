@@ -32,7 +32,10 @@ from torch import nn
 
 from svqbench.errors import SvqbenchError
 # the built-in model modules register themselves in MODELS as they are imported
-from svqbench.models import blank, persistence, plugins, recurrent, simvp  # noqa: F401
+from svqbench.models import (  # noqa: F401
+    blank, persistence, plugins, recurrent, recurrent_causal, recurrent_eidetic, recurrent_mau, recurrent_phydnet,
+    simvp,
+)
 from svqbench.models.base import MODELS, Forecast
 from svqbench.models.shape import ClipShape
 

@@ -189,7 +189,8 @@ class RecurrentForecaster(nn.Module):
 
     trains_with_targets = True
 
-    def __init__(self, shape: ClipShape, num_hidden: Sequence[int], patch_size: int, schedule: SamplingSchedule):
+    def __init__(self, shape: ClipShape, num_hidden: Sequence[int], patch_size: int, schedule: SamplingSchedule,
+                 readout: nn.Module | None = None):
         super().__init__()
         self.frames_in = shape.frames_in
         self.frames_out = shape.frames_out
@@ -198,7 +199,10 @@ class RecurrentForecaster(nn.Module):
         self.grid = (shape.height // patch_size, shape.width // patch_size)
         self.num_hidden = list(num_hidden)
         self.schedule = schedule
-        self.readout = nn.Conv2d(self.num_hidden[-1], self.patch_channels, 1, bias=False)
+        # most cells are read out by a 1x1 convolution; models with their own decoder pass it
+        if readout is None:
+            readout = nn.Conv2d(self.num_hidden[-1], self.patch_channels, 1, bias=False)
+        self.readout = readout
 
     def cell_inputs(self) -> list[int]:
         """Input channels of each layer: the patches for the first, the hidden state below for the rest."""
