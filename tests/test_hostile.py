@@ -91,6 +91,20 @@ def _train_seed(seed: str):
                            str(folder / "data"), "--device", "cpu", "--set", f"train.seed={seed}"]
 
 
+def _prep_named(name: str):
+    return lambda folder: ["prep", "arrays", "--src", str(_good_npy(folder)), "--name", name, "--frames", "2:2",
+                           "--root", str(folder / "data")]
+
+
+def _exiting_plugin(folder: Path) -> list[str]:
+    plugin = folder / "quits.py"
+    plugin.write_text("import sys\nsys.exit(3)\n")
+    recipe = folder / "plugin.yaml"
+    recipe.write_text(yaml.safe_dump({"dataset": "digits", "model": {"name": "quits.py:Model"},
+                                      "train": {"epochs": 1, "max_steps": 1, "batch_size": 4, "num_workers": 0}}))
+    return ["train", str(recipe), "--run-dir", str(folder / "run"), "--root", str(folder / "data"), "--device", "cpu"]
+
+
 CASES = {
     "3 seed too big": (_train_seed("100000000000000000000000"), "train.seed"),
     "3 seed negative": (_train_seed("-5"), "train.seed"),
@@ -100,6 +114,9 @@ CASES = {
     "8 nan split": (_prep_arrays(_good_npy, "--split", "nan,nan,nan"), "nan,nan,nan"),
     "27 empty file": (_prep_arrays(_empty_file), "empty.npy"),
     "28 complex array": (_prep_arrays(_complex_npy), "complex"),
+    "14 name climbing out": (_prep_named("../../escape"), "../../escape"),
+    "14 name absolute": (_prep_named("/tmp/elsewhere"), "/tmp/elsewhere"),
+    "29 plugin sys.exit": (_exiting_plugin, "model.name"),
 }
 
 
@@ -110,3 +127,29 @@ def test_hostile_input_ends_in_one_line(case, tmp_path):
     assert named in line
     assert not (tmp_path / "run").exists(), "a refused run must not claim its folder"
     assert not (tmp_path / "data" / "mine").exists(), "a refused prep must leave no dataset behind"
+
+
+def test_names_never_leave_the_data_root(tmp_path):
+    """Fault 14: nothing is written beside or above the data root."""
+    svqbench(*_prep_named("../escape")(tmp_path), cwd=tmp_path)
+    assert not (tmp_path / "escape").exists()
+
+
+@pytest.mark.parametrize("module, dataset", [("mmnist", "mmnist"), ("weather", "weather_t2m")])
+def test_mirror_url_without_trailing_slash_is_joined(module, dataset, tmp_path, monkeypatch):
+    """Fault 22: ``--url http://mirror/folder`` names files inside the folder, not ``folderFILE``."""
+    import importlib
+
+    from svqbench import data
+    from svqbench.errors import SvqbenchError
+
+    asked = []
+
+    def fetch(source, target, src, url):
+        asked.append(url)
+        raise SvqbenchError("stop after the first URL")
+
+    monkeypatch.setattr(importlib.import_module(f"svqbench.data.{module}"), "fetch", fetch)
+    with pytest.raises(SvqbenchError):
+        data.prepare(dataset, root=tmp_path, url="http://mirror.example/folder")
+    assert asked and asked[0].startswith("http://mirror.example/folder/"), asked
