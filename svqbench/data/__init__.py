@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import inspect
 import os
+import re
 import shutil
 import sys
 from contextlib import contextmanager
@@ -69,6 +70,13 @@ def _parse_bool(spec: DatasetSpec, key: str, value: str) -> bool:
     return words[value.lower()]
 
 
+def checked_name(name: str, flag: str = "--name") -> str:
+    """A dataset's folder name is a name, never a path: ``../x`` or ``/tmp/x`` would write outside the data root."""
+    if not re.fullmatch(r"[A-Za-z0-9_-]+", name or ""):
+        raise SvqbenchError(f"{flag} {name!r}: a dataset name takes letters, digits, _ and - only (no / or ..)")
+    return name
+
+
 def prepare(
     name: str,
     root: str | os.PathLike | None = None,
@@ -89,7 +97,7 @@ def prepare(
     """
     spec = DATASETS.get(name)()
     root = Path(root) if root is not None else default_root()
-    folder = root / (folder_name or name)
+    folder = root / checked_name(folder_name or name)
     options = _spec_options(spec, options)
     src_path = Path(src) if src is not None else None
     if src_path is not None and not src_path.exists() and spec.src_is_file:
@@ -276,4 +284,4 @@ def verify(name: str, root: str | os.PathLike | None = None, split: str | None =
     """Recompute the checksums of a prepared dataset's files (of ``split`` only, when given) against its
     manifest: one line per problem, [] when all match."""
     root = Path(root) if root is not None else default_root()
-    return checks.verify(root / name, load_manifest(name, root), split)
+    return checks.verify(root / checked_name(name), load_manifest(name, root), split)

@@ -55,12 +55,53 @@ def read_source(path: Path, names: list[str]) -> Source:
     if suffix == ".npy":
         if names:
             raise SvqbenchError(f"--var {','.join(names)}: {path} holds one array; --var is for .npz, netCDF and zarr")
-        return Source(_with_channels(path, "array", np.load(path, mmap_mode="r")), None, [], [])
+        return Source(_with_channels(path, "array", _checked(path, "array", _load_npy(path))), None, [], [])
     if suffix == ".npz":
         return _read_npz(path, names)
     if suffix in XARRAY_SUFFIXES or path.is_dir():
         return _read_xarray(path, names)
     raise SvqbenchError(f"--src {path}: unknown kind of file; valid: .npy, .npz, netCDF (.nc) or a zarr store (.zarr)")
+
+
+def _load_npy(path: Path) -> np.ndarray:
+    """The array of a ``.npy`` file, memory-mapped, after its header is checked against the file's size.
+
+    np.load would fail with a bare ValueError on a truncated file and an "Aborted." on an empty one."""
+    size = path.stat().st_size
+    if size == 0:
+        raise SvqbenchError(f"--src {path}: the file is empty (0 bytes); expected a .npy array")
+    try:
+        with path.open("rb") as handle:
+            version = np.lib.format.read_magic(handle)
+            read_header = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
+            shape, _, dtype = read_header(handle)
+            offset = handle.tell()
+    except (ValueError, SyntaxError, EOFError) as e:
+        raise SvqbenchError(f"--src {path}: not a readable .npy file ({str(e).strip().splitlines()[0]})") from None
+    if dtype.hasobject:
+        raise SvqbenchError(f"--src {path}: holds Python objects (dtype {dtype}); expected numbers (uint8 or float)")
+    needed = offset + int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
+    if needed > size:
+        raise SvqbenchError(f"--src {path}: the header declares shape {tuple(shape)} of {dtype} ({needed} bytes) "
+                            f"but the file holds {size} bytes; the file is truncated or its header damaged")
+    return np.load(path, mmap_mode="r")
+
+
+def _npz_member(path: Path, archive: Any, name: str) -> np.ndarray:
+    """One array of an ``.npz``; object arrays are refused (loading them would unpickle)."""
+    try:
+        return archive[name]
+    except ValueError as e:
+        raise SvqbenchError(f"--src {path}: {name} holds Python objects ({str(e).splitlines()[0][:80]}); "
+                            "expected numbers (uint8 or float)") from None
+
+
+def _checked(path: Path, name: str, array: np.ndarray) -> np.ndarray:
+    """Refuse values that are not real numbers: objects, complex numbers, strings."""
+    if array.dtype.hasobject or not (np.issubdtype(array.dtype, np.integer) or np.issubdtype(array.dtype, np.floating)
+                                     or array.dtype == np.bool_):
+        raise SvqbenchError(f"--src {path}: {name} has dtype {array.dtype}; expected real numbers (uint8, int or float)")
+    return array
 
 
 def _with_channels(path: Path, name: str, array: np.ndarray) -> np.ndarray:
@@ -85,7 +126,13 @@ def _stack(path: Path, arrays: list[np.ndarray], names: list[str]) -> np.ndarray
 
 
 def _read_npz(path: Path, names: list[str]) -> Source:
-    with np.load(path) as archive:
+    if path.stat().st_size == 0:
+        raise SvqbenchError(f"--src {path}: the file is empty (0 bytes); expected a .npz archive")
+    try:
+        archive = np.load(path)
+    except (ValueError, OSError, EOFError) as e:
+        raise SvqbenchError(f"--src {path}: not a readable .npz archive ({str(e).strip().splitlines()[0]})") from None
+    with archive:
         keys = list(archive.files)
         if not names:
             if len(keys) != 1:
@@ -94,7 +141,7 @@ def _read_npz(path: Path, names: list[str]) -> Source:
         for name in names:
             if name not in keys:
                 raise SvqbenchError(f"--var {name}: not in {path}; it holds {', '.join(keys)}")
-        arrays = [_with_channels(path, name, archive[name]) for name in names]
+        arrays = [_with_channels(path, name, _checked(path, name, _npz_member(path, archive, name))) for name in names]
     return Source(_stack(path, arrays, names), None, _labels(arrays, names), names)
 
 
@@ -146,7 +193,7 @@ def parse_split(text: str, length: int, gap: int, times: np.ndarray | None, unit
         fractions = [float(part) for part in text.split(",")]
     except ValueError:
         fractions = []
-    if len(fractions) != 3 or min(fractions) <= 0 or sum(fractions) > 1 + 1e-9:
+    if len(fractions) != 3 or not all(np.isfinite(fractions)) or min(fractions) <= 0 or sum(fractions) > 1 + 1e-9:
         raise SvqbenchError(f"--split {text!r}: expected three fractions TRAIN,VAL,TEST above 0 summing to at most 1 "
                             "(e.g. 0.8,0.1,0.1), or ranges train=A:B,val=C:D,test=E:F")
     needed = 3 * max(gap, 1) + 2 * gap

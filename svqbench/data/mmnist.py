@@ -25,7 +25,7 @@ from torch.utils.data import Dataset
 from svqbench.data.base import DATASETS
 from svqbench.data.base import DatasetInfo, DatasetSpec, open_frames_for_writing, write_starts
 from svqbench.data.digits import trajectory
-from svqbench.data.download import Source, fetch
+from svqbench.data.download import Source, fetch, join_url
 from svqbench.errors import SvqbenchError
 
 SIZE = 64
@@ -115,11 +115,11 @@ class MovingMNIST(DatasetSpec):
         self, target: Path, src: Path | None, *, train_length: int = 10000, val: int = 1000, seed: int = 42,
         val_digits: int = 5000, url: str = "",
     ) -> dict[str, Any]:
-        """``url``: a mirror folder (ending in ``/``) holding both source files."""
+        """``url``: a mirror folder (with or without a trailing ``/``) holding both source files."""
         if train_length < 1 or val < 1:
             raise SvqbenchError(f"options train_length={train_length}, val={val}: need positive counts")
-        digits_path, digits_record = fetch(DIGITS, target, src, url + DIGITS.filename if url else "")
-        test_path, test_record = fetch(TEST, target, src, url + TEST.filename if url else "")
+        digits_path, digits_record = fetch(DIGITS, target, src, join_url(url, DIGITS.filename) if url else "")
+        test_path, test_record = fetch(TEST, target, src, join_url(url, TEST.filename) if url else "")
         digits = read_idx_images(digits_path)
         if not 0 < val_digits < len(digits):
             raise SvqbenchError(f"option val_digits={val_digits}: need 0 < val_digits < {len(digits)} (the MNIST digits)")

@@ -25,7 +25,7 @@ import numpy as np
 from svqbench.data.base import DATASETS
 from svqbench.data.archives import extract
 from svqbench.data.base import DatasetInfo, DatasetSpec, Normalisation, open_frames_for_writing, write_starts
-from svqbench.data.download import Source, fetch
+from svqbench.data.download import Source, fetch, join_url
 from svqbench.errors import SvqbenchError
 
 URL = "https://dataserv.ub.tum.de/s/m1524895/download?path=%2F5.625deg%2F{folder}&files={folder}_5.625deg.zip"
@@ -76,7 +76,7 @@ def netcdf_files(target: Path, src: Path | None, folder: str, url: str) -> tuple
         if loose:
             return loose, {"file": f"{folder}_*.nc", "origin": str(loose[0].parent)}
     source = Source(f"{folder}_5.625deg.zip", URL.format(folder=folder))
-    archive, record = fetch(source, target, src, url + source.filename if url else "")
+    archive, record = fetch(source, target, src, join_url(url, source.filename) if url else "")
     files = extract(archive, target / "_work" / folder, lambda name: name.endswith(".nc"))
     if not files:
         raise SvqbenchError(f"{archive}: holds no .nc files")
@@ -184,7 +184,7 @@ class Weather(DatasetSpec):
         self, target: Path, src: Path | None, *, train: str = "2010-2015", val: str = "2016",
         test: str = "2017-2018", url: str = "",
     ) -> dict[str, Any]:
-        """``url``: a mirror folder (ending in ``/``) holding the ``<variable>_5.625deg.zip`` archives."""
+        """``url``: a mirror folder (with or without a trailing ``/``) holding the ``<variable>_5.625deg.zip`` archives."""
         years = {"train": parse_years("train", train), "val": parse_years("val", val), "test": parse_years("test", test)}
         check_disjoint_years(years)
         files, sources = {}, []

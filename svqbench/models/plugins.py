@@ -92,7 +92,7 @@ def _import_module(module_name: str, name: str) -> Any:
             raise SvqbenchError(f"model.name={name!r}: no module named {e.name!r}; expected an installed or "
                                 "importable module (on PYTHONPATH), a path/to/file.py, or a built-in model") from None
         raise SvqbenchError(f"model.name={name!r}: importing {module_name} failed ({_first_line(e)})") from None
-    except Exception as e:  # the plugin's own error at import time, whatever its type
+    except (Exception, SystemExit) as e:  # the plugin's own error or sys.exit at import time, whatever its type
         raise SvqbenchError(f"model.name={name!r}: importing {module_name} failed ({_first_line(e)})") from None
 
 
@@ -109,7 +109,7 @@ def _import_file(path: Path, name: str) -> Any:
     sys.modules[module_name] = module  # dataclasses and pickling look the module up by name
     try:
         spec.loader.exec_module(module)
-    except Exception as e:  # the plugin's own error at import time, whatever its type
+    except (Exception, SystemExit) as e:  # the plugin's own error or sys.exit at import time, whatever its type
         del sys.modules[module_name]
         raise SvqbenchError(f"model.name={name!r}: importing {path} failed ({_first_line(e)})") from None
     return module
