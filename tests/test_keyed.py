@@ -108,7 +108,7 @@ def test_outside_a_keyed_step_layers_draw_from_the_global_generator():
 def test_training_perturbs_inputs_and_evaluation_does_not_by_default(tiny_recipe, digits_root, tmp_path, monkeypatch):
     """The model sees perturbed inputs in training steps only; validation and eval see clean ones."""
     import svqbench.engine.evaluate as evaluate_module
-    import svqbench.engine.train as train_module
+    import svqbench.engine.step as step_module  # the training step perturbs
 
     seen: list[tuple[str, float]] = []
     real_perturb = keyed.perturb
@@ -119,7 +119,7 @@ def test_training_perturbs_inputs_and_evaluation_does_not_by_default(tiny_recipe
         seen.append(("perturb", ratio, (real_perturb(ones, ratio, replay) != ones).float().mean().item()))
         return real_perturb(inputs, ratio, key)
 
-    monkeypatch.setattr(train_module, "perturb", recording)
+    monkeypatch.setattr(step_module, "perturb", recording)
     monkeypatch.setattr(evaluate_module, "perturb", recording)
     recipe = load_recipe(str(tiny_recipe), ["train.perturb_ratio=0.3", "train.max_steps=2"])
     run = train(recipe, tmp_path / "run", torch.device("cpu"), data_root=digits_root)

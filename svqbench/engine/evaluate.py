@@ -9,13 +9,15 @@ from __future__ import annotations
 import inspect
 import time
 from contextlib import contextmanager
+from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Iterator
 
+import numpy as np
 import torch
 from torch import nn
-from torch.utils.data import Subset
+from torch.utils.data import DataLoader, Dataset, Subset
 
 from svqbench import __version__, data
 from svqbench.results import leaderboard, per_window
@@ -32,30 +34,51 @@ from svqbench.models.svq import SVQ, SVQStats, code_weight_chunks
 from svqbench.engine.runs import LoadedRun, training_record
 from svqbench.engine.batches import make_loader
 from svqbench.engine.machine import autocast
-from svqbench.engine.world import join_world
+from svqbench.engine.world import World, join_world
 
 
 EVAL_PERTURB_SEED = 20231206  # the seed of eval.perturb_ratio's draws: fixed, so every run sees the same inputs
 
 
+@dataclass(frozen=True)
+class EvalSettings:
+    """One evaluation's options: each given one, else the recipe's ``eval`` section (see :func:`evaluate`)."""
+
+    metrics: tuple[str, ...]
+    split: str
+    convention: str
+    perturb_ratio: float
+    batch_size: int
+    precision: str
+    value_range: tuple[float, float] | None
+    lpips_weights: Path | None = None
+    fvd: FvdProtocol | None = None
+    fvd_weights: Path | None = None
+
+    @classmethod
+    def resolve(cls, cfg: EvalConfig, metrics: tuple[str, ...] | None = None, split: str | None = None,
+                convention: str | None = None, batch_size: int | None = None,
+                value_range: tuple[float, float] | None = None, perturb_ratio: float | None = None,
+                **weights: Any) -> "EvalSettings":
+        perturb_ratio = cfg.perturb_ratio if perturb_ratio is None else perturb_ratio
+        if not 0.0 <= perturb_ratio <= 1.0:
+            raise SvqbenchError(f"--perturb {perturb_ratio}: valid: a share of input values between 0 and 1")
+        return cls(tuple(metrics or cfg.metrics), split or cfg.split, convention or cfg.convention, perturb_ratio,
+                   batch_size or cfg.batch_size, cfg.precision, value_range or cfg.value_range, **weights)
+
+    @property
+    def split_name(self) -> str:
+        """The split as rows name it: ``test``, or ``test/perturb=0.3`` for perturbed inputs."""
+        return self.split if not self.perturb_ratio else f"{self.split}/perturb={self.perturb_ratio:g}"
+
+
 @torch.no_grad()
-def evaluate(
-    run_dir: Path,
-    device: torch.device,
-    metrics: tuple[str, ...] | None = None,
-    split: str | None = None,
-    convention: str | None = None,
-    data_root: Path | None = None,
-    batch_size: int | None = None,
-    lpips_weights: Path | None = None,
-    plot: bool = False,
-    update_leaderboard: bool = True,
-    svq_stats: bool = False,
-    value_range: tuple[float, float] | None = None,
-    perturb_ratio: float | None = None,
-    fvd: FvdProtocol | None = None,
-    fvd_weights: Path | None = None,
-) -> dict[str, Any]:
+def evaluate(run_dir: Path, device: torch.device, metrics: tuple[str, ...] | None = None, split: str | None = None,
+             convention: str | None = None, data_root: Path | None = None, batch_size: int | None = None,
+             lpips_weights: Path | None = None, plot: bool = False, update_leaderboard: bool = True,
+             svq_stats: bool = False, value_range: tuple[float, float] | None = None,
+             perturb_ratio: float | None = None, fvd: FvdProtocol | None = None,
+             fvd_weights: Path | None = None) -> dict[str, Any]:
     """Evaluate the selected checkpoint (``train.select``) of ``run_dir`` on a split; writes ``run_dir/metrics.json``
     and ``run_dir/eval/SPLIT-CONVENTION.npz`` (:mod:`svqbench.results.per_window`: one float64 array (N_windows,) per
     metric in window order, each window's bootstrap unit, and the report itself, in one atomic file).
@@ -72,15 +95,24 @@ def evaluate(
     world, device = join_world(device)
     configure_backends()  # fp32 without TF32: a CUDA evaluation equals the CPU's
     run = LoadedRun(run_dir, device)
+    settings = EvalSettings.resolve(run.recipe.eval, metrics, split, convention, batch_size, value_range,
+                                    perturb_ratio, lpips_weights=lpips_weights, fvd=fvd, fvd_weights=fvd_weights)
+    test_set = checked_split(run.recipe.dataset, settings.split, data_root, world)
+    shard = Subset(test_set, world.shard(len(test_set)))
+    accumulator = make_accumulator(run, settings, data_root, (shard.indices.start, len(test_set)), device)
     stats = SVQStats() if svq_stats else None
-    cfg: EvalConfig = run.recipe.eval
-    metrics = tuple(metrics or cfg.metrics)
-    split = split or cfg.split
-    convention = convention or cfg.convention
-    perturb_ratio = cfg.perturb_ratio if perturb_ratio is None else perturb_ratio
-    if not 0.0 <= perturb_ratio <= 1.0:
-        raise SvqbenchError(f"--perturb {perturb_ratio}: valid: a share of input values between 0 and 1")
-    dataset = run.recipe.dataset
+    started = time.perf_counter()
+    loader = make_loader(shard, settings.batch_size, run.recipe.train.num_workers, device)
+    stream(run, settings, loader, accumulator, stats, shard.indices.start, world)
+    report = make_report(run, settings, accumulator.result(), stats, time.perf_counter() - started)
+    values = world.gather_concatenated(accumulator.per_window())  # before rank > 0 returns: a collective
+    if world.is_main:
+        write_evaluation(run, settings, report, values, accumulator, data_root, update_leaderboard, plot)
+    return report
+
+
+def checked_split(dataset: str, split: str, data_root: Path | None, world: World) -> Dataset:
+    """The split's windows, after its files passed their checksums and it holds a window per process."""
     test_set = data.create(dataset, split, data_root)
     if "files" in data.load_manifest(dataset, data_root):  # folders prepared before checksums have none to compare
         problems = data.verify(dataset, data_root, split)
@@ -88,32 +120,43 @@ def evaluate(
             raise SvqbenchError(problems[0] + (f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""))
     if len(test_set) < world.size:
         raise SvqbenchError(f"the {split} split has {len(test_set)} windows, fewer than the {world.size} processes")
-    shard = Subset(test_set, world.shard(len(test_set)))
-    loader = make_loader(shard, batch_size or cfg.batch_size, run.recipe.train.num_workers, device)
-    accumulator = MetricAccumulator(
-        metrics,
-        convention=convention,
+    return test_set
+
+
+def make_accumulator(run: LoadedRun, settings: EvalSettings, data_root: Path | None, fvd_windows: tuple[int, int],
+                     device: torch.device) -> MetricAccumulator:
+    """The streaming metrics of ``settings``, with the dataset's de-normalisation, range, variables, latitudes."""
+    dataset = run.recipe.dataset
+    return MetricAccumulator(
+        settings.metrics,
+        convention=settings.convention,
         frames_out=run.info.frames_out,
         device=device,
         denormalise=data.denormaliser(dataset, data_root),
         physical=run.info.physical,
-        value_range=value_range or cfg.value_range or data.value_range(dataset, data_root),
+        value_range=settings.value_range or data.value_range(dataset, data_root),
         variables=data.variables(dataset, data_root),
         latitudes=data.latitudes(dataset, data_root),
-        lpips_weights=lpips_weights,
-        fvd=fvd,
-        fvd_weights=fvd_weights,
-        fvd_windows=(shard.indices.start, len(test_set)),
+        lpips_weights=settings.lpips_weights,
+        fvd=settings.fvd,
+        fvd_weights=settings.fvd_weights,
+        fvd_windows=fvd_windows,
     )
-    started = time.perf_counter()
-    first_window = shard.indices.start
+
+
+def stream(run: LoadedRun, settings: EvalSettings, loader: DataLoader, accumulator: MetricAccumulator,
+           stats: SVQStats | None, first_window: int, world: World) -> None:
+    """Forecast every batch (inputs (B, T_in, C, H, W) -> (B, T_out, C, H, W)) and accumulate its metrics;
+    refuses a run whose predictions are not finite; sums the ranks' metrics."""
+    device = run.device
     non_finite = torch.zeros((), dtype=torch.float64, device=device)  # predicted values that are NaN or infinite
     with recording_svq_inputs(run.model, stats, run.recipe.model_name):
         for inputs, targets in loader:
             inputs, targets = inputs.to(device, non_blocking=True), targets.to(device, non_blocking=True)
-            inputs = perturb(inputs, perturb_ratio, StepKey(EVAL_PERTURB_SEED, 0, first_window, len(inputs)))
+            key = StepKey(EVAL_PERTURB_SEED, 0, first_window, len(inputs))
+            inputs = perturb(inputs, settings.perturb_ratio, key)
             first_window += len(inputs)
-            with autocast(device, cfg.precision):  # eval.precision: never the training precision
+            with autocast(device, settings.precision):  # eval.precision: never the training precision
                 pred = forecast(run.model, inputs, run.info.frames_out).frames
             non_finite += (~torch.isfinite(pred)).sum()
             accumulator.update(pred.float(), targets, inputs)
@@ -122,40 +165,49 @@ def evaluate(
                             "(NaN or infinite); the run diverged: retrain it with a lower train.lr or train.clip_grad")
     if world.size > 1:
         accumulator.all_reduce()
-    result = accumulator.result()
+
+
+def make_report(run: LoadedRun, settings: EvalSettings, result: dict[str, Any], stats: SVQStats | None,
+                seconds: float) -> dict[str, Any]:
+    """``metrics.json``: which run, checkpoint and split, and the metrics' overall and per-frame values."""
     report = {
         "run": run.dir.name,
         "run_id": run.meta["run_id"],
-        "dataset": dataset,
-        "split": split if not perturb_ratio else f"{split}/perturb={perturb_ratio:g}",
-        "input_perturb": perturb_ratio,
+        "dataset": run.recipe.dataset,
+        "split": settings.split_name,
+        "input_perturb": settings.perturb_ratio,
         "checkpoint": run.checkpoint_file.name,
         "selection": run.selection,
         "epoch": run.epoch,
         "model": plugins.label(run.meta.get("model_plugin"), run.recipe.model_name),
         "recipe": run.recipe.name,
         "parameters": count_parameters(run.model),
-        "seconds": round(time.perf_counter() - started, 3),
+        "seconds": round(seconds, 3),
         **result,
     }
     if stats is not None:
         report["svq_stats"] = stats.result()
-    values = world.gather_concatenated(accumulator.per_window())  # before rank > 0 returns: a collective
-    if not world.is_main:
-        return report
-    units, unit = data.window_units(dataset, split, data_root)
+    return report
+
+
+def write_evaluation(run: LoadedRun, settings: EvalSettings, report: dict[str, Any], values: dict[str, np.ndarray],
+                     accumulator: MetricAccumulator, data_root: Path | None, update_leaderboard: bool,
+                     plot: bool) -> None:
+    """The per-window file, ``metrics.json``, the horizon plot and the leaderboard row, in that order; a damaged
+    leaderboard is refused before anything is written."""
+    dataset = run.recipe.dataset
+    units, unit = data.window_units(dataset, settings.split, data_root)
     if accumulator.fvd is not None:
         report["fvd"] = accumulator.fvd.summary(units, unit)
     row = leaderboard_row(run, report, data.load_manifest(dataset, data_root)) if update_leaderboard else None
     if update_leaderboard:
-        leaderboard.check_table(dataset)  # a damaged table is refused before anything is written
+        leaderboard.check_table(dataset)
     per_window.write(run.dir, values, units, unit, report)  # first: it carries the report, so it is never stale
     write_json(run.dir / "metrics.json", report)
     if plot:
-        plot_horizon(result["per_frame"], run.dir / "horizon.png")
+        plot_horizon(report["per_frame"], run.dir / "horizon.png")
     if row is not None:
         publish(dataset, row)
-    return report
 
 
 def protocol_name(manifest: dict[str, Any]) -> str:
