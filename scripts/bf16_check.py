@@ -15,12 +15,12 @@ import time
 from pathlib import Path
 
 from svqbench import data
-from svqbench.engine.allocator import keep_freed_memory
 from svqbench.config import load_recipe
+from svqbench.engine.allocator import keep_freed_memory
 from svqbench.engine.machine import resolve_device
+from svqbench.engine.train import train
 from svqbench.fileio import write_json
 from svqbench.progress import Reporter
-from svqbench.engine.train import train
 
 RECIPE = "digits/simvp_svq_quick"
 TOLERANCE = 0.02
@@ -43,8 +43,9 @@ def main() -> int:
     for precision in ("fp32", "bf16"):
         recipe = load_recipe(RECIPE, [f"train.precision={precision}"])
         started = time.perf_counter()
-        run_dir = train(recipe, args.out / precision, device, data_root=args.root, reporter=Reporter(quiet=True),
-                        force=True)  # a second check replaces the first one's runs
+        run_dir = train(
+            recipe, args.out / precision, device, data_root=args.root, reporter=Reporter(quiet=True), force=True
+        )  # a second check replaces the first one's runs
         result[precision] = {"val_loss": final_val_loss(run_dir), "seconds": round(time.perf_counter() - started, 1)}
     result["relative_difference"] = abs(result["bf16"]["val_loss"] / result["fp32"]["val_loss"] - 1)
     result["within_tolerance"] = result["relative_difference"] <= TOLERANCE

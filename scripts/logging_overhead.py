@@ -20,9 +20,9 @@ from torch.utils.data import DataLoader
 
 from svqbench.config import load_recipe
 from svqbench.engine.loggers import open_loggers
-from svqbench.progress import Reporter
-from svqbench.engine.world import join_world
 from svqbench.engine.train import claim_run_dir, fresh_state, make_setup, train_step
+from svqbench.engine.world import join_world
+from svqbench.progress import Reporter
 
 RECORDS = 50  # 500 steps / log_every 10
 
@@ -55,9 +55,12 @@ def main() -> None:
     validated = time.perf_counter()
     loggers.close()
     closed = time.perf_counter()
-    print(f"open {opened - started:.2f} s, {RECORDS} grad norms {normed - opened:.2f} s, {RECORDS} records "
-          f"{recorded - normed:.2f} s, 1 validation record {validated - recorded:.2f} s, close {closed - validated:.2f} s, "
-          f"total {closed - started:.2f} s")
+    print(
+        f"open {opened - started:.2f} s, {RECORDS} grad norms {normed - opened:.2f} s, {RECORDS} records "
+        f"{recorded - normed:.2f} s, 1 validation record {validated - recorded:.2f} s, close {closed - validated:.2f} "
+        f"s, "
+        f"total {closed - started:.2f} s"
+    )
 
 
 if __name__ == "__main__":

@@ -19,11 +19,11 @@ from pathlib import Path
 
 from svqbench import data
 from svqbench.config import load_recipe
-from svqbench.engine.machine import resolve_device
-from svqbench.errors import SvqbenchError
 from svqbench.engine.evaluate import evaluate
-from svqbench.progress import Reporter
+from svqbench.engine.machine import resolve_device
 from svqbench.engine.train import train
+from svqbench.errors import SvqbenchError
+from svqbench.progress import Reporter
 
 
 def main() -> None:
@@ -43,20 +43,32 @@ def main() -> None:
             base = load_recipe(args.recipe, args.set)
             windows = base.train.train_samples or len(data.create(base.dataset, "train", args.root))
             per_epoch = max(1, windows // base.train.batch_size)
-            recipe = load_recipe(args.recipe, [*args.set, f"train.max_steps={steps}",
-                                               f"train.epochs={-(-steps // per_epoch)}"])
+            recipe = load_recipe(
+                args.recipe, [*args.set, f"train.max_steps={steps}", f"train.epochs={-(-steps // per_epoch)}"]
+            )
             run_dir = Path(work) / f"steps{steps}"
             started = time.perf_counter()
             train(recipe, run_dir, device, data_root=args.root, reporter=Reporter(quiet=True))
             trained = time.perf_counter() - started
             report = evaluate(run_dir, device, ("ssim", "mse"), data_root=args.root, update_leaderboard=False)
             ssim = report["per_frame"]["ssim"]
-            line = {"recipe": recipe.name, "steps": steps, "overrides": args.set, "train_seconds": round(trained, 1),
-                    "eval_seconds": report["seconds"], "ssim": report["overall"]["ssim"], "ssim_first": ssim[0],
-                    "ssim_last": ssim[-1], "mse": report["overall"]["mse"]}
+            line = {
+                "recipe": recipe.name,
+                "steps": steps,
+                "overrides": args.set,
+                "train_seconds": round(trained, 1),
+                "eval_seconds": report["seconds"],
+                "ssim": report["overall"]["ssim"],
+                "ssim_first": ssim[0],
+                "ssim_last": ssim[-1],
+                "mse": report["overall"]["mse"],
+            }
             lines.append(line)
-            print(f"{steps:>6} steps: train {trained:6.1f} s, eval {report['seconds']:5.1f} s; SSIM {line['ssim']:.3f}, "
-                  f"+1 {ssim[0]:.3f}, +{len(ssim)} {ssim[-1]:.3f}; MSE {line['mse']:.4f}", flush=True)
+            print(
+                f"{steps:>6} steps: train {trained:6.1f} s, eval {report['seconds']:5.1f} s; SSIM {line['ssim']:.3f}, "
+                f"+1 {ssim[0]:.3f}, +{len(ssim)} {ssim[-1]:.3f}; MSE {line['mse']:.4f}",
+                flush=True,
+            )
     if args.out:
         args.out.write_text(json.dumps(lines, indent=1))
 

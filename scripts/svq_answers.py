@@ -19,8 +19,8 @@ import argparse
 import sys
 from pathlib import Path
 
-from svqbench.results.compare import compare_groups
 from svqbench.errors import SvqbenchError
+from svqbench.results.compare import compare_groups
 
 SEEDS = (1, 2, 3)
 RATIOS = ("0.0", "0.1", "0.3", "0.5")
@@ -37,8 +37,10 @@ def rows(title: str, a: list[Path], b: list[Path], metrics: tuple[str, ...]) -> 
     for metric, entry in result["metrics"].items():
         d, s = entry["difference"], entry["seeds"]
         seeds = f"[{s['low']:+.4g}, {s['high']:+.4g}]" if s else "-"
-        lines.append(f"| {title} | {metric} | {entry['a']:.5g} | {entry['b']:.5g} | {d['mean']:+.4g} | "
-                     f"[{d['low']:+.4g}, {d['high']:+.4g}] | {seeds} | {entry['verdict']} |")
+        lines.append(
+            f"| {title} | {metric} | {entry['a']:.5g} | {entry['b']:.5g} | {d['mean']:+.4g} | "
+            f"[{d['low']:+.4g}, {d['high']:+.4g}] | {seeds} | {entry['verdict']} |"
+        )
     return lines
 
 
@@ -49,13 +51,21 @@ def main() -> None:
     parser.add_argument("--metrics", default="mse,ssim")
     args = parser.parse_args()
     metrics = tuple(args.metrics.split(","))
-    comparisons = [(f"{a} vs {b}, perturb {ratio}", runs(args.noise, f"{a}-p{ratio}"), runs(args.noise, f"{b}-p{ratio}"))
-                   for ratio in RATIOS for a, b in PAIRS]
+    comparisons = [
+        (f"{a} vs {b}, perturb {ratio}", runs(args.noise, f"{a}-p{ratio}"), runs(args.noise, f"{b}-p{ratio}"))
+        for ratio in RATIOS
+        for a, b in PAIRS
+    ]
     if args.budget:
-        comparisons += [(f"{a} vs {b}, {steps} steps", runs(args.budget, f"{a}{suffix}"), runs(args.budget, f"{b}{suffix}"))
-                        for steps, suffix in (("2,000", ""), ("500", "-500")) for a, b in PAIRS]
-        comparisons += [(f"{label}: 2,000 vs 500 steps", runs(args.budget, label), runs(args.budget, f"{label}-500"))
-                        for label in ("simvp", "simvp_svq", "simvp_mlp")]
+        comparisons += [
+            (f"{a} vs {b}, {steps} steps", runs(args.budget, f"{a}{suffix}"), runs(args.budget, f"{b}{suffix}"))
+            for steps, suffix in (("2,000", ""), ("500", "-500"))
+            for a, b in PAIRS
+        ]
+        comparisons += [
+            (f"{label}: 2,000 vs 500 steps", runs(args.budget, label), runs(args.budget, f"{label}-500"))
+            for label in ("simvp", "simvp_svq", "simvp_mlp")
+        ]
     lines = [line for title, a, b in comparisons for line in rows(title, a, b, metrics)]  # every run found first
     print("| A vs B | metric | A | B | A - B | 95% over sequences | 95% across seeds | verdict |")
     print("|---|---|---|---|---|---|---|---|")

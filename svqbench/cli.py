@@ -80,24 +80,35 @@ def _split_options(pairs: list[str]) -> dict[str, str]:
 
 @command
 def prep(
-    name: str = typer.Argument(..., help="dataset: digits, digits_small, kth, kth40, mmnist, human, kitticaltech, taxibj, weather_*, videos, arrays"),
+    name: str = typer.Argument(
+        ...,
+        help="dataset: digits, digits_small, kth, kth40, mmnist, human, kitticaltech, taxibj, weather_*, videos, "
+        "arrays",
+    ),
     root: Optional[Path] = ROOT,
-    src: Optional[Path] = typer.Option(None, "--src", help="folder of already-downloaded source files (arrays: the array file)"),
+    src: Optional[Path] = typer.Option(
+        None, "--src", help="folder of already-downloaded source files (arrays: the array file)"
+    ),
     force: bool = typer.Option(False, "--force", help="prepare again even if complete"),
     folder_name: Optional[str] = typer.Option(None, "--name", help="store under this name (videos, arrays)"),
     url: Optional[str] = typer.Option(None, "--url", help="download from this address (mirror) instead"),
-    protocol: Optional[str] = typer.Option(None, "--protocol", help="split protocol (kth: openstl|sequences; human: subjects|openstl)"),
+    protocol: Optional[str] = typer.Option(
+        None, "--protocol", help="split protocol (kth: openstl|sequences; human: subjects|openstl)"
+    ),
     size: Optional[int] = typer.Option(None, "--size", help="videos: frame size in pixels"),
     frames: Optional[str] = typer.Option(None, "--frames", help="videos, arrays: input:target frames, e.g. 10:10"),
     var: List[str] = typer.Option([], "--var", help="arrays: an array or variable of the file (repeat: channels)"),
     split: Optional[str] = typer.Option(None, "--split", help="arrays: 0.8,0.1,0.1 or train=A:B,val=C:D,test=E:F"),
     opt: List[str] = typer.Option([], "--opt", help="any other dataset option key=value, e.g. --opt train=512"),
     verify: bool = typer.Option(False, "--verify", help="recompute the checksums of the prepared folder instead"),
-    trust_src: bool = typer.Option(False, "--trust-src", help="use --src files whose checksum differs from the published one (recorded)"),
+    trust_src: bool = typer.Option(
+        False, "--trust-src", help="use --src files whose checksum differs from the published one (recorded)"
+    ),
 ) -> None:
     """Download (or take from --src) and prepare a dataset; prints its folder. --verify checks a prepared one.
 
-    Example: svqbench prep kth --src ~/archives/kth   |   svqbench prep videos --src clips/ --name mine --size 64 --frames 10:10
+    Example: svqbench prep kth --src ~/archives/kth   |   svqbench prep videos --src clips/ --name mine --size 64
+    --frames 10:10
     |   svqbench prep arrays --src radar.npy --name radar --frames 10:10
     """
     from svqbench import data
@@ -106,14 +117,23 @@ def prep(
         problems = data.verify(folder_name or name, root)
         if problems:
             raise SvqbenchError(problems[0] + (f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""))
-        out.print(f"{(root or data.default_root()) / (folder_name or name)}: every file matches its checksum",
-                  highlight=False)
+        out.print(
+            f"{(root or data.default_root()) / (folder_name or name)}: every file matches its checksum", highlight=False
+        )
         return
     options = _split_options(opt)
-    named = {"url": url, "protocol": protocol, "size": size, "frames": frames, "var": ",".join(var) or None,
-             "split": split}
+    named = {
+        "url": url,
+        "protocol": protocol,
+        "size": size,
+        "frames": frames,
+        "var": ",".join(var) or None,
+        "split": split,
+    }
     options.update({key: value for key, value in named.items() if value is not None})
-    folder = data.prepare(name, root=root, src=src, force=force, folder_name=folder_name, trust_src=trust_src, **options)
+    folder = data.prepare(
+        name, root=root, src=src, force=force, folder_name=folder_name, trust_src=trust_src, **options
+    )
     out.print(str(folder))
 
 
@@ -132,7 +152,9 @@ def recipes() -> None:
 @command
 def models(
     dataset: str = typer.Option("digits", "--dataset", help="count parameters at this dataset's clip shape"),
-    model: List[str] = typer.Option([], "--model", help="also a plugin: package.module:Factory or path/file.py:Factory"),
+    model: List[str] = typer.Option(
+        [], "--model", help="also a plugin: package.module:Factory or path/file.py:Factory"
+    ),
     root: Optional[Path] = ROOT,
 ) -> None:
     """List every model (built-in, installed through the `svqbench.models` entry points, and --model plugins)
@@ -145,9 +167,14 @@ def models(
     from svqbench.models.plugins import absolute_name
 
     shape = clip_shape(dataset, root)
-    table = Table("model", "kind", "parameters", "note",
-                  title=f"models at {dataset}: {shape.frames_in}->{shape.frames_out} frames of "
-                        f"{shape.channels}x{shape.height}x{shape.width}")
+    table = Table(
+        "model",
+        "kind",
+        "parameters",
+        "note",
+        title=f"models at {dataset}: {shape.frames_in}->{shape.frames_out} frames of "
+        f"{shape.channels}x{shape.height}x{shape.width}",
+    )
     for row in model_catalog(shape, [absolute_name(name, Path.cwd()) for name in model]):
         count = "-" if row["parameters"] is None else f"{row['parameters']:,}"
         table.add_row(row["name"], row["kind"], count, row["note"])
@@ -159,23 +186,27 @@ def train(
     recipe: Optional[str] = typer.Argument(None, help="a .yaml path, a dataset (its default recipe) or DATASET/RECIPE"),
     set_: List[str] = typer.Option([], "--set", help="override a key: --set train.lr=1e-3 --set model.hid_S=32"),
     run_dir: Optional[Path] = typer.Option(None, "--run-dir", help="where to write (default runs/NAME-TIME)"),
-    resume: Optional[Path] = typer.Option(None, "--resume", help="continue the run in DIR from its last.pt (no RECIPE)"),
+    resume: Optional[Path] = typer.Option(
+        None, "--resume", help="continue the run in DIR from its last.pt (no RECIPE)"
+    ),
     force: bool = typer.Option(False, "--force", help="replace the run already in --run-dir"),
     root: Optional[Path] = ROOT,
     device: str = DEVICE,
     quiet: bool = typer.Option(False, "--quiet", help="print only the run directory"),
     seeds: Optional[str] = typer.Option(None, "--seeds", help="one run per seed, e.g. 1,2,3 (folders RUN-DIR/seedK)"),
 ) -> None:
-    """Train a recipe (one run per seed with --seeds), or resume a run; prints the run directory. Runs under torchrun too.
+    """Train a recipe (one run per seed with --seeds), or resume a run; prints the run directory. Runs under torchrun
+    too.
 
-    Example: svqbench train digits/simvp --set train.epochs=2 --device cuda   |   svqbench train digits/simvp --seeds 1,2,3   |   svqbench train --resume runs/X
+    Example: svqbench train digits/simvp --set train.epochs=2 --device cuda   |   svqbench train digits/simvp --seeds
+    1,2,3   |   svqbench train --resume runs/X
     """
     from svqbench.config import load_recipe, with_seed
     from svqbench.engine.machine import resolve_device
-    from svqbench.progress import Reporter
     from svqbench.engine.runs import new_run_dir, resumed_recipe, seeded_run_dir
-    from svqbench.engine.world import launched_world
     from svqbench.engine.train import train as train_recipe
+    from svqbench.engine.world import launched_world
+    from svqbench.progress import Reporter
 
     world = launched_world()
     if resume is not None:
@@ -193,8 +224,15 @@ def train(
         else:
             plan = [(with_seed(cfg, seed), seeded_run_dir(cfg, seed, run_dir)) for seed in _parse_seeds(seeds)]
     for seeded, target in plan:
-        train_recipe(seeded, target, resolve_device(device), data_root=root, resume=resume is not None, force=force,
-                     reporter=Reporter(quiet))
+        train_recipe(
+            seeded,
+            target,
+            resolve_device(device),
+            data_root=root,
+            resume=resume is not None,
+            force=force,
+            reporter=Reporter(quiet),
+        )
         if world.is_main:
             out.print(str(target), highlight=False)
 
@@ -240,35 +278,59 @@ def eval_(
     batch_size: Optional[int] = typer.Option(None, "--batch-size"),
     lpips_weights: Optional[Path] = typer.Option(None, "--lpips-weights", help="LPIPS weight file"),
     fvd_weights: Optional[Path] = typer.Option(None, "--fvd-weights", help="I3D weight file (i3d-kinetics-400.ckpt)"),
-    fvd_frames: str = typer.Option("predicted", "--fvd-frames",
-                                   help="FVD clips: predicted (frames only) or all (context + predicted)"),
-    fvd_videos: Optional[int] = typer.Option(None, "--fvd-videos",
-                                             help="FVD over N windows drawn with seed 0 (default: every window)"),
-    value_range: Optional[str] = typer.Option(None, "--range", help="LO,HI: physical range mapped to [0,1] for ssim/psnr/lpips on weather"),
+    fvd_frames: str = typer.Option(
+        "predicted", "--fvd-frames", help="FVD clips: predicted (frames only) or all (context + predicted)"
+    ),
+    fvd_videos: Optional[int] = typer.Option(
+        None, "--fvd-videos", help="FVD over N windows drawn with seed 0 (default: every window)"
+    ),
+    value_range: Optional[str] = typer.Option(
+        None, "--range", help="LO,HI: physical range mapped to [0,1] for ssim/psnr/lpips on weather"
+    ),
     plot: bool = typer.Option(False, "--plot", help="also draw RUN/horizon.png (metric per frame)"),
     svq_stats: bool = typer.Option(False, "--svq-stats", help="add SVQ code-weight statistics to metrics.json"),
-    perturb_ratio: Optional[float] = typer.Option(None, "--perturb", help="evaluate on inputs with this share of values multiplied by U[-2,2] (keyed by window: the same for every model)"),
+    perturb_ratio: Optional[float] = typer.Option(
+        None,
+        "--perturb",
+        help="evaluate on inputs with this share of values multiplied by U[-2,2] (keyed by window: the same for every "
+        "model)",
+    ),
     root: Optional[Path] = ROOT,
     device: str = DEVICE,
 ) -> None:
-    """Evaluate a run's selected checkpoint (train.select); writes RUN/metrics.json and a leaderboard row. Runs under torchrun too.
+    """Evaluate a run's selected checkpoint (train.select); writes RUN/metrics.json and a leaderboard row. Runs under
+    torchrun too.
 
     Example: svqbench eval runs/digits-simvp_svq-20261124-120000 --metrics mae,mse,ssim,psnr,lpips
     """
-    from svqbench.engine.machine import resolve_device
     from svqbench.engine.evaluate import evaluate
+    from svqbench.engine.machine import resolve_device
 
     if split not in (None, "test", "val"):
         raise SvqbenchError(f"--split {split!r}: valid: test, val")
     if batch_size is not None and batch_size < 1:
-        raise SvqbenchError(f"--batch-size {batch_size}: valid: an integer >= 1 (default: the recipe's eval.batch_size)")
+        raise SvqbenchError(
+            f"--batch-size {batch_size}: valid: an integer >= 1 (default: the recipe's eval.batch_size)"
+        )
     from svqbench.engine.world import launched_world
-
     from svqbench.metrics.fvd import FvdProtocol
 
-    report = evaluate(run_dir, resolve_device(device), _parse_metrics(metrics), split, convention, root,
-                      batch_size, lpips_weights, plot, svq_stats=svq_stats, value_range=_parse_range(value_range),
-                      perturb_ratio=perturb_ratio, fvd=FvdProtocol(fvd_frames, fvd_videos), fvd_weights=fvd_weights)
+    report = evaluate(
+        run_dir,
+        resolve_device(device),
+        _parse_metrics(metrics),
+        split,
+        convention,
+        root,
+        batch_size,
+        lpips_weights,
+        plot,
+        svq_stats=svq_stats,
+        value_range=_parse_range(value_range),
+        perturb_ratio=perturb_ratio,
+        fvd=FvdProtocol(fvd_frames, fvd_videos),
+        fvd_weights=fvd_weights,
+    )
     if not launched_world().is_main:
         return
     table = Table(title=f"{report['run']} ({report['split']}, {report['convention']})")
@@ -278,16 +340,22 @@ def eval_(
     out.print(table)
     if "fvd" in report:
         fvd = report["fvd"]
-        out.print(f"FVD {fvd['value']:.5g} [{fvd['level']:.0%} interval {fvd['low']:.5g}, {fvd['high']:.5g}; "
-                  f"{fvd['method']}], {fvd['videos_used']} videos; protocol {fvd['protocol']['id']}")
+        out.print(
+            f"FVD {fvd['value']:.5g} [{fvd['level']:.0%} interval {fvd['low']:.5g}, {fvd['high']:.5g}; "
+            f"{fvd['method']}], {fvd['videos_used']} videos; protocol {fvd['protocol']['id']}"
+        )
 
 
 @command
 def render(
     run_dirs: List[Path] = typer.Argument(..., help="a run directory (several with --compare)"),
     index: int = typer.Option(0, "--index", help="which test sample"),
-    out_file: Optional[Path] = typer.Option(None, "--out", help="GIF path (default RUN/render-INDEX.gif, or compare-INDEX.gif)"),
-    compare: bool = typer.Option(False, "--compare", help="several runs on the same sample, one row each, with |error| maps"),
+    out_file: Optional[Path] = typer.Option(
+        None, "--out", help="GIF path (default RUN/render-INDEX.gif, or compare-INDEX.gif)"
+    ),
+    compare: bool = typer.Option(
+        False, "--compare", help="several runs on the same sample, one row each, with |error| maps"
+    ),
     split: str = typer.Option("test", "--split"),
     root: Optional[Path] = ROOT,
     device: str = DEVICE,
@@ -299,8 +367,8 @@ def render(
     """
     from svqbench.engine.machine import resolve_device
     from svqbench.engine.predict import predict_runs, predict_sample
-    from svqbench.render import compare_frames, compare_strip, comparison_frames, strip, write_gif, write_png
     from svqbench.engine.runs import LoadedRun
+    from svqbench.render import compare_frames, compare_strip, comparison_frames, strip, write_gif, write_png
 
     if len(run_dirs) > 1 and not compare:
         raise SvqbenchError(f"got {len(run_dirs)} run directories: add --compare to show several runs on one sample")
@@ -335,10 +403,10 @@ def predict(
     import numpy as np
 
     from svqbench.engine.machine import resolve_device
-    from svqbench.fileio import atomic_path
     from svqbench.engine.predict import predict_clip
-    from svqbench.render import to_display, write_gif
     from svqbench.engine.runs import LoadedRun
+    from svqbench.fileio import atomic_path
+    from svqbench.render import to_display, write_gif
 
     if frames is not None and frames < 1:
         raise SvqbenchError(f"--frames {frames}: valid: an integer >= 1 (default: the dataset's target frames)")
@@ -367,13 +435,16 @@ def fold(
 
     Example: svqbench fold runs/digits-simvp_svq-20261124-120000 --out runs/digits-simvp_svq-folded
     """
-    from svqbench.engine.machine import resolve_device
     from svqbench.engine.fold import fold_run
+    from svqbench.engine.machine import resolve_device
 
     report = fold_run(run_dir, out_dir, resolve_device(device), force)
     params = report["parameters"]
-    out.print(f"{report['out']}\nparameters {params['svq']:,} -> {params['mlp']:,}; largest relative difference "
-              f"of the predictions on a random clip {report['max_relative_difference']:.2e}", highlight=False)
+    out.print(
+        f"{report['out']}\nparameters {params['svq']:,} -> {params['mlp']:,}; largest relative difference "
+        f"of the predictions on a random clip {report['max_relative_difference']:.2e}",
+        highlight=False,
+    )
 
 
 @command(name="leaderboard")
@@ -384,13 +455,15 @@ def leaderboard_(
     out_file: Optional[Path] = typer.Option(None, "--out", help="write to this file instead of printing"),
     plot: Optional[Path] = typer.Option(None, "--plot", help="also draw a PNG bar chart per metric (error bars: std)"),
 ) -> None:
-    """Leaderboards: runs grouped by recipe (mean +- std, n) per protocol, convention and split; published numbers apart.
+    """Leaderboards: runs grouped by recipe (mean +- std, n) per protocol, convention and split; published numbers
+    apart.
 
     Example: svqbench leaderboard digits --format latex --plot digits.png
     """
-    from svqbench.results import leaderboard
     from svqbench.fileio import write_text
-    from svqbench.results.views import FORMATS, export, plot as plot_leaderboard
+    from svqbench.results import leaderboard
+    from svqbench.results.views import FORMATS, export
+    from svqbench.results.views import plot as plot_leaderboard
 
     if fmt not in FORMATS:
         raise SvqbenchError(f"--format {fmt!r}: valid: {', '.join(FORMATS)}")
@@ -423,8 +496,12 @@ def compare(
     resamples: int = typer.Option(10_000, "--resamples", help="bootstrap resamples of independent units"),
     seed: int = typer.Option(0, "--seed", help="bootstrap seed"),
     split: str = typer.Option("test", "--split", help="the evaluated split to compare: test or val"),
-    perturb_ratio: Optional[float] = typer.Option(None, "--perturb", help="compare the evaluations on perturbed inputs (`eval --perturb R`)"),
-    convention: Optional[str] = typer.Option(None, "--convention", help="standard or openstl (default: the only one evaluated)"),
+    perturb_ratio: Optional[float] = typer.Option(
+        None, "--perturb", help="compare the evaluations on perturbed inputs (`eval --perturb R`)"
+    ),
+    convention: Optional[str] = typer.Option(
+        None, "--convention", help="standard or openstl (default: the only one evaluated)"
+    ),
     json_out: Optional[Path] = typer.Option(None, "--json", help="also save the result as JSON"),
 ) -> None:
     """Paired comparison of runs (or seed groups): A - B with 95% intervals over independent units of windows
@@ -432,10 +509,11 @@ def compare(
 
     A difference counts only when both intervals exclude 0 (the one across seeds needs 2+ runs a side).
 
-    Example: svqbench compare runs/simvp-seed1 runs/simvp_svq-seed1   |   svqbench compare --a r/s1 --a r/s2 --b q/s1 --b q/s2
+    Example: svqbench compare runs/simvp-seed1 runs/simvp_svq-seed1   |   svqbench compare --a r/s1 --a r/s2 --b q/s1
+    --b q/s2
     """
-    from svqbench.results.compare import compare_groups
     from svqbench.fileio import write_json
+    from svqbench.results.compare import compare_groups
 
     runs = list(runs or [])
     if runs and (a or b):
@@ -447,20 +525,29 @@ def compare(
     if split not in ("test", "val"):
         raise SvqbenchError(f"--split {split!r}: valid: test, val")
     if perturb_ratio is not None and not 0.0 < perturb_ratio <= 1.0:
-        raise SvqbenchError(f"--perturb {perturb_ratio}: valid: the share of input values `eval --perturb` used, "
-                            "in (0, 1]")
+        raise SvqbenchError(
+            f"--perturb {perturb_ratio}: valid: the share of input values `eval --perturb` used, in (0, 1]"
+        )
     if perturb_ratio:
         split = f"{split}/perturb={perturb_ratio:g}"  # the split name eval --perturb gives its rows and files
     result = compare_groups(a, b, _parse_metrics(metrics), resamples, seed, split, convention)
-    table = Table(title=f"A - B over {result['windows']} {result['split']} windows in {result['units']} independent "
-                        f"units ({result['unit']}; {result['convention']})")
+    table = Table(
+        title=f"A - B over {result['windows']} {result['split']} windows in {result['units']} independent "
+        f"units ({result['unit']}; {result['convention']})"
+    )
     for column in ("metric", "A", "B", "A - B", "95% over units", "95% across seeds", "verdict"):
         table.add_column(column, justify="left" if column in ("metric", "verdict") else "right")
     for name, row in result["metrics"].items():
         diff, seeds = row["difference"], row["seeds"]
-        table.add_row(name, f"{row['a']:.5g}", f"{row['b']:.5g}", f"{diff['mean']:+.4g}",
-                      f"[{diff['low']:+.4g}, {diff['high']:+.4g}]" if diff["comparable"] else "-",
-                      f"[{seeds['low']:+.4g}, {seeds['high']:+.4g}]" if seeds else "-", row["verdict"])
+        table.add_row(
+            name,
+            f"{row['a']:.5g}",
+            f"{row['b']:.5g}",
+            f"{diff['mean']:+.4g}",
+            f"[{diff['low']:+.4g}, {diff['high']:+.4g}]" if diff["comparable"] else "-",
+            f"[{seeds['low']:+.4g}, {seeds['high']:+.4g}]" if seeds else "-",
+            row["verdict"],
+        )
     out.print(table)
     out.print(f"A: {', '.join(result['a'])}\nB: {', '.join(result['b'])}", highlight=False)
     if json_out:
@@ -500,21 +587,35 @@ def sweep(
     Example: svqbench sweep recipes/studies/digits_small.yaml --device cuda --shard 2/4
     """
     from svqbench.engine.machine import resolve_device
-    from svqbench.flows.sweep import load_study, parse_shard, sweep as run_sweep
+    from svqbench.flows.sweep import load_study, parse_shard
+    from svqbench.flows.sweep import sweep as run_sweep
 
-    run_sweep(load_study(study_file), resolve_device(device), root, echo=lambda line: out.print(line, highlight=False),
-              shard=parse_shard(shard))
+    run_sweep(
+        load_study(study_file),
+        resolve_device(device),
+        root,
+        echo=lambda line: out.print(line, highlight=False),
+        shard=parse_shard(shard),
+    )
 
 
 @command
 def quickstart(
     root: Optional[Path] = ROOT,
     device: str = DEVICE,
-    out_dir: Optional[Path] = typer.Option(None, "--out", help="new working folder (default ./quickstart-YYYYmmdd-HHMMSS)"),
+    out_dir: Optional[Path] = typer.Option(
+        None, "--out", help="new working folder (default ./quickstart-YYYYmmdd-HHMMSS)"
+    ),
     precision: str = typer.Option("auto", "--precision", help="auto (bf16 where measured faster) | fp32 | bf16"),
-    set_: List[str] = typer.Option([], "--set", help="override a train.* or eval.* key of every quick recipe, e.g. train.max_steps=50"),
-    refresh_assets: bool = typer.Option(False, "--refresh-assets", help="also overwrite the repository's assets/quickstart.gif "
-                                        "and leaderboards/digits_small.* (run from the repository root)"),
+    set_: List[str] = typer.Option(
+        [], "--set", help="override a train.* or eval.* key of every quick recipe, e.g. train.max_steps=50"
+    ),
+    refresh_assets: bool = typer.Option(
+        False,
+        "--refresh-assets",
+        help="also overwrite the repository's assets/quickstart.gif "
+        "and leaderboards/digits_small.* (run from the repository root)",
+    ),
 ) -> None:
     """Prep `digits_small`, train and evaluate blank / persistence / SimVP / SimVP+SVQ, render, compare.
 
@@ -523,11 +624,15 @@ def quickstart(
     from svqbench.engine.machine import resolve_device
     from svqbench.flows import quickstart as qs
 
-    result = qs.run_quickstart(resolve_device(device), root, out_dir or qs.default_folder(), out, precision, tuple(set_))
+    result = qs.run_quickstart(
+        resolve_device(device), root, out_dir or qs.default_folder(), out, precision, tuple(set_)
+    )
     out.print(qs.results_table(result))
     verdict = "beats" if result.svq_beats_floors() else "does NOT beat"
-    out.print(f"SimVP+SVQ {verdict} both floors (blank, persistence) on every metric, overall and on frame +1.",
-              highlight=False)
+    out.print(
+        f"SimVP+SVQ {verdict} both floors (blank, persistence) on every metric, overall and on frame +1.",
+        highlight=False,
+    )
     out.print(f"{result.folder}/{qs.GIF_NAME}  (runs/, leaderboards/ beside it)", highlight=False)
     if refresh_assets:
         for path in qs.refresh_assets(result, Path.cwd()):
@@ -558,8 +663,9 @@ def bench(
     svq_layer: bool = typer.Option(False, "--svq-layer", help="also time the SVQ layer, fast vs explicit form"),
     compare: bool = typer.Option(False, "--compare", help="also time training steps: SimVP vs SVQ forms and levers"),
     memory: bool = typer.Option(True, "--memory/--no-memory", help="peak memory per candidate (one subprocess each)"),
-    roofline: bool = typer.Option(False, "--roofline", help="also the device's peak FLOP/s in the training precision "
-                                  "and the model's share of it"),
+    roofline: bool = typer.Option(
+        False, "--roofline", help="also the device's peak FLOP/s in the training precision and the model's share of it"
+    ),
     out_file: Optional[Path] = typer.Option(None, "--out", help="also save the results as JSON"),
     device: str = DEVICE,
 ) -> None:
@@ -574,8 +680,9 @@ def bench(
     from svqbench.fileio import write_json
 
     cfg = load_recipe(recipe, set_)
-    report = run_bench(cfg, bench_info(cfg, shape), resolve_device(device), batch_size, repeats, svq_layer,
-                       compare, memory, roofline)
+    report = run_bench(
+        cfg, bench_info(cfg, shape), resolve_device(device), batch_size, repeats, svq_layer, compare, memory, roofline
+    )
     for table in bench_tables(report):
         out.print(table)
     if out_file is not None:

@@ -41,8 +41,9 @@ class _Strict(BaseModel):
             for key, value in values.items():
                 field = cls.model_fields.get(key)
                 if isinstance(value, bool) and field is not None and field.annotation in (int, float):
-                    raise PydanticCustomError("bool_number", "expected a number, got {value}",
-                                              {"value": str(value).lower(), "key": key})
+                    raise PydanticCustomError(
+                        "bool_number", "expected a number, got {value}", {"value": str(value).lower(), "key": key}
+                    )
         return values
 
 
@@ -60,13 +61,20 @@ class TrainConfig(_Strict):
     clip_grad: float = Field(0.0, ge=0, description="max gradient norm (0: no clipping)")
     num_workers: int = Field(2, ge=0)
     train_samples: int = Field(0, ge=0, description="use only the first N training windows (0: all)")
-    checkpoint_every: int = Field(500, ge=0, description="write last.pt every N steps, besides each epoch end (0: epoch ends only)")
+    checkpoint_every: int = Field(
+        500, ge=0, description="write last.pt every N steps, besides each epoch end (0: epoch ends only)"
+    )
     val_every: int = Field(0, ge=0, description="validate every N steps (0: at each epoch end)")
     val_samples: int = Field(0, ge=0, description="validate on N evenly spaced val windows (0: all)")
     patience: int = Field(0, ge=0, description="stop after N validations without improvement (0: never)")
     select: Literal["best", "last"] = Field("best", description="the checkpoint eval uses")
-    perturb_ratio: float = Field(0.0, ge=0, le=1, description="share of input values multiplied by U[-2, 2] "
-                                 "in training (the released SVQ noise ablation; 0: off)")
+    perturb_ratio: float = Field(
+        0.0,
+        ge=0,
+        le=1,
+        description="share of input values multiplied by U[-2, 2] "
+        "in training (the released SVQ noise ablation; 0: off)",
+    )
     loggers: tuple[Literal[LOGGERS], ...] = Field((), description="tensorboard, wandb, mlflow (besides log.jsonl)")
     log_every: int = Field(10, ge=1, description="steps between two records of the loggers")
 
@@ -75,7 +83,10 @@ class TrainConfig(_Strict):
     def _comma_list(cls, value: Any) -> Any:
         """``--set train.loggers=tensorboard,wandb`` arrives as one string."""
         return tuple(part.strip() for part in value.split(",") if part.strip()) if isinstance(value, str) else value
-    deterministic: bool = Field(False, description="bitwise reproducible on CUDA (slower); see svqbench/engine/machine.py")
+
+    deterministic: bool = Field(
+        False, description="bitwise reproducible on CUDA (slower); see svqbench/engine/machine.py"
+    )
     compile: bool = Field(False, description="torch.compile the model for training")
 
 
@@ -88,8 +99,13 @@ class EvalConfig(_Strict):
         None, description="physical LO, HI mapped to [0, 1] for ssim/psnr/lpips on physical fields (refused without it)"
     )
     precision: Literal["fp32", "bf16"] = "fp32"
-    perturb_ratio: float = Field(0.0, ge=0, le=1, description="evaluate on inputs perturbed as train.perturb_ratio "
-                                 "does, with draws keyed by test window (the same for every model; 0: clean)")
+    perturb_ratio: float = Field(
+        0.0,
+        ge=0,
+        le=1,
+        description="evaluate on inputs perturbed as train.perturb_ratio "
+        "does, with draws keyed by test window (the same for every model; 0: clean)",
+    )
 
 
 class Recipe(_Strict):
@@ -130,8 +146,9 @@ def recipes_dir() -> Path:
 def list_recipes() -> list[str]:
     """Names ``dataset/recipe`` of every recipe file under :func:`recipes_dir`."""
     base = recipes_dir()
-    return sorted(str(p.relative_to(base).with_suffix("")) for p in base.glob("*/*.yaml")
-                  if p.parent.name != "studies")  # recipes/studies/ holds study files for `svqbench sweep`
+    return sorted(
+        str(p.relative_to(base).with_suffix("")) for p in base.glob("*/*.yaml") if p.parent.name != "studies"
+    )  # recipes/studies/ holds study files for `svqbench sweep`
 
 
 def find_recipe(name_or_path: str) -> Path:
@@ -143,9 +160,7 @@ def find_recipe(name_or_path: str) -> Path:
     name = name_or_path if "/" in name_or_path else f"{name_or_path}/{DEFAULT_RECIPE}"
     candidate = recipes_dir() / f"{name}.yaml"
     if not candidate.is_file():
-        raise SvqbenchError(
-            f"unknown recipe {name_or_path!r}; valid: {', '.join(list_recipes())} (or a .yaml path)"
-        )
+        raise SvqbenchError(f"unknown recipe {name_or_path!r}; valid: {', '.join(list_recipes())} (or a .yaml path)")
     return candidate
 
 

@@ -42,8 +42,10 @@ def mount_point(path: str | os.PathLike) -> Path:
 def no_space(error: BaseException, target: str | os.PathLike) -> SvqbenchError | None:
     """The one-line error for a full disk while writing ``target``; None when ``error`` is something else."""
     if isinstance(error, OSError) and error.errno in _FULL:
-        return SvqbenchError(f"no space left on {mount_point(target)} while writing {target}; free some space "
-                             "and run the command again (nothing partial was kept)")
+        return SvqbenchError(
+            f"no space left on {mount_point(target)} while writing {target}; free some space "
+            "and run the command again (nothing partial was kept)"
+        )
     return None
 
 
@@ -96,8 +98,9 @@ def atomic_path(target: str | os.PathLike) -> Iterator[Path]:
     target = Path(target)
     target.parent.mkdir(parents=True, exist_ok=True)
     remove_stale_temporaries(target)
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.stem}.pid{os.getpid()}.", suffix=f".tmp{target.suffix}",
-                               dir=target.parent)
+    fd, tmp = tempfile.mkstemp(
+        prefix=f".{target.stem}.pid{os.getpid()}.", suffix=f".tmp{target.suffix}", dir=target.parent
+    )
     os.close(fd)
     tmp_path = Path(tmp)
     try:

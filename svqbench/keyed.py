@@ -73,13 +73,15 @@ def sample_seed(seed: int, step: int, sample: int, stream: str, call: int = 0) -
 def sample_generators(key: StepKey, stream: str, device: torch.device | str = "cpu") -> list[torch.Generator]:
     """One generator per sample of this rank for the next call of ``stream`` (consumes one call)."""
     call = key.next_call(stream)
-    return [torch.Generator(device=device).manual_seed(sample_seed(key.seed, key.step, key.first_sample + i,
-                                                                   stream, call))
-            for i in range(key.samples)]
+    return [
+        torch.Generator(device=device).manual_seed(sample_seed(key.seed, key.step, key.first_sample + i, stream, call))
+        for i in range(key.samples)
+    ]
 
 
-def uniform(stream: str, rows: int, shape: Sequence[int], device: torch.device | str,
-            key: StepKey | None = None) -> torch.Tensor:
+def uniform(
+    stream: str, rows: int, shape: Sequence[int], device: torch.device | str, key: StepKey | None = None
+) -> torch.Tensor:
     """(rows, *shape) uniforms in [0, 1), keyed per sample when a step key is active (or ``key`` given).
 
     ``rows`` must be a multiple of the samples on this rank, laid out sample-major (sample i owns rows

@@ -32,8 +32,9 @@ class EpochBar:
             self.progress.update(self.task, advance=1, **shown)
         elif self.plain and (time.perf_counter() - self._last_print > 30 or self.steps == self.total):
             self._last_print = time.perf_counter()
-            console.print(f"{self.label} step {self.steps}/{self.total} loss {loss:.4g} {rate:.1f} samples/s",
-                          highlight=False)
+            console.print(
+                f"{self.label} step {self.steps}/{self.total} loss {loss:.4g} {rate:.1f} samples/s", highlight=False
+            )
 
 
 class Reporter:
@@ -49,8 +50,11 @@ class Reporter:
             yield EpochBar(None, None, label, steps, plain=not self.quiet)
             return
         columns = (
-            TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-            TextColumn("loss {task.fields[loss]}"), TextColumn("{task.fields[rate]} samples/s"),
+            TextColumn("{task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TextColumn("loss {task.fields[loss]}"),
+            TextColumn("{task.fields[rate]} samples/s"),
             TimeRemainingColumn(),
         )
         with Progress(*columns, console=console, transient=True) as progress:
@@ -63,7 +67,8 @@ class Reporter:
         train = f"{record['train_loss']:.5g}" if record["train_loss"] is not None else "-"
         val = f"{record['val_loss']:.5g}" if record["val_loss"] is not None else "-"
         console.print(
-            f"epoch {record['epoch']} step {record['step']}: train loss {train}  val loss {val}  ({record['seconds']:.1f}s)",
+            f"epoch {record['epoch']} step {record['step']}: train loss {train}  val loss {val}  "
+            f"({record['seconds']:.1f}s)",
             highlight=False,
         )
 

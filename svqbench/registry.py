@@ -67,7 +67,9 @@ class Registry(Generic[T]):
         except Exception as e:  # the plugin's own import error, whatever its type
             message = (str(e).strip().splitlines() or [type(e).__name__])[0]
             raise SvqbenchError(f"{where}: cannot load it ({type(e).__name__}: {message})") from None
-        wanted = issubclass(obj, self.base) if self.base and isinstance(obj, type) else self.base is None and callable(obj)
+        wanted = (
+            issubclass(obj, self.base) if self.base and isinstance(obj, type) else self.base is None and callable(obj)
+        )
         if not wanted:
             expected = f"a subclass of {self.base.__name__}" if self.base else "a class or function"
             raise SvqbenchError(f"{where}: loads {type(obj).__name__} {obj!r:.60}, expected {expected}")

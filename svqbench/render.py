@@ -90,7 +90,9 @@ def error_maps(truth: torch.Tensor, preds: list[torch.Tensor]) -> tuple[list[np.
     maps = []
     for error in errors:
         grey = np.clip(error / top * 255.0 + 0.5, 0, 255).astype(np.uint8)
-        maps.append(np.stack([cv2.cvtColor(cv2.applyColorMap(g, cv2.COLORMAP_INFERNO), cv2.COLOR_BGR2RGB) for g in grey]))
+        maps.append(
+            np.stack([cv2.cvtColor(cv2.applyColorMap(g, cv2.COLORMAP_INFERNO), cv2.COLOR_BGR2RGB) for g in grey])
+        )
     return maps, top
 
 
@@ -115,8 +117,10 @@ def compare_strip(inputs: torch.Tensor, truth: torch.Tensor, runs: list[tuple[st
     frames: inputs numbered 1..T_in, predicted frames +1..+T_out.
     """
     maps, top = error_maps(truth, [pred for _, pred in runs])
-    rows = [("input", to_display(inputs), [f"{t + 1}" for t in range(len(inputs))]),
-            ("truth", to_display(truth), [f"+{t + 1}" for t in range(len(truth))])]
+    rows = [
+        ("input", to_display(inputs), [f"{t + 1}" for t in range(len(inputs))]),
+        ("truth", to_display(truth), [f"+{t + 1}" for t in range(len(truth))]),
+    ]
     for (label, pred), error in zip(runs, maps):
         rows.append((label, to_display(pred), None))
         rows.append((f"|error|\nscale 0-{top:.2f}", error, None))
@@ -124,7 +128,7 @@ def compare_strip(inputs: torch.Tensor, truth: torch.Tensor, runs: list[tuple[st
     tile = _upscale(rows[0][1][:1])[0].shape[:2]
     label_width, label_cells = _row_label_column([label for label, _, _ in rows], tile[0])
     lines = []
-    for (label, frames, numbers), label_cell in zip(rows, label_cells):
+    for (_, frames, numbers), label_cell in zip(rows, label_cells):
         if numbers is not None:  # a header band of frame numbers above input and truth rows
             band = np.zeros((LABEL_HEIGHT + 2, label_width + columns * tile[1], 3), np.uint8)
             for column, number in enumerate(numbers):
@@ -150,7 +154,13 @@ def compare_frames(inputs: torch.Tensor, truth: torch.Tensor, runs: list[tuple[s
     for t in range(len(clip)):
         predicted = t >= frames_in
         title = np.zeros((LABEL_HEIGHT + 4, width, 3), np.uint8)
-        _put(title, f"input frame {t + 1}" if not predicted else f"predicted frame +{t - frames_in + 1}", 4, LABEL_HEIGHT, ROW_LABEL_SCALE)
+        _put(
+            title,
+            f"input frame {t + 1}" if not predicted else f"predicted frame +{t - frames_in + 1}",
+            4,
+            LABEL_HEIGHT,
+            ROW_LABEL_SCALE,
+        )
         _put(title, f"|error| 0-{top:.2f}", label_width + clip.shape[2] + 4, LABEL_HEIGHT, ROW_LABEL_SCALE)
         lines = [title, np.concatenate([label_cells[0], clip[t], blank], axis=1)]
         for cell, pred, error in zip(label_cells[1:], preds, errors):

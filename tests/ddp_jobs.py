@@ -13,9 +13,9 @@ from pathlib import Path
 import torch
 
 from svqbench.config import load_recipe
-from svqbench.progress import Reporter
 from svqbench.engine.runs import resumed_recipe
 from svqbench.engine.train import train
+from svqbench.progress import Reporter
 
 
 def main(data_root: str, jobs_file: str) -> None:
@@ -23,7 +23,9 @@ def main(data_root: str, jobs_file: str) -> None:
         run_dir = Path(job["run_dir"])
         overrides = job.get("set", [])
         recipe = resumed_recipe(run_dir, overrides) if job["resume"] else load_recipe(job["recipe"], overrides)
-        train(recipe, run_dir, torch.device("cpu"), Path(data_root), resume=job["resume"], reporter=Reporter(quiet=True))
+        train(
+            recipe, run_dir, torch.device("cpu"), Path(data_root), resume=job["resume"], reporter=Reporter(quiet=True)
+        )
 
 
 if __name__ == "__main__":

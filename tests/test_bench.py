@@ -7,6 +7,7 @@ import json
 
 import pytest
 import torch
+from conftest import TINY_MODEL
 from typer.testing import CliRunner
 
 from svqbench import data
@@ -14,12 +15,10 @@ from svqbench.bench import measure as bench
 from svqbench.cli import app
 from svqbench.config import load_recipe
 from svqbench.data.base import DatasetInfo
+from svqbench.engine.runs import LoadedRun
 from svqbench.errors import SvqbenchError
 from svqbench.models import create_model, forecast
 from svqbench.models.svq import SVQ, svq_statistics
-from svqbench.engine.runs import LoadedRun
-
-from conftest import TINY_MODEL
 
 CPU = torch.device("cpu")
 runner = CliRunner()
@@ -106,7 +105,7 @@ def test_peak_memory_grows_with_the_explicit_weights(tiny_bench_recipe):
     recipe = load_recipe(str(tiny_bench_recipe), ["model.codebook_size=16384"])
     info = bench.bench_info(recipe, "4,4,1,32,32")
     result = bench.compare_svq_forms(recipe, info, CPU, batch_size=2, repeats=1)
-    fast, explicit = result["forms"]["fast"], result["forms"]["explicit"]
+    explicit = result["forms"]["explicit"]
     weights_mb = 2 * 4 * 16 * 16 * 16384 * 4 / 2**20  # one (B*T, P, N) float32 tensor: 128 MiB
     assert explicit["extra_mb"] > weights_mb
     assert result["memory_ratio"] > 2 and explicit["peak_mb"] > explicit["extra_mb"]
@@ -119,8 +118,23 @@ def test_compare_needs_an_svq_recipe():
 
 def test_bench_command_prints_tables_and_writes_json(tmp_path, tiny_bench_recipe):
     out = tmp_path / "bench.json"
-    result = runner.invoke(app, ["bench", str(tiny_bench_recipe), "--shape", "4,4,1,16,16", "--repeats", "1",
-                                 "--svq-layer", "--no-memory", "--device", "cpu", "--out", str(out)])
+    result = runner.invoke(
+        app,
+        [
+            "bench",
+            str(tiny_bench_recipe),
+            "--shape",
+            "4,4,1,16,16",
+            "--repeats",
+            "1",
+            "--svq-layer",
+            "--no-memory",
+            "--device",
+            "cpu",
+            "--out",
+            str(out),
+        ],
+    )
     assert result.exit_code == 0, result.output
     assert "GFLOPs" in result.output and "SVQ form" in result.output
     report = json.loads(out.read_text())
@@ -129,8 +143,22 @@ def test_bench_command_prints_tables_and_writes_json(tmp_path, tiny_bench_recipe
 
 def test_roofline_prints_percentages_of_the_peak_measured_alongside(tmp_path, tiny_bench_recipe):
     out = tmp_path / "bench.json"
-    result = runner.invoke(app, ["bench", str(tiny_bench_recipe), "--shape", "4,4,1,16,16", "--repeats", "1",
-                                 "--roofline", "--device", "cpu", "--out", str(out)])
+    result = runner.invoke(
+        app,
+        [
+            "bench",
+            str(tiny_bench_recipe),
+            "--shape",
+            "4,4,1,16,16",
+            "--repeats",
+            "1",
+            "--roofline",
+            "--device",
+            "cpu",
+            "--out",
+            str(out),
+        ],
+    )
     assert result.exit_code == 0, result.output
     assert "roofline in fp32" in result.output and "% of peak" in result.output
     roof = json.loads(out.read_text())["roofline"]
@@ -177,15 +205,19 @@ def _trained_run(tmp_path, digits_root, model_line):
         "eval: {metrics: [mae], batch_size: 2}\n"
     )
     run_dir = tmp_path / "run"
-    result = runner.invoke(app, ["train", str(recipe), "--root", str(digits_root), "--run-dir", str(run_dir),
-                                 "--device", "cpu", "--quiet"])
+    result = runner.invoke(
+        app, ["train", str(recipe), "--root", str(digits_root), "--run-dir", str(run_dir), "--device", "cpu", "--quiet"]
+    )
     assert result.exit_code == 0, result.output
     return run_dir
 
 
 def test_eval_svq_stats_matches_the_statistics_of_the_latents(tmp_path, digits_root):
-    run_dir = _trained_run(tmp_path, digits_root,
-                           "{name: simvp_svq, hid_S: 8, hid_T: 16, N_S: 2, N_T: 2, translator: incepu, codebook_size: 32}")
+    run_dir = _trained_run(
+        tmp_path,
+        digits_root,
+        "{name: simvp_svq, hid_S: 8, hid_T: 16, N_S: 2, N_T: 2, translator: incepu, codebook_size: 32}",
+    )
     result = runner.invoke(app, ["eval", str(run_dir), "--svq-stats", "--root", str(digits_root), "--device", "cpu"])
     assert result.exit_code == 0, result.output
     stats = json.loads((run_dir / "metrics.json").read_text())["svq_stats"]
@@ -205,8 +237,9 @@ def test_eval_svq_stats_matches_the_statistics_of_the_latents(tmp_path, digits_r
 
 
 def test_eval_svq_stats_on_a_model_without_svq(tmp_path, digits_root):
-    run_dir = _trained_run(tmp_path, digits_root,
-                           "{name: simvp, hid_S: 8, hid_T: 16, N_S: 2, N_T: 2, translator: incepu}")
+    run_dir = _trained_run(
+        tmp_path, digits_root, "{name: simvp, hid_S: 8, hid_T: 16, N_S: 2, N_T: 2, translator: incepu}"
+    )
     result = runner.invoke(app, ["eval", str(run_dir), "--svq-stats", "--root", str(digits_root), "--device", "cpu"])
     assert result.exit_code == 1
     lines = [line for line in result.output.strip().splitlines() if line.strip()]

@@ -8,14 +8,13 @@ from pathlib import Path
 
 import pytest
 import torch
+from test_cli import assert_one_line_error, invoke
 
 from svqbench import data
-from svqbench.config import load_recipe
 from svqbench.bench.doctor import prepared_datasets
-from svqbench.errors import SvqbenchError
+from svqbench.config import load_recipe
 from svqbench.engine.train import train
-
-from test_cli import assert_one_line_error, invoke
+from svqbench.errors import SvqbenchError
 
 
 @pytest.fixture

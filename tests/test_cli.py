@@ -59,8 +59,9 @@ def test_prep_train_eval_render_leaderboard(tmp_path, tiny_recipe, isolated_lead
     shown = invoke("leaderboard", "digits")
     assert shown.exit_code == 0 and "simvp_svq" in shown.output
 
-    resumed = invoke("train", "--resume", run_dir, "--root", root,
-                     "--set", "train.max_steps=6", "--set", "train.epochs=3", "--quiet")
+    resumed = invoke(
+        "train", "--resume", run_dir, "--root", root, "--set", "train.max_steps=6", "--set", "train.epochs=3", "--quiet"
+    )
     assert resumed.exit_code == 0, resumed.output
     log = [json.loads(line) for line in (run_dir / "log.jsonl").read_text().splitlines()]
     assert [r["epoch"] for r in log] == [1, 2, 3] and log[-1]["step"] == 6
@@ -103,7 +104,9 @@ def test_run_without_checkpoint(tmp_path):
 def test_unknown_metric_and_convention(tmp_path, tiny_recipe, digits_root):
     run_dir = tmp_path / "run"
     assert invoke("train", tiny_recipe, "--root", digits_root, "--run-dir", run_dir, "--quiet").exit_code == 0
-    assert_one_line_error(invoke("eval", run_dir, "--root", digits_root, "--metrics", "mse,fid"), "unknown metric 'fid'")
+    assert_one_line_error(
+        invoke("eval", run_dir, "--root", digits_root, "--metrics", "mse,fid"), "unknown metric 'fid'"
+    )
     assert_one_line_error(invoke("eval", run_dir, "--root", digits_root, "--convention", "mine"), "mine")
     assert_one_line_error(invoke("render", run_dir, "--root", digits_root, "--index", 99), "--index 99")
 

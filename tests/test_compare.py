@@ -8,11 +8,11 @@ import numpy as np
 import pytest
 import torch
 
-from svqbench.results import per_window
-from svqbench.results.compare import compare_groups, verdict
 from svqbench.data.base import BLOCK_WINDOWS
 from svqbench.errors import SvqbenchError
 from svqbench.metrics import MetricAccumulator
+from svqbench.results import per_window
+from svqbench.results.compare import compare_groups, verdict
 from svqbench.results.stats import paired_bootstrap, welch_interval
 
 
@@ -105,8 +105,10 @@ def test_block_bootstrap_is_wider_on_overlapping_windows_and_covers_95_percent()
         assert new.high - new.low > 1.5 * (old.high - old.low)
         covered_old += old.low <= 0 <= old.high
         covered_new += new.low <= 0 <= new.high
-    print(f"coverage of 95% intervals over {trials} equal-model pairs: over windows {covered_old / trials:.3f}, "
-          f"over blocks {covered_new / trials:.3f}")  # quoted in README (pytest -s)
+    print(
+        f"coverage of 95% intervals over {trials} equal-model pairs: over windows {covered_old / trials:.3f}, "
+        f"over blocks {covered_new / trials:.3f}"
+    )  # quoted in README (pytest -s)
     assert covered_old / trials < 0.6  # windows treated as independent: far too narrow
     assert 0.91 <= covered_new / trials <= 0.99, covered_new / trials
     assert "42 units (block) of 2000 windows" in new.method
@@ -146,8 +148,9 @@ def test_intervals_come_from_the_split_and_convention_asked_for(tmp_path):
 
 def test_units_must_match_and_are_resampled_whole(tmp_path):
     a = fake_run(tmp_path / "a", np.linspace(0.1, 0.2, 6), units=np.array([0, 0, 0, 1, 1, 1]), unit="source video")
-    b = fake_run(tmp_path / "b", np.linspace(0.1, 0.2, 6) + 0.01, units=np.array([0, 0, 0, 1, 1, 1]),
-                 unit="source video")
+    b = fake_run(
+        tmp_path / "b", np.linspace(0.1, 0.2, 6) + 0.01, units=np.array([0, 0, 0, 1, 1, 1]), unit="source video"
+    )
     result = compare_groups([a], [b], ["mse"], resamples=200)
     assert (result["unit"], result["units"]) == ("source video", 2)
     assert "2 units (source video) of 6 windows" in result["metrics"]["mse"]["difference"]["method"]
@@ -173,17 +176,45 @@ def test_bold_needs_the_interval_on_the_better_side(tmp_path):
     for name, level in (("a", 0.3), ("b", 0.1)):  # per window, a is worse than b ...
         runs[name] = tmp_path / name
         values = level + rng.normal(0, 0.01, 40)
-        per_window.write(runs[name], {"rmse": values}, np.arange(40), "sequence",
-                         {"dataset": "digits", "split": "test", "convention": "standard"})
-    rows = pd.DataFrame([  # ... but its overall value (as RMSE over all pixels can) ranks it first
-        {"run_id": "a", "recipe": "ra", "overrides": "", "model": "m", "seed": 1, "convention": "standard",
-         "split": "test", "path": str(runs["a"]), "rmse": 0.1},
-        {"run_id": "b", "recipe": "rb", "overrides": "", "model": "m", "seed": 1, "convention": "standard",
-         "split": "test", "path": str(runs["b"]), "rmse": 0.2},
-    ])
+        per_window.write(
+            runs[name],
+            {"rmse": values},
+            np.arange(40),
+            "sequence",
+            {"dataset": "digits", "split": "test", "convention": "standard"},
+        )
+    rows = pd.DataFrame(
+        [  # ... but its overall value (as RMSE over all pixels can) ranks it first
+            {
+                "run_id": "a",
+                "recipe": "ra",
+                "overrides": "",
+                "model": "m",
+                "seed": 1,
+                "convention": "standard",
+                "split": "test",
+                "path": str(runs["a"]),
+                "rmse": 0.1,
+            },
+            {
+                "run_id": "b",
+                "recipe": "rb",
+                "overrides": "",
+                "model": "m",
+                "seed": 1,
+                "convention": "standard",
+                "split": "test",
+                "path": str(runs["b"]),
+                "rmse": 0.2,
+            },
+        ]
+    )
     section = analyse(rows)[0]
     assert "rmse" not in section["best"]
-    assert "the interval disagrees with the ranking" in section["tests"][0] and "40 units (sequence)" in section["tests"][0]
+    assert (
+        "the interval disagrees with the ranking" in section["tests"][0]
+        and "40 units (sequence)" in section["tests"][0]
+    )
     rows.loc[0, "rmse"], rows.loc[1, "rmse"] = 0.3, 0.1  # ranking and interval agree: b is bold
     section = analyse(rows)[0]
     assert section["summary"].loc[section["best"]["rmse"], "recipe"] == "rb"
@@ -201,9 +232,13 @@ def test_compare_perturb_reads_the_evaluations_on_perturbed_inputs(tmp_path):
     runner = CliRunner()
     clean = runner.invoke(app, ["compare", str(a), str(b), "--metrics", "mse", "--resamples", "200"])
     assert clean.exit_code == 0 and "A better" in clean.output
-    noisy = runner.invoke(app, ["compare", str(a), str(b), "--metrics", "mse", "--resamples", "200", "--perturb", "0.3"])
+    noisy = runner.invoke(
+        app, ["compare", str(a), str(b), "--metrics", "mse", "--resamples", "200", "--perturb", "0.3"]
+    )
     assert noisy.exit_code == 0 and "test/perturb=0.3 windows" in noisy.output and "B better" in noisy.output
     missing = runner.invoke(app, ["compare", str(a), str(b), "--perturb", "0.5"])
     assert missing.exit_code == 1
-    assert "evaluate it first with `svqbench eval " in missing.output and "--split test --perturb 0.5`" in missing.output
+    assert (
+        "evaluate it first with `svqbench eval " in missing.output and "--split test --perturb 0.5`" in missing.output
+    )
     assert "valid: the share" in runner.invoke(app, ["compare", str(a), str(b), "--perturb", "2"]).output

@@ -5,19 +5,16 @@ from __future__ import annotations
 
 import json
 import signal
-import subprocess
-import sys
 
 import pytest
 import torch
+from test_train_engine import assert_same_weights, cli, write_recipe
 
 from svqbench.config import load_recipe
 from svqbench.engine.evaluate import evaluate
-from svqbench.progress import Reporter
 from svqbench.engine.runs import load_checkpoint
 from svqbench.engine.train import CRASH_AT_STEP, train
-
-from test_train_engine import REPO, assert_same_weights, cli, write_recipe
+from svqbench.progress import Reporter
 
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
 GPU = torch.device("cuda", 0)
@@ -25,8 +22,9 @@ CPU = torch.device("cpu")
 
 
 def quiet_train(recipe_file, run_dir, root, device=GPU, overrides=(), **kwargs):
-    return train(load_recipe(str(recipe_file), list(overrides)), run_dir, device, root, reporter=Reporter(quiet=True),
-                 **kwargs)
+    return train(
+        load_recipe(str(recipe_file), list(overrides)), run_dir, device, root, reporter=Reporter(quiet=True), **kwargs
+    )
 
 
 @pytest.mark.parametrize("precision", ["fp32", "bf16", "fp16"])
@@ -51,14 +49,25 @@ def test_cuda_evaluation_equals_the_cpu_evaluation(tmp_path, digits_root):
 def test_deterministic_kill_and_resume_is_bitwise(tmp_path, digits_root):
     recipe_file = write_recipe(tmp_path, checkpoint_every=2, deterministic=True)
     crashed = tmp_path / "crashed"
-    process = cli("train", recipe_file, "--root", digits_root, "--run-dir", crashed, "--device", "cuda", "--quiet",
-                  env={CRASH_AT_STEP: "5"})
+    process = cli(
+        "train",
+        recipe_file,
+        "--root",
+        digits_root,
+        "--run-dir",
+        crashed,
+        "--device",
+        "cuda",
+        "--quiet",
+        env={CRASH_AT_STEP: "5"},
+    )
     process.communicate(timeout=300)
     assert process.returncode == -signal.SIGKILL
     resumed = cli("train", "--resume", crashed, "--root", digits_root, "--device", "cuda", "--quiet")
     assert resumed.wait(timeout=300) == 0, resumed.communicate()[1]
-    straight = cli("train", recipe_file, "--root", digits_root, "--run-dir", tmp_path / "straight", "--device", "cuda",
-                   "--quiet")
+    straight = cli(
+        "train", recipe_file, "--root", digits_root, "--run-dir", tmp_path / "straight", "--device", "cuda", "--quiet"
+    )
     assert straight.wait(timeout=300) == 0, straight.communicate()[1]
     assert_same_weights(crashed / "last.pt", tmp_path / "straight" / "last.pt")
 
@@ -68,14 +77,25 @@ def test_compiled_training_matches_eager(tmp_path, digits_root):
     compiled = quiet_train(recipe_file, tmp_path / "compiled", digits_root, overrides=["train.compile=true"])
     eager = quiet_train(recipe_file, tmp_path / "eager", digits_root)
     for name, tensor in load_checkpoint(eager / "last.pt")["model"].items():
-        torch.testing.assert_close(load_checkpoint(compiled / "last.pt")["model"][name], tensor, rtol=1e-4, atol=1e-5,
-                                   msg=name)
+        torch.testing.assert_close(
+            load_checkpoint(compiled / "last.pt")["model"][name], tensor, rtol=1e-4, atol=1e-5, msg=name
+        )
 
 
 def test_ddp_over_nccl_at_world_size_1(tmp_path, digits_root):
     recipe_file = write_recipe(tmp_path, max_steps=3, deterministic=True)
-    process = cli("train", recipe_file, "--root", digits_root, "--run-dir", tmp_path / "ddp", "--device", "cuda",
-                  "--quiet", launcher=("-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "1"))
+    process = cli(
+        "train",
+        recipe_file,
+        "--root",
+        digits_root,
+        "--run-dir",
+        tmp_path / "ddp",
+        "--device",
+        "cuda",
+        "--quiet",
+        launcher=("-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "1"),
+    )
     _, stderr = process.communicate(timeout=300)
     assert process.returncode == 0, stderr[-3000:]
     single = quiet_train(recipe_file, tmp_path / "single", digits_root)

@@ -14,8 +14,24 @@ from typer.testing import CliRunner
 from svqbench import data
 from svqbench.cli import app
 
-TINY = ["--set", "model.hid_S=8", "--set", "model.hid_T=16", "--set", "model.N_T=2", "--set", "train.max_steps=2",
-        "--set", "train.batch_size=4", "--set", "train.num_workers=0", "--set", "eval.batch_size=8", "--device", "cpu"]
+TINY = [
+    "--set",
+    "model.hid_S=8",
+    "--set",
+    "model.hid_T=16",
+    "--set",
+    "model.N_T=2",
+    "--set",
+    "train.max_steps=2",
+    "--set",
+    "train.batch_size=4",
+    "--set",
+    "train.num_workers=0",
+    "--set",
+    "eval.batch_size=8",
+    "--device",
+    "cpu",
+]
 
 
 def invoke(*args):
@@ -31,7 +47,8 @@ def one_line_error(result, *needles: str) -> None:
 
 
 def numbered_series(steps: int = 120, size: int = 8) -> np.ndarray:
-    """(steps, 2, size, size) physical values whose frame t reads back as t: channel 0 is 1000 + t, channel 1 a pattern."""
+    """(steps, 2, size, size) physical values whose frame t reads back as t: channel 0 is 1000 + t, channel 1 a
+    pattern."""
     frames = np.zeros((steps, 2, size, size), np.float32)
     frames[:, 0] = 1000 + np.arange(steps)[:, None, None]
     frames[:, 1] = np.linspace(-5, 5, size * size).reshape(size, size) * (1 + np.arange(steps) % 3)[:, None, None]
@@ -49,8 +66,9 @@ def frame_numbers(root, name: str, split: str) -> np.ndarray:
 def test_a_series_splits_into_blocks_one_window_apart_z_scored_with_training_statistics(tmp_path):
     series = numbered_series()
     np.save(tmp_path / "series.npy", series)
-    data.prepare("arrays", root=tmp_path, src=tmp_path / "series.npy", folder_name="series", frames="3:2",
-                 split="0.7,0.15,0.15")
+    data.prepare(
+        "arrays", root=tmp_path, src=tmp_path / "series.npy", folder_name="series", frames="3:2", split="0.7,0.15,0.15"
+    )
     steps = {split: frame_numbers(tmp_path, "series", split) for split in ("train", "val", "test")}
     assert steps["train"].max() + 5 < steps["val"].min() and steps["val"].max() + 5 < steps["test"].min()
     assert sorted(np.concatenate(list(steps.values()))) == sorted(set(np.concatenate(list(steps.values()))))
@@ -66,8 +84,14 @@ def test_a_series_splits_into_blocks_one_window_apart_z_scored_with_training_sta
 
 def test_explicit_ranges_keep_one_window_apart_and_sequences_split_whole(tmp_path):
     np.save(tmp_path / "series.npy", numbered_series())
-    data.prepare("arrays", root=tmp_path, src=tmp_path / "series.npy", folder_name="ranged", frames="2:2",
-                 split="train=0:60,val=60:80,test=100:120")
+    data.prepare(
+        "arrays",
+        root=tmp_path,
+        src=tmp_path / "series.npy",
+        folder_name="ranged",
+        frames="2:2",
+        split="train=0:60,val=60:80,test=100:120",
+    )
     manifest = data.load_manifest("ranged", tmp_path)
     assert frame_numbers(tmp_path, "ranged", "val").tolist() == list(range(64, 80))
     assert manifest["trimmed"] == ["val starts at 64, not 60: one window (4) after train"]
@@ -75,8 +99,15 @@ def test_explicit_ranges_keep_one_window_apart_and_sequences_split_whole(tmp_pat
     sequences = np.zeros((10, 6, 1, 4, 4), np.uint8)
     sequences[:] = (np.arange(10) * 20)[:, None, None, None, None]
     np.save(tmp_path / "sequences.npy", sequences)
-    data.prepare("arrays", root=tmp_path, src=tmp_path / "sequences.npy", folder_name="seq", frames="2:2",
-                 split="0.6,0.2,0.2", stride=2)
+    data.prepare(
+        "arrays",
+        root=tmp_path,
+        src=tmp_path / "sequences.npy",
+        folder_name="seq",
+        frames="2:2",
+        split="0.6,0.2,0.2",
+        stride=2,
+    )
     seen = {}
     for split in ("train", "val", "test"):
         frames = np.load(tmp_path / "seq" / split / "frames.npy")
@@ -96,8 +127,10 @@ def test_npz_arrays_and_unit_floats_are_stored_as_they_are(tmp_path):
     data.prepare("arrays", root=tmp_path, src=tmp_path / "two.npz", folder_name="two", frames="2:1", var="a,b")
     manifest = data.load_manifest("two", tmp_path)
     assert manifest["values"] == "unit" and "normalisation" not in manifest and manifest["info"]["channels"] == 2
-    assert np.array_equal(np.load(tmp_path / "two" / "train" / "frames.npy")[:, 1], unit[:len(np.load(
-        tmp_path / "two" / "train" / "frames.npy"))] * 0.5)
+    assert np.array_equal(
+        np.load(tmp_path / "two" / "train" / "frames.npy")[:, 1],
+        unit[: len(np.load(tmp_path / "two" / "train" / "frames.npy"))] * 0.5,
+    )
 
 
 def write_netcdf(path, steps: int = 96, size: int = 8) -> None:
@@ -106,8 +139,11 @@ def write_netcdf(path, steps: int = 96, size: int = 8) -> None:
     series = numbered_series(steps, size)
     xr.Dataset(
         {"t2m": (("time", "lat", "lon"), series[:, 0]), "u10": (("time", "lat", "lon"), series[:, 1])},
-        coords={"time": pd.date_range("2020-01-01", periods=steps, freq="h"), "lat": np.arange(float(size)),
-                "lon": np.arange(float(size))},
+        coords={
+            "time": pd.date_range("2020-01-01", periods=steps, freq="h"),
+            "lat": np.arange(float(size)),
+            "lon": np.arange(float(size)),
+        },
     ).to_netcdf(path, engine="h5netcdf")
 
 
@@ -115,17 +151,49 @@ def test_npy_and_netcdf_train_and_evaluate_with_the_generic_recipes(tmp_path, mo
     monkeypatch.chdir(tmp_path)
     np.save("series.npy", numbered_series(size=16))  # SSIM's 11x11 window needs 11+ pixels a side
     write_netcdf(tmp_path / "field.nc", size=16)
-    assert invoke("prep", "arrays", "--root", "data", "--src", "series.npy", "--name", "series", "--frames", "4:4").exit_code == 0
-    prepped = invoke("prep", "arrays", "--root", "data", "--src", "field.nc", "--name", "field", "--frames", "4:4",
-                     "--var", "t2m", "--var", "u10",
-                     "--split", "train=2020-01-01T00:2020-01-03T05,val=2020-01-03T06:2020-01-03T23,test=2020-01-04:2020-01-04")
+    assert (
+        invoke(
+            "prep", "arrays", "--root", "data", "--src", "series.npy", "--name", "series", "--frames", "4:4"
+        ).exit_code
+        == 0
+    )
+    prepped = invoke(
+        "prep",
+        "arrays",
+        "--root",
+        "data",
+        "--src",
+        "field.nc",
+        "--name",
+        "field",
+        "--frames",
+        "4:4",
+        "--var",
+        "t2m",
+        "--var",
+        "u10",
+        "--split",
+        "train=2020-01-01T00:2020-01-03T05,val=2020-01-03T06:2020-01-03T23,test=2020-01-04:2020-01-04",
+    )
     assert prepped.exit_code == 0, prepped.output
     manifest = data.load_manifest("field", tmp_path / "data")
     assert manifest["info"]["variables"] == ["t2m", "u10"] and manifest["splits"]["val"]["first"] == 54 + 8
-    assert manifest["splits"]["test"]["first_time"] == "2020-01-04T08:00:00" and manifest["splits"]["test"]["frames"] == 16
+    assert (
+        manifest["splits"]["test"]["first_time"] == "2020-01-04T08:00:00" and manifest["splits"]["test"]["frames"] == 16
+    )
     for name, recipe in (("series", "videos/simvp"), ("field", "videos/simvp_svq")):
-        trained = invoke("train", recipe, "--set", f"dataset={name}", "--root", "data", "--run-dir", f"runs/{name}",
-                         *TINY, *(["--set", "model.codebook_size=16"] if "svq" in recipe else []))
+        trained = invoke(
+            "train",
+            recipe,
+            "--set",
+            f"dataset={name}",
+            "--root",
+            "data",
+            "--run-dir",
+            f"runs/{name}",
+            *TINY,
+            *(["--set", "model.codebook_size=16"] if "svq" in recipe else []),
+        )
         assert trained.exit_code == 0, trained.output
         evaluated = invoke("eval", f"runs/{name}", "--root", "data")
         assert evaluated.exit_code == 0, evaluated.output
@@ -163,7 +231,9 @@ def test_bad_arrays_are_one_line_errors(tmp_path, monkeypatch):
     one_line_error(invoke(*prep, "nan.npy"), "NaN", "train split", "step 30")
     one_line_error(invoke(*prep, "field.nc", "--var", "sst"), "--var sst: not in", "t2m, u10")
     one_line_error(invoke(*prep, "tiny.npy"), "tiny.npy: 5 frames, fewer than one window of 8 (--frames 4:4)")
-    one_line_error(invoke(*prep, "short.npy"), "12 frames cannot make three splits of at least 8 frames, 8 apart (40 needed)")
+    one_line_error(
+        invoke(*prep, "short.npy"), "12 frames cannot make three splits of at least 8 frames, 8 apart (40 needed)"
+    )
     one_line_error(invoke(*prep, "series.npy", "--split", "train=0:20,val=15:30,test=32:40"), "overlap")
     one_line_error(invoke(*prep, "series.npy", "--split", "0.9,0.05,0.05"), "split 'val'", "fewer than one window")
     one_line_error(invoke(*prep, "series.npy", "--split", "train=2020-01:2020-02,val=0:1,test=1:2"), "time coordinate")

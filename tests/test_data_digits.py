@@ -12,7 +12,10 @@ from svqbench.errors import SvqbenchError
 
 
 def _digest(folder):
-    return {split: hashlib.sha256((folder / split / "frames.npy").read_bytes()).hexdigest() for split in ("train", "val", "test")}
+    return {
+        split: hashlib.sha256((folder / split / "frames.npy").read_bytes()).hexdigest()
+        for split in ("train", "val", "test")
+    }
 
 
 def test_prep_is_deterministic(tmp_path):

@@ -73,5 +73,8 @@ def test_a_val_recording_found_in_train_leaves_train(tmp_path):
     norpix_seq(src / "set06" / "V000.seq", 40)
     data.prepare("kitticaltech", root=tmp_path, src=src, workers=1)
     manifest = data.load_manifest("kitticaltech", tmp_path)
-    assert manifest["splits"]["train"]["windows"] == 1 and manifest["splits"]["train"]["recordings_also_in_val_dropped"] == 1
+    assert (
+        manifest["splits"]["train"]["windows"] == 1
+        and manifest["splits"]["train"]["recordings_also_in_val_dropped"] == 1
+    )
     assert manifest["videos"]["train"] == [["city_1", 12, 1], ["city_3", 22, 0]]

@@ -74,9 +74,7 @@ def scanned(made: dict, persons) -> set[tuple[str, int]]:
     return openstl_scan(videos, 30)
 
 
-@pytest.mark.parametrize(
-    "split, persons", [("train", range(1, 15)), ("val", (15, 16)), ("test", range(17, 26))]
-)
+@pytest.mark.parametrize("split, persons", [("train", range(1, 15)), ("val", (15, 16)), ("test", range(17, 26))])
 def test_windows_equal_openstl_scan(prepared, kth_src, split, persons):
     expected = scanned(kth_src[1], persons)
     assert expected and prepared_windows(prepared, "kth", split) == expected

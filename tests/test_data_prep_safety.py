@@ -90,6 +90,7 @@ def test_crash_between_the_swap_renames_is_repaired_by_the_next_prep(tmp_path, m
     data.prepare("digits", root=tmp_path, **SMALL)
     before = frames(tmp_path)
     os.replace(tmp_path / "digits", tmp_path / ".digits.x1y2.old")
+
     @functools.wraps(Digits.prepare)
     def must_not_run(*args, **kwargs):
         pytest.fail("the old dataset was complete")

@@ -49,24 +49,33 @@ def prep_mmnist(src: Path, root: Path, monkeypatch, **options) -> None:
 def prep_kth(name: str) -> Callable:
     def prep(src: Path, root: Path, **options) -> None:
         frames = 52 if name == "kth40" else 31
-        kth_archives(src, {
-            "boxing": [(1, frames), (15, frames), (17, frames)],
-            "handclapping": [(16, frames)],
-            "handwaving": [(2, frames)],
-            "walking": [(16, frames)],
-            "jogging": [(3, frames), (15, frames)],
-            "running": [(20, frames)],
-        })
+        kth_archives(
+            src,
+            {
+                "boxing": [(1, frames), (15, frames), (17, frames)],
+                "handclapping": [(16, frames)],
+                "handwaving": [(2, frames)],
+                "walking": [(16, frames)],
+                "jogging": [(3, frames), (15, frames)],
+                "running": [(20, frames)],
+            },
+        )
         data.prepare(name, root=root, src=src, workers=1, **options)
 
     return prep
 
 
 def prep_human(src: Path, root: Path, **options) -> None:
-    human_archives(src, {
-        "S1_Walking.54138969": 9, "S1_Walking.55011271": 9, "S1_Eating.54138969": 9, "S1_Greeting.54138969": 9,
-        "S9_Walking.54138969": 9,
-    })
+    human_archives(
+        src,
+        {
+            "S1_Walking.54138969": 9,
+            "S1_Walking.55011271": 9,
+            "S1_Eating.54138969": 9,
+            "S1_Greeting.54138969": 9,
+            "S9_Walking.54138969": 9,
+        },
+    )
     data.prepare("human", root=root, src=src, workers=1, train_subjects="1", test_subjects="9", val_every=2, **options)
 
 
@@ -88,9 +97,15 @@ WEATHER = {  # dataset -> (folder, variable, levels) of each source archive
     "weather_r": [("relative_humidity", "r", [500, 1000])],
     "weather_tcc": [("total_cloud_cover", "tcc", None)],
     "weather_uv10": [("10m_u_component_of_wind", "u10", None), ("10m_v_component_of_wind", "v10", None)],
-    "weather_mv": [(f, v, [150, 500, 850]) for f, v in (
-        ("relative_humidity", "r"), ("temperature", "t"), ("u_component_of_wind", "u"), ("v_component_of_wind", "v"),
-    )],
+    "weather_mv": [
+        (f, v, [150, 500, 850])
+        for f, v in (
+            ("relative_humidity", "r"),
+            ("temperature", "t"),
+            ("u_component_of_wind", "u"),
+            ("v_component_of_wind", "v"),
+        )
+    ],
 }
 
 

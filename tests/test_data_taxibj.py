@@ -54,6 +54,8 @@ def test_training_samples_sharing_a_frame_with_val_leave_train(tmp_path):
     data.prepare("taxibj", root=tmp_path, src=src, val=4)
     manifest = data.load_manifest("taxibj", tmp_path)
     # val = samples 16-19 (series frames 16-26); samples 9-15 reach frame 16 or later
-    assert manifest["splits"]["train"]["windows"] == 9 and manifest["splits"]["train"]["dropped_sharing_val_frames"] == 7
+    assert (
+        manifest["splits"]["train"]["windows"] == 9 and manifest["splits"]["train"]["dropped_sharing_val_frames"] == 7
+    )
     train = data.create("taxibj", "train", tmp_path)
     assert np.allclose(train[8][1].numpy(), (np.load(npz)["Y_train"][8] + 1) / 2, atol=1e-6)

@@ -28,8 +28,17 @@ def test_untagged_files_are_shared_by_fraction_with_stride_and_crop(tmp_path):
     for i in range(10):
         write_avi(src / "sub" / f"clip{i}.avi", 14, size=(48, 24), seed=i)
     data.prepare(
-        "videos", root=tmp_path, src=src, folder_name="mine", size=16, frames="4:2", stride="2",
-        channels="1", val="0.2", test="0.2", workers=1,
+        "videos",
+        root=tmp_path,
+        src=src,
+        folder_name="mine",
+        size=16,
+        frames="4:2",
+        stride="2",
+        channels="1",
+        val="0.2",
+        test="0.2",
+        workers=1,
     )
     manifest = data.load_manifest("mine", tmp_path)
     assert {s: c["videos"] for s, c in manifest["splits"].items()} == {"train": 6, "val": 2, "test": 2}

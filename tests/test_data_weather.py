@@ -55,7 +55,12 @@ def test_uv10_from_zips_and_r_last_level(tmp_path):
 
 def test_weather_mv_six_hourly_twelve_channels(tmp_path):
     src = tmp_path / "src"
-    for name, variable in (("relative_humidity", "r"), ("temperature", "t"), ("u_component_of_wind", "u"), ("v_component_of_wind", "v")):
+    for name, variable in (
+        ("relative_humidity", "r"),
+        ("temperature", "t"),
+        ("u_component_of_wind", "u"),
+        ("v_component_of_wind", "v"),
+    ):
         write_variable(src, name, variable, levels=[150, 500, 850, 1000])
     data.prepare("weather_mv", root=tmp_path, src=src, **YEARS)
     manifest = data.load_manifest("weather_mv", tmp_path)
@@ -96,6 +101,8 @@ def test_eval_refuses_image_metrics_on_physical_fields_unless_a_range_is_declare
     with pytest.raises(SvqbenchError, match="ssim, psnr need images in \\[0, 1\\].*--range LO,HI"):
         evaluate(run, torch.device("cpu"), data_root=tmp_path, update_leaderboard=False)
     # the synthetic field is ~N(280, 10) K: a declared physical range makes SSIM/PSNR meaningful
-    report = evaluate(run, torch.device("cpu"), data_root=tmp_path, update_leaderboard=False, value_range=(230.0, 330.0))
+    report = evaluate(
+        run, torch.device("cpu"), data_root=tmp_path, update_leaderboard=False, value_range=(230.0, 330.0)
+    )
     assert 0.0 < report["overall"]["ssim"] <= 1.0 and report["overall"]["psnr"] > 0.0
     assert "per_variable" not in report  # t2m names no variables

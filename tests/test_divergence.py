@@ -8,28 +8,36 @@ from pathlib import Path
 
 import pytest
 import torch
-
-from svqbench.results import leaderboard
-from svqbench.engine import train as train_module
-from svqbench.config import load_recipe
-from svqbench.errors import SvqbenchError
-from svqbench.models import forecast
-from svqbench.engine.runs import LoadedRun, load_checkpoint
-
 from conftest import TINY_MODEL
 from test_cli import assert_one_line_error, invoke
+
+from svqbench.config import load_recipe
+from svqbench.engine import train as train_module
+from svqbench.engine.runs import LoadedRun, load_checkpoint
+from svqbench.errors import SvqbenchError
+from svqbench.models import forecast
+from svqbench.results import leaderboard
 
 CPU = torch.device("cpu")
 
 
 def recipe_file(folder: Path, **train_keys) -> Path:
-    keys = {"epochs": 4, "max_steps": 8, "batch_size": 4, "lr": 1.0e-3, "num_workers": 0, "checkpoint_every": 1,
-            "val_every": 1, **train_keys}
+    keys = {
+        "epochs": 4,
+        "max_steps": 8,
+        "batch_size": 4,
+        "lr": 1.0e-3,
+        "num_workers": 0,
+        "checkpoint_every": 1,
+        "val_every": 1,
+        **train_keys,
+    }
     path = folder / "tiny.yaml"
     model = ", ".join(f"{k}: {v}" for k, v in {"name": "simvp_svq", **TINY_MODEL, "codebook_size": 32}.items())
     train = ", ".join(f"{k}: {v}" for k, v in keys.items())
-    path.write_text(f"dataset: digits\nmodel: {{{model}}}\ntrain: {{{train}}}\n"
-                    "eval: {metrics: [mae, mse], batch_size: 4}\n")
+    path.write_text(
+        f"dataset: digits\nmodel: {{{model}}}\ntrain: {{{train}}}\neval: {{metrics: [mae, mse], batch_size: 4}}\n"
+    )
     return path
 
 
@@ -72,14 +80,25 @@ def test_infinite_gradient_stops_training_and_leaves_finite_checkpoints(tmp_path
 def test_clip_grad_does_not_hide_an_infinite_gradient(tmp_path, digits_root, monkeypatch):
     infinite_gradient_at(2, monkeypatch)
     with pytest.raises(SvqbenchError, match="diverged at step 3"):
-        train_module.train(load_recipe(recipe_file(tmp_path, clip_grad=1.0)), tmp_path / "run", CPU,
-                           data_root=digits_root)
+        train_module.train(
+            load_recipe(recipe_file(tmp_path, clip_grad=1.0)), tmp_path / "run", CPU, data_root=digits_root
+        )
 
 
 def test_huge_learning_rate_is_one_line_and_no_row(tmp_path, digits_root, isolated_leaderboards):
     run_dir = tmp_path / "run"
-    result = invoke("train", recipe_file(tmp_path), "--run-dir", run_dir, "--root", digits_root,
-                    "--set", "train.lr=1e30", "--device", "cpu")
+    result = invoke(
+        "train",
+        recipe_file(tmp_path),
+        "--run-dir",
+        run_dir,
+        "--root",
+        digits_root,
+        "--set",
+        "train.lr=1e30",
+        "--device",
+        "cpu",
+    )
     assert_one_line_error(result, "diverged at step", "train.lr", "train.clip_grad")
     for checkpoint in run_dir.glob("*.pt"):
         assert predicts_finite(checkpoint, digits_root), checkpoint.name

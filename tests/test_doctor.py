@@ -4,14 +4,23 @@ from __future__ import annotations
 
 from typer.testing import CliRunner
 
-from svqbench.cli import app
 from svqbench.bench.doctor import diagnose, prepared_datasets
+from svqbench.cli import app
 
 
 def test_diagnose_lists_prepared_datasets(digits_root, isolated_leaderboards):
     facts = diagnose(digits_root)
-    for key in ("torch", "devices", "bf16", "threads", "data root", "datasets", "LPIPS weights", "FVD weights",
-                "leaderboards"):
+    for key in (
+        "torch",
+        "devices",
+        "bf16",
+        "threads",
+        "data root",
+        "datasets",
+        "LPIPS weights",
+        "FVD weights",
+        "leaderboards",
+    ):
         assert facts[key], key
     assert "digits (digits, 10->10, 1x64x64; checksums match)" in facts["datasets"]
     assert str(isolated_leaderboards.resolve()) in facts["leaderboards"]

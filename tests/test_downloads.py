@@ -70,13 +70,21 @@ def test_errors_name_the_right_remedy_for_a_mirror(server, tmp_path):
     with pytest.raises(SvqbenchError, match="HTTP 404; pass --url with a mirror"):
         fetch(Source("gone.bin", f"{server}/gone.bin"), tmp_path / ".a.partial", None)
     with pytest.raises(SvqbenchError) as error:
-        fetch(Source("gone.bin", "http://example.invalid/gone.bin"), tmp_path / ".b.partial", None,
-              f"{server}/mirror/gone.bin")
+        fetch(
+            Source("gone.bin", "http://example.invalid/gone.bin"),
+            tmp_path / ".b.partial",
+            None,
+            f"{server}/mirror/gone.bin",
+        )
     assert "check the --url address" in str(error.value) and "pass --url" not in str(error.value)
 
 
 def test_mirror_folders_join_with_or_without_a_trailing_slash():
-    assert join_url("http://m/kth", "walking.zip") == join_url("http://m/kth/", "walking.zip") == "http://m/kth/walking.zip"
+    assert (
+        join_url("http://m/kth", "walking.zip")
+        == join_url("http://m/kth/", "walking.zip")
+        == "http://m/kth/walking.zip"
+    )
 
 
 def test_a_src_file_with_another_checksum_needs_trust_src(tmp_path):

@@ -16,7 +16,7 @@ from svqbench.cli import app
 from svqbench.errors import SvqbenchError
 from svqbench.models import create_model
 
-PYPROJECT = '''
+PYPROJECT = """
 [build-system]
 requires = ["setuptools"]
 build-backend = "setuptools.build_meta"
@@ -35,8 +35,8 @@ brokennet = "tinyplug.nets:NoSuchNet"
 [project.entry-points."svqbench.datasets"]
 tinyds = "tinyplug.data:TinyData"
 notads = "tinyplug.nets:TinyNet"
-'''
-NETS = '''
+"""
+NETS = """
 from torch import nn
 
 
@@ -48,8 +48,8 @@ class TinyNet(nn.Module):
     def forward(self, inputs):
         b, t, c, h, w = inputs.shape
         return self.net(inputs.reshape(b, t * c, h, w)).reshape(b, t, c, h, w)
-'''
-DATA = '''
+"""
+DATA = """
 import numpy as np
 
 from svqbench.data.base import DatasetInfo, DatasetSpec, write_split
@@ -64,7 +64,7 @@ class TinyData(DatasetSpec):
             frames = rng.integers(0, 256, (12, 1, 8, 8), dtype=np.uint8)
             write_split(target, split, frames, np.arange(0, 9, 4))
         return {}
-'''
+"""
 
 
 @pytest.fixture(scope="module")
@@ -77,12 +77,30 @@ def installed(tmp_path_factory) -> Path:
     (source / "tinyplug" / "nets.py").write_text(NETS)
     (source / "tinyplug" / "data.py").write_text(DATA)
     target = tmp_path_factory.mktemp("site")
-    subprocess.run([sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--no-build-isolation", "--no-index",
-                    "--target", str(target), str(source)], check=True, capture_output=True, timeout=300)
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "install",
+            "--quiet",
+            "--no-deps",
+            "--no-build-isolation",
+            "--no-index",
+            "--target",
+            str(target),
+            str(source),
+        ],
+        check=True,
+        capture_output=True,
+        timeout=300,
+    )
     return target
 
 
-def test_installed_model_and_dataset_are_found_trained_and_named(installed, tmp_path, monkeypatch, isolated_leaderboards):
+def test_installed_model_and_dataset_are_found_trained_and_named(
+    installed, tmp_path, monkeypatch, isolated_leaderboards
+):
     monkeypatch.syspath_prepend(str(installed))
     monkeypatch.chdir(tmp_path)
     root = tmp_path / "data"
@@ -95,10 +113,14 @@ def test_installed_model_and_dataset_are_found_trained_and_named(installed, tmp_
     assert "brokennet" in listed.output and "cannot load" in listed.output
 
     recipe = tmp_path / "tiny.yaml"
-    recipe.write_text("dataset: tinyds\nmodel: {name: tinynet}\n"
-                      "train: {epochs: 1, batch_size: 2, num_workers: 0}\neval: {metrics: [mae, mse], batch_size: 2}\n")
-    for command in (["train", str(recipe), "--root", str(root), "--run-dir", "run", "--device", "cpu", "--quiet"],
-                    ["eval", "run", "--root", str(root)]):
+    recipe.write_text(
+        "dataset: tinyds\nmodel: {name: tinynet}\n"
+        "train: {epochs: 1, batch_size: 2, num_workers: 0}\neval: {metrics: [mae, mse], batch_size: 2}\n"
+    )
+    for command in (
+        ["train", str(recipe), "--root", str(root), "--run-dir", "run", "--device", "cpu", "--quiet"],
+        ["eval", "run", "--root", str(root)],
+    ):
         result = CliRunner().invoke(app, command)
         assert result.exit_code == 0, result.output
     row = pd.read_csv(isolated_leaderboards / "tinyds.csv").iloc[0]

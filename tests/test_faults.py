@@ -11,25 +11,39 @@ from pathlib import Path
 import pytest
 import torch
 import yaml
+from conftest import TINY_MODEL
+from test_cli import assert_one_line_error, invoke
 
 from svqbench import fileio
 from svqbench.config import load_recipe
-from svqbench.errors import SvqbenchError
 from svqbench.engine.runs import load_checkpoint, read_log
 from svqbench.engine.train import train
-
-from conftest import TINY_MODEL
-from test_cli import assert_one_line_error, invoke
+from svqbench.errors import SvqbenchError
 
 CPU = torch.device("cpu")
 
 
 def recipe_file(folder: Path, **train_keys) -> Path:
-    keys = {"epochs": 2, "max_steps": 2, "batch_size": 4, "lr": 1.0e-3, "num_workers": 0, "checkpoint_every": 1,
-            **train_keys}
+    keys = {
+        "epochs": 2,
+        "max_steps": 2,
+        "batch_size": 4,
+        "lr": 1.0e-3,
+        "num_workers": 0,
+        "checkpoint_every": 1,
+        **train_keys,
+    }
     path = folder / "tiny.yaml"
-    path.write_text(yaml.safe_dump({"dataset": "digits", "model": {"name": "simvp", **TINY_MODEL}, "train": keys,
-                                    "eval": {"metrics": ["mae", "mse"], "batch_size": 4}}))
+    path.write_text(
+        yaml.safe_dump(
+            {
+                "dataset": "digits",
+                "model": {"name": "simvp", **TINY_MODEL},
+                "train": keys,
+                "eval": {"metrics": ["mae", "mse"], "batch_size": 4},
+            }
+        )
+    )
     return path
 
 
@@ -65,8 +79,9 @@ def leftovers(folder: Path) -> list[str]:
 def test_full_disk_while_writing_a_checkpoint(run_copy, digits_root, monkeypatch):
     before = load_checkpoint(run_copy / "last.pt")
     disk_full_from_now(monkeypatch, only=".last.")
-    result = invoke("train", "--resume", run_copy, "--set", "train.max_steps=3", "--root", digits_root,
-                    "--device", "cpu", "--quiet")
+    result = invoke(
+        "train", "--resume", run_copy, "--set", "train.max_steps=3", "--root", digits_root, "--device", "cpu", "--quiet"
+    )
     assert_one_line_error(result, "no space left on", "while writing", "last.pt")
     after = load_checkpoint(run_copy / "last.pt")  # the earlier checkpoint is intact
     assert after["step"] == before["step"] == 2
@@ -115,8 +130,9 @@ def test_a_torn_last_log_line_does_not_block_resume(run_copy, digits_root):
     with log.open("a") as f:
         f.write('{"epoch": 2, "step": 3, "train_lo')  # killed mid-write
     assert [r["step"] for r in read_log(log)] == [2]
-    result = invoke("train", "--resume", run_copy, "--set", "train.max_steps=3", "--root", digits_root,
-                    "--device", "cpu", "--quiet")
+    result = invoke(
+        "train", "--resume", run_copy, "--set", "train.max_steps=3", "--root", digits_root, "--device", "cpu", "--quiet"
+    )
     assert result.exit_code == 0, result.output
     assert [r["step"] for r in read_log(log)] == [2, 3]
     text = log.read_text()
@@ -139,7 +155,7 @@ def test_garbage_run_json_is_one_line_and_writes_nothing(run_copy, digits_root, 
 
 def test_an_unparseable_leaderboard_is_one_line_naming_the_line(run_copy, digits_root, isolated_leaderboards):
     isolated_leaderboards.mkdir(parents=True, exist_ok=True)
-    (isolated_leaderboards / "digits.csv").write_text("run_id,mse\nabc,0.1\n\"unclosed,1,2,3\nx,y,z,w\n")
+    (isolated_leaderboards / "digits.csv").write_text('run_id,mse\nabc,0.1\n"unclosed,1,2,3\nx,y,z,w\n')
     board = invoke("leaderboard", "digits")
     assert_one_line_error(board, "digits.csv", "line")
     evaluated = invoke("eval", run_copy, "--root", digits_root, "--device", "cpu")
@@ -147,8 +163,9 @@ def test_an_unparseable_leaderboard_is_one_line_naming_the_line(run_copy, digits
     assert not (run_copy / "metrics.json").exists()
 
 
-def test_runs_with_spaces_in_their_path_rank_the_same_from_any_folder(run_copy, digits_root, isolated_leaderboards,
-                                                                       tmp_path, monkeypatch):
+def test_runs_with_spaces_in_their_path_rank_the_same_from_any_folder(
+    run_copy, digits_root, isolated_leaderboards, tmp_path, monkeypatch
+):
     assert invoke("eval", run_copy, "--root", digits_root, "--device", "cpu").exit_code == 0
     first = invoke("leaderboard", "digits").output
     elsewhere = tmp_path / "elsewhere"
@@ -159,15 +176,18 @@ def test_runs_with_spaces_in_their_path_rank_the_same_from_any_folder(run_copy, 
     assert "../run copy" in table  # relative to the table's folder
 
 
-@pytest.mark.parametrize("text, needles", [
-    (b"dataset: digits\nmodel: {name: simvp\n", ("tiny.yaml:3:1", "not valid YAML")),
-    (b"dataset: digits\ndataset: kth\nmodel: {name: simvp}\n", ("tiny.yaml:2:1", "'dataset' is given twice")),
-    (b"dataset: digits\nmodel: {name: simvp}\ntrain: {epochs: true}\n", ("train.epochs", "expected a number")),
-    (b"dataset: digits\nmodel: {name: simvp}\ntrain: {lr: .inf}\n", ("train.lr", "finite number")),
-    (b"dataset: digits\nmodel: {name: simvp, hid_S: yes}\n", ("model.hid_S", "expected a number")),
-    (b"dataset: digits\nmodel: {name: simvp, drop_path: .nan}\n", ("model.drop_path", "finite number")),
-    (b"dataset: digits\nmodel: {name: simvp}\n# caf\xe9\n", ("tiny.yaml", "not UTF-8")),
-])
+@pytest.mark.parametrize(
+    "text, needles",
+    [
+        (b"dataset: digits\nmodel: {name: simvp\n", ("tiny.yaml:3:1", "not valid YAML")),
+        (b"dataset: digits\ndataset: kth\nmodel: {name: simvp}\n", ("tiny.yaml:2:1", "'dataset' is given twice")),
+        (b"dataset: digits\nmodel: {name: simvp}\ntrain: {epochs: true}\n", ("train.epochs", "expected a number")),
+        (b"dataset: digits\nmodel: {name: simvp}\ntrain: {lr: .inf}\n", ("train.lr", "finite number")),
+        (b"dataset: digits\nmodel: {name: simvp, hid_S: yes}\n", ("model.hid_S", "expected a number")),
+        (b"dataset: digits\nmodel: {name: simvp, drop_path: .nan}\n", ("model.drop_path", "finite number")),
+        (b"dataset: digits\nmodel: {name: simvp}\n# caf\xe9\n", ("tiny.yaml", "not UTF-8")),
+    ],
+)
 def test_recipe_faults_are_one_line(tmp_path, text, needles):
     path = tmp_path / "tiny.yaml"
     path.write_bytes(text)
@@ -189,20 +209,26 @@ def test_predict_on_a_file_that_is_not_a_video_is_one_line(trained, tmp_path, ca
     assert "ERROR" not in capfd.readouterr().err  # no decoder log lines
 
 
-@pytest.mark.parametrize("override, needle", [
-    ("train.lr=[1", "not valid YAML"),  # issue 26 fault 1: a ParserError traceback before
-    ("train.lr=1\x01e-3", "not valid YAML"),  # fault 2: a ReaderError traceback before
-])
+@pytest.mark.parametrize(
+    "override, needle",
+    [
+        ("train.lr=[1", "not valid YAML"),  # issue 26 fault 1: a ParserError traceback before
+        ("train.lr=1\x01e-3", "not valid YAML"),  # fault 2: a ReaderError traceback before
+    ],
+)
 def test_set_value_that_is_not_yaml_is_one_line(override, needle):
     with pytest.raises(SvqbenchError, match="--set") as caught:
         load_recipe("recipes/digits/simvp_svq.yaml", [override])
     assert needle in str(caught.value) and "\n" not in str(caught.value)
 
 
-@pytest.mark.parametrize("content, needles", [
-    (b"name: s\x00\xff\xfe\n", ("study.yaml", "not UTF-8")),  # issue 26 fault 4: UnicodeDecodeError traceback
-    (b"name: a\nname: b\n", ("study.yaml:2:1", "'name' is given twice")),
-])
+@pytest.mark.parametrize(
+    "content, needles",
+    [
+        (b"name: s\x00\xff\xfe\n", ("study.yaml", "not UTF-8")),  # issue 26 fault 4: UnicodeDecodeError traceback
+        (b"name: a\nname: b\n", ("study.yaml:2:1", "'name' is given twice")),
+    ],
+)
 def test_study_file_mistakes_are_one_line(tmp_path, content, needles):
     from svqbench.flows.sweep import load_study
 

@@ -8,21 +8,20 @@ import json
 import pytest
 import torch
 import yaml
+from conftest import TINY_MODEL
 from typer.testing import CliRunner
 
 from svqbench.cli import app
 from svqbench.config import list_recipes, load_recipe, validate_recipe
-from svqbench.errors import SvqbenchError
 from svqbench.engine.fold import fold_run, relative_difference
+from svqbench.engine.runs import LoadedRun, load_checkpoint, save_checkpoint
+from svqbench.engine.train import train
+from svqbench.errors import SvqbenchError
 from svqbench.models import count_parameters, forecast
 from svqbench.models.bottleneck import fold_svq
 from svqbench.models.simvp import CODEBOOK_ONLY_OPTIONS
 from svqbench.models.svq import SVQ
 from svqbench.progress import Reporter
-from svqbench.engine.runs import LoadedRun, load_checkpoint, save_checkpoint
-from svqbench.engine.train import train
-
-from conftest import TINY_MODEL
 
 CPU = torch.device("cpu")
 
@@ -37,11 +36,15 @@ FOLDABLE = [
 
 def train_run(root, run_dir, model: dict, steps: int = 2):
     """A tiny run trained for a few steps on the generated digits (lr high enough to move the codebook)."""
-    recipe = validate_recipe({
-        "dataset": "digits", "name": "digits/tiny", "model": {**TINY_MODEL, **model},
-        "train": {"epochs": 1, "max_steps": steps, "batch_size": 4, "lr": 1e-2, "num_workers": 0},
-        "eval": {"batch_size": 4},
-    })
+    recipe = validate_recipe(
+        {
+            "dataset": "digits",
+            "name": "digits/tiny",
+            "model": {**TINY_MODEL, **model},
+            "train": {"epochs": 1, "max_steps": steps, "batch_size": 4, "lr": 1e-2, "num_workers": 0},
+            "eval": {"batch_size": 4},
+        }
+    )
     train(recipe, run_dir, CPU, data_root=root, reporter=Reporter(True))
     return run_dir
 
@@ -73,8 +76,13 @@ def test_folded_run_predicts_what_the_svq_run_predicts(tmp_path, digits_root, po
 
     svq_run, mlp_run = LoadedRun(source, CPU), LoadedRun(tmp_path / "mlp", CPU)
     assert mlp_run.recipe.model_name == "simvp_mlp" and mlp_run.recipe.name == "digits/tiny (folded)"
-    assert mlp_run.recipe.model_args == {**TINY_MODEL, "post_vq": post_vq, "nonlinear": nonlinear, "hid_relu": hid_relu,
-                                         **({"svq_hidden": 32} if nonlinear else {})}  # width min(128, N)
+    assert mlp_run.recipe.model_args == {
+        **TINY_MODEL,
+        "post_vq": post_vq,
+        "nonlinear": nonlinear,
+        "hid_relu": hid_relu,
+        **({"svq_hidden": 32} if nonlinear else {}),
+    }  # width min(128, N)
     assert count_parameters(mlp_run.model) < count_parameters(svq_run.model)
     assert report["parameters"] == {"svq": count_parameters(svq_run.model), "mlp": count_parameters(mlp_run.model)}
     inputs = torch.rand(3, 10, 1, 64, 64, generator=torch.Generator().manual_seed(1))
@@ -104,14 +112,24 @@ def test_folded_run_directory_is_a_complete_run(tmp_path, digits_root):
     assert len(run_json["run_id"]) == 12 and run_json["run_id"] != "0123456789ab"
     assert run_json["recipe_name"] == "digits/tiny (folded)"
     before, after = load_checkpoint(source / "last.pt"), load_checkpoint(out / "last.pt")
-    assert after["meta"] == {**before["meta"], "run_id": run_json["run_id"], "folded_from": "0123456789ab",
-                             "recipe_name": "digits/tiny (folded)"}
+    assert after["meta"] == {
+        **before["meta"],
+        "run_id": run_json["run_id"],
+        "folded_from": "0123456789ab",
+        "recipe_name": "digits/tiny (folded)",
+    }
     assert after["extra"] == {"kept": True} and after["step"] == before["step"] and after["info"] == before["info"]
     assert after["parameters"] == count_parameters(LoadedRun(out, CPU).model) < before["parameters"]
 
     # The folded run trains on: resume continues the MLP from the folded weights (fresh optimizer moments).
-    train(load_recipe(str(out / "recipe.yaml"), ["train.epochs=2", "train.max_steps=4"]), out, CPU, data_root=digits_root,
-          resume=True, reporter=Reporter(True))
+    train(
+        load_recipe(str(out / "recipe.yaml"), ["train.epochs=2", "train.max_steps=4"]),
+        out,
+        CPU,
+        data_root=digits_root,
+        resume=True,
+        reporter=Reporter(True),
+    )
     assert load_checkpoint(out / "last.pt")["step"] == 4
 
 

@@ -191,8 +191,9 @@ def test_clip_space_and_feature_space_formulas_agree(count):
     assert frechet_distance(a, b) == pytest.approx(expected, rel=1e-6)
 
 
-def test_eval_prints_fvd_with_interval_and_protocol_and_ranks_it_apart(network, tmp_path, tiny_recipe,
-                                                                         isolated_leaderboards):
+def test_eval_prints_fvd_with_interval_and_protocol_and_ranks_it_apart(
+    network, tmp_path, tiny_recipe, isolated_leaderboards
+):
     import json
 
     import pandas as pd
@@ -218,8 +219,20 @@ def test_eval_prints_fvd_with_interval_and_protocol_and_ranks_it_apart(network, 
     assert f"FVD {summary['value']:.5g} [95% interval" in " ".join(evaluated.output.split())
     table = pd.read_csv(isolated_leaderboards / "digits.csv")
     assert table.loc[0, "fvd_protocol"] == summary["protocol"]["id"]
-    again = invoke("eval", run_dir, "--root", root, "--metrics", "mse,fvd", "--fvd-videos", 2, "--fvd-frames", "all",
-                   "--device", "cpu")
+    again = invoke(
+        "eval",
+        run_dir,
+        "--root",
+        root,
+        "--metrics",
+        "mse,fvd",
+        "--fvd-videos",
+        2,
+        "--fvd-frames",
+        "all",
+        "--device",
+        "cpu",
+    )
     assert again.exit_code == 0, again.output
     assert len(leaderboard.read("digits")) == 2  # one row per protocol, each in its own section
     protocols = {key["fvd_protocol"] for key, _ in leaderboard.sections(leaderboard.read("digits"))}

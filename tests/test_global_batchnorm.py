@@ -25,8 +25,14 @@ def reference() -> dict[str, torch.Tensor]:
     for _ in range(2):  # two steps: the running statistics accumulate
         out = norm(x)
     (out * upstream).sum().backward()
-    return {"out": out.detach(), "x_grad": x.grad, "weight_grad": norm.weight.grad, "bias_grad": norm.bias.grad,
-            "running_mean": norm.running_mean, "running_var": norm.running_var}
+    return {
+        "out": out.detach(),
+        "x_grad": x.grad,
+        "weight_grad": norm.weight.grad,
+        "bias_grad": norm.bias.grad,
+        "running_mean": norm.running_mean,
+        "running_var": norm.running_var,
+    }
 
 
 def rank_main(rank: int, init_file: str, results: dict) -> None:
@@ -47,9 +53,15 @@ def rank_main(rank: int, init_file: str, results: dict) -> None:
         # them, over a loss that is the mean of the ranks' losses)
         grads = torch.stack([norm.weight.grad, norm.bias.grad])
         dist.all_reduce(grads)
-        results[rank] = {"out": out.detach(), "x_grad": local.grad, "weight_grad": grads[0], "bias_grad": grads[1],
-                         "running_mean": norm.running_mean.clone(), "running_var": norm.running_var.clone(),
-                         "state_keys": sorted(norm.state_dict())}
+        results[rank] = {
+            "out": out.detach(),
+            "x_grad": local.grad,
+            "weight_grad": grads[0],
+            "bias_grad": grads[1],
+            "running_mean": norm.running_mean.clone(),
+            "running_var": norm.running_var.clone(),
+            "state_keys": sorted(norm.state_dict()),
+        }
     finally:
         dist.destroy_process_group()
 

@@ -11,7 +11,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 import yaml
-
 from conftest import TINY_MODEL
 
 REPO = Path(__file__).resolve().parents[1]
@@ -19,8 +18,9 @@ REPO = Path(__file__).resolve().parents[1]
 
 def svqbench(*args: str, cwd: Path) -> subprocess.CompletedProcess:
     env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
-    return subprocess.run([sys.executable, "-m", "svqbench", *args], cwd=cwd, env=env, capture_output=True,
-                          text=True, timeout=300)
+    return subprocess.run(
+        [sys.executable, "-m", "svqbench", *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=300
+    )
 
 
 def assert_one_error_line(result: subprocess.CompletedProcess) -> str:
@@ -75,33 +75,78 @@ def _good_npy(folder: Path) -> Path:
 
 def _recipe(folder: Path) -> Path:
     path = folder / "tiny.yaml"
-    path.write_text(yaml.safe_dump({"dataset": "digits", "model": {"name": "simvp", **TINY_MODEL},
-                                    "train": {"epochs": 1, "max_steps": 1, "batch_size": 4, "num_workers": 0},
-                                    "eval": {"metrics": ["mae"], "batch_size": 4}}))
+    path.write_text(
+        yaml.safe_dump(
+            {
+                "dataset": "digits",
+                "model": {"name": "simvp", **TINY_MODEL},
+                "train": {"epochs": 1, "max_steps": 1, "batch_size": 4, "num_workers": 0},
+                "eval": {"metrics": ["mae"], "batch_size": 4},
+            }
+        )
+    )
     return path
 
 
 def _prep_arrays(source, *extra: str):
-    return lambda folder: ["prep", "arrays", "--src", str(source(folder)), "--name", "mine", "--frames", "2:2",
-                           "--root", str(folder / "data"), *extra]
+    return lambda folder: [
+        "prep",
+        "arrays",
+        "--src",
+        str(source(folder)),
+        "--name",
+        "mine",
+        "--frames",
+        "2:2",
+        "--root",
+        str(folder / "data"),
+        *extra,
+    ]
 
 
 def _train_seed(seed: str):
-    return lambda folder: ["train", str(_recipe(folder)), "--run-dir", str(folder / "run"), "--root",
-                           str(folder / "data"), "--device", "cpu", "--set", f"train.seed={seed}"]
+    return lambda folder: [
+        "train",
+        str(_recipe(folder)),
+        "--run-dir",
+        str(folder / "run"),
+        "--root",
+        str(folder / "data"),
+        "--device",
+        "cpu",
+        "--set",
+        f"train.seed={seed}",
+    ]
 
 
 def _prep_named(name: str):
-    return lambda folder: ["prep", "arrays", "--src", str(_good_npy(folder)), "--name", name, "--frames", "2:2",
-                           "--root", str(folder / "data")]
+    return lambda folder: [
+        "prep",
+        "arrays",
+        "--src",
+        str(_good_npy(folder)),
+        "--name",
+        name,
+        "--frames",
+        "2:2",
+        "--root",
+        str(folder / "data"),
+    ]
 
 
 def _exiting_plugin(folder: Path) -> list[str]:
     plugin = folder / "quits.py"
     plugin.write_text("import sys\nsys.exit(3)\n")
     recipe = folder / "plugin.yaml"
-    recipe.write_text(yaml.safe_dump({"dataset": "digits", "model": {"name": "quits.py:Model"},
-                                      "train": {"epochs": 1, "max_steps": 1, "batch_size": 4, "num_workers": 0}}))
+    recipe.write_text(
+        yaml.safe_dump(
+            {
+                "dataset": "digits",
+                "model": {"name": "quits.py:Model"},
+                "train": {"epochs": 1, "max_steps": 1, "batch_size": 4, "num_workers": 0},
+            }
+        )
+    )
     return ["train", str(recipe), "--run-dir", str(folder / "run"), "--root", str(folder / "data"), "--device", "cpu"]
 
 

@@ -8,9 +8,9 @@ import torch
 from svqbench import keyed
 from svqbench.config import load_recipe
 from svqbench.engine.evaluate import evaluate
+from svqbench.engine.train import train
 from svqbench.models.recurrent import SamplingSchedule
 from svqbench.models.translators import DropPath, KeyedDropout
-from svqbench.engine.train import train
 
 
 def split_like_two_ranks(draw, batch: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -41,7 +41,7 @@ def test_perturb_draws_do_not_depend_on_how_the_batch_is_split():
 
     def draw(key, rows):
         start = key.first_sample
-        return keyed.perturb(inputs[start:start + rows], 0.3, key)
+        return keyed.perturb(inputs[start : start + rows], 0.3, key)
 
     whole, halves = split_like_two_ranks(draw, 8)
     assert torch.equal(whole, halves)
@@ -64,7 +64,7 @@ def test_dropout_masks_are_keyed_per_sample(layer):
     def draw(key, rows):
         start = key.first_sample
         with keyed.keyed_step(key.seed, key.step, key.first_sample, key.samples):
-            return layer(x[start:start + rows])
+            return layer(x[start : start + rows])
 
     whole, halves = split_like_two_ranks(draw, 8)
     assert torch.equal(whole, halves)
@@ -79,7 +79,7 @@ def test_window_rows_per_sample_are_keyed_per_sample():
     def draw(key, rows):
         start = key.first_sample * 4
         with keyed.keyed_step(key.seed, key.step, key.first_sample, key.samples):
-            return layer(x[start:start + rows * 4])
+            return layer(x[start : start + rows * 4])
 
     whole, halves = split_like_two_ranks(draw, 8)
     assert torch.equal(whole, halves)

@@ -17,10 +17,28 @@ import pytest
 
 PACKAGE = Path(__file__).resolve().parents[1] / "svqbench"
 LEAVES = {"errors", "fileio", "registry", "progress", "keyed", "render", "__init__"}
-TIER = {"cli": 6, "__main__": 6, "flows": 5, "bench": 5, "engine": 4, "results": 3, "config": 2,
-        "models": 1, "metrics": 1, "data": 1}
-SAME_TIER_APART = {("flows", "bench"), ("bench", "flows"), ("models", "metrics"), ("models", "data"),
-                   ("metrics", "models"), ("metrics", "data"), ("data", "models"), ("data", "metrics")}
+TIER = {
+    "cli": 6,
+    "__main__": 6,
+    "flows": 5,
+    "bench": 5,
+    "engine": 4,
+    "results": 3,
+    "config": 2,
+    "models": 1,
+    "metrics": 1,
+    "data": 1,
+}
+SAME_TIER_APART = {
+    ("flows", "bench"),
+    ("bench", "flows"),
+    ("models", "metrics"),
+    ("models", "data"),
+    ("metrics", "models"),
+    ("metrics", "data"),
+    ("data", "models"),
+    ("data", "metrics"),
+}
 TOP_LEVEL_MODULES_AT_MOST = 12
 
 
@@ -54,13 +72,19 @@ def imported_modules(path: Path, top_level_only: bool = False) -> list[str]:
         elif isinstance(node, ast.ImportFrom):
             base = node.module or ""
             if node.level:
-                base = ".".join(package.split(".")[: len(package.split(".")) - node.level + 1] + ([base] if base else []))
+                base = ".".join(
+                    package.split(".")[: len(package.split(".")) - node.level + 1] + ([base] if base else [])
+                )
             if not base.startswith("svqbench"):
                 continue
             for alias in node.names:  # `from svqbench import data` imports the module svqbench.data
                 candidate = f"{base}.{alias.name}"
-                found.append(candidate if (PACKAGE.parent / candidate.replace(".", "/")).exists()
-                             or (PACKAGE.parent / (candidate.replace(".", "/") + ".py")).exists() else base)
+                found.append(
+                    candidate
+                    if (PACKAGE.parent / candidate.replace(".", "/")).exists()
+                    or (PACKAGE.parent / (candidate.replace(".", "/") + ".py")).exists()
+                    else base
+                )
     return found
 
 
@@ -80,20 +104,24 @@ def test_imports_point_down(path: Path):
         there = part(target)
         if there == here or target == "svqbench":
             continue
-        if tier(there) > tier(here) or (there, here) in SAME_TIER_APART or (tier(there) == tier(here) and here in LEAVES
-                                                                                and there not in LEAVES):
+        if (
+            tier(there) > tier(here)
+            or (there, here) in SAME_TIER_APART
+            or (tier(there) == tier(here) and here in LEAVES and there not in LEAVES)
+        ):
             wrong.append(f"{module_name(path)} ({here}) imports {target} ({there})")
     assert not wrong, "imports that climb the layout:\n" + "\n".join(wrong)
 
 
 def test_no_module_circle():
-    graph = {module_name(p): {m for m in imported_modules(p, top_level_only=True) if m != module_name(p)}
-             for p in MODULES}
+    graph = {
+        module_name(p): {m for m in imported_modules(p, top_level_only=True) if m != module_name(p)} for p in MODULES
+    }
     done: set[str] = set()
 
     def visit(node: str, trail: list[str]) -> None:
         if node in trail:
-            cycle = trail[trail.index(node):] + [node]
+            cycle = trail[trail.index(node) :] + [node]
             # a package importing its own submodules, which import siblings, is not a circle back into it
             if not all(step.startswith(cycle[0] + ".") or step == cycle[0] for step in cycle[1:]):
                 pytest.fail("import circle: " + " -> ".join(cycle))
@@ -114,8 +142,11 @@ def _loads_torch(code: str, cwd: Path | None = None) -> bool:
     return json.loads(out.strip().splitlines()[-1])
 
 
-@pytest.mark.parametrize("module", ["svqbench.cli", "svqbench.engine.allocator", "svqbench.metrics"]
-                         + [module_name(p) for p in sorted((PACKAGE / "results").glob("*.py"))])
+@pytest.mark.parametrize(
+    "module",
+    ["svqbench.cli", "svqbench.engine.allocator", "svqbench.metrics"]
+    + [module_name(p) for p in sorted((PACKAGE / "results").glob("*.py"))],
+)
 def test_light_modules_do_not_import_torch(module: str):
     assert not _loads_torch(f"import {module}"), f"importing {module} loads torch"
 
@@ -138,7 +169,8 @@ for name, shift in (("a", 0.0), ("b", 0.004)):
     per_window.write(run, {"mse": mse, "ssim": 1.0 - mse}, np.arange(8), "sequence", report)
     (run / "metrics.json").write_text(json.dumps(report))
     publish("digits", {"run_id": name * 12, "run": str(run), "recipe": "digits/" + name, "model": name,
-                                   "dataset": "digits", "split": "test", "seed": 1, "convention": "standard", "protocol": "default",
+                                   "dataset": "digits", "split": "test", "seed": 1, "convention": "standard",
+                                   "protocol": "default",
                                    "mse": float(mse.mean()), "ssim": float(1 - mse.mean())}, root / "boards")
 from svqbench.cli import app
 for command in (["leaderboard", "digits"], ["compare", str(root / "a"), str(root / "b")]):

@@ -10,17 +10,33 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from svqbench.results import leaderboard
 from svqbench.errors import SvqbenchError
+from svqbench.results import leaderboard
 from svqbench.results.views import analyse, export, plot, publish
 
 
-def row(run_id, mse, ssim, recipe="digits/simvp", seed=1, convention="standard", protocol="default", run=None,
-        overrides=""):
-    return {"run_id": run_id, "run": run or run_id, "recipe": recipe, "overrides": overrides, "model": "simvp",
-            "params": 10, "seed": seed, "protocol": protocol, "val_held_out": True, "frames": "10->10",
-            "size": "1x64x64", "selection": "best", "selected_epoch": 1, "convention": convention, "split": "test",
-            "mse": mse, "ssim": ssim}
+def row(
+    run_id, mse, ssim, recipe="digits/simvp", seed=1, convention="standard", protocol="default", run=None, overrides=""
+):
+    return {
+        "run_id": run_id,
+        "run": run or run_id,
+        "recipe": recipe,
+        "overrides": overrides,
+        "model": "simvp",
+        "params": 10,
+        "seed": seed,
+        "protocol": protocol,
+        "val_held_out": True,
+        "frames": "10->10",
+        "size": "1x64x64",
+        "selection": "best",
+        "selected_epoch": 1,
+        "convention": convention,
+        "split": "test",
+        "mse": mse,
+        "ssim": ssim,
+    }
 
 
 def test_rows_are_keyed_by_run_id_not_folder_name(isolated_leaderboards):
@@ -30,17 +46,26 @@ def test_rows_are_keyed_by_run_id_not_folder_name(isolated_leaderboards):
     publish("digits", row("aaaaaaaaaaaa", 30.0, 0.95, run="simvp", convention="openstl"))
     table = leaderboard.read("digits")
     assert sorted(zip(table["run_id"], table["convention"], table["mse"])) == [
-        ("aaaaaaaaaaaa", "openstl", 30.0), ("aaaaaaaaaaaa", "standard", 0.03), ("bbbbbbbbbbbb", "standard", 0.01)]
+        ("aaaaaaaaaaaa", "openstl", 30.0),
+        ("aaaaaaaaaaaa", "standard", 0.03),
+        ("bbbbbbbbbbbb", "standard", 0.01),
+    ]
     assert "epochs" not in table and "selected_epoch" in table
 
 
 def test_protocols_and_conventions_are_never_ranked_together(isolated_leaderboards):
-    for run_id, protocol, convention in [("a", "openstl", "standard"), ("b", "sequences", "standard"),
-                                         ("c", "openstl", "openstl")]:
+    for run_id, protocol, convention in [
+        ("a", "openstl", "standard"),
+        ("b", "sequences", "standard"),
+        ("c", "openstl", "openstl"),
+    ]:
         publish("kth", row(run_id, 0.01, 0.8, protocol=protocol, convention=convention))
     sections = analyse(leaderboard.read("kth"))
     assert sorted((s["key"]["protocol"], s["key"]["convention"], len(s["rows"])) for s in sections) == [
-        ("openstl", "openstl", 1), ("openstl", "standard", 1), ("sequences", "standard", 1)]
+        ("openstl", "openstl", 1),
+        ("openstl", "standard", 1),
+        ("sequences", "standard", 1),
+    ]
 
 
 def test_seeds_are_grouped_with_mean_std_and_n_and_overrides_kept_apart(isolated_leaderboards):
@@ -71,8 +96,10 @@ def test_best_is_marked_only_when_distinguishable(isolated_leaderboards, other, 
 
 def test_groups_of_one_recipe_are_named_by_the_overrides_that_set_them_apart(isolated_leaderboards):
     def seeds(ratio, values):
-        return [row(f"r{ratio}-{i}", v, 0.5, seed=i, overrides=f"train.precision=bf16 train.perturb_ratio={ratio}")
-                for i, v in enumerate(values)]
+        return [
+            row(f"r{ratio}-{i}", v, 0.5, seed=i, overrides=f"train.precision=bf16 train.perturb_ratio={ratio}")
+            for i, v in enumerate(values)
+        ]
 
     (section,) = analyse(pd.DataFrame(seeds(0.1, [0.010, 0.011, 0.009]) + seeds(0.3, [0.020, 0.021, 0.022])))
     line = next(line for line in section["tests"] if line.startswith("mse"))
@@ -133,8 +160,11 @@ def test_lock_is_portable():
     assert "fcntl" not in vars(leaderboard)  # filelock works on every OS; fcntl exists only on POSIX
 
 
-@pytest.mark.parametrize("path", sorted((Path(__file__).resolve().parents[1] / "leaderboards" / "reported").glob("*.csv")),
-                         ids=lambda p: p.stem)
+@pytest.mark.parametrize(
+    "path",
+    sorted((Path(__file__).resolve().parents[1] / "leaderboards" / "reported").glob("*.csv")),
+    ids=lambda p: p.stem,
+)
 def test_every_reported_number_names_its_source_and_convention(path):
     table = pd.read_csv(path, comment="#")
     assert {"method", "convention", "source", "protocol", "frames"} <= set(table.columns)

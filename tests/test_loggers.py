@@ -16,15 +16,14 @@ import numpy as np
 import pytest
 import torch
 from PIL import Image
-
-from svqbench.config import load_recipe
-from svqbench.results.leaderboard import group_overrides
-from svqbench.engine.loggers import PACKAGES
-from svqbench.progress import Reporter
-from svqbench.engine.train import CRASH_AT_STEP, train
-
 from test_cli import assert_one_line_error, invoke
 from test_train_engine import cli, write_recipe
+
+from svqbench.config import load_recipe
+from svqbench.engine.loggers import PACKAGES
+from svqbench.engine.train import CRASH_AT_STEP, train
+from svqbench.progress import Reporter
+from svqbench.results.leaderboard import group_overrides
 
 CPU = torch.device("cpu")
 ALL_STEPS = list(range(1, 9))  # max_steps 8, log_every 1
@@ -49,12 +48,28 @@ def logged_run(tmp_path_factory, digits_root) -> tuple[Path, dict]:
         patch.setenv("MLFLOW_ALLOW_FILE_STORE", "true")
         recipe_file = write_recipe(folder, checkpoint_every=4, val_every=3, log_every=1, loggers=INSTALLED)
         run_dir = folder / "run"
-        process = cli("train", recipe_file, "--root", digits_root, "--run-dir", run_dir, "--device", "cpu", "--quiet",
-                      env={CRASH_AT_STEP: "5"})
+        process = cli(
+            "train",
+            recipe_file,
+            "--root",
+            digits_root,
+            "--run-dir",
+            run_dir,
+            "--device",
+            "cpu",
+            "--quiet",
+            env={CRASH_AT_STEP: "5"},
+        )
         _, stderr = process.communicate(timeout=300)
         assert process.returncode == -signal.SIGKILL, stderr
-        train(load_recipe(str(run_dir / "recipe.yaml")), run_dir, CPU, digits_root, resume=True,
-              reporter=Reporter(quiet=True))
+        train(
+            load_recipe(str(run_dir / "recipe.yaml")),
+            run_dir,
+            CPU,
+            digits_root,
+            resume=True,
+            reporter=Reporter(quiet=True),
+        )
         yield run_dir, json.loads((run_dir / "run.json").read_text())
 
 
@@ -101,11 +116,11 @@ def wandb_records(path: Path) -> list:
         if left < 7:
             position += left
             continue
-        _, length, kind = struct.unpack("<IHB", raw[position:position + 7])
+        _, length, kind = struct.unpack("<IHB", raw[position : position + 7])
         if length == 0 and kind == 0:  # the rest of the block is padding
             position += left
             continue
-        pending += raw[position + 7:position + 7 + length]
+        pending += raw[position + 7 : position + 7 + length]
         position += 7 + length
         if kind in (1, 4):  # a whole record, or the last piece of one
             records.append(wandb_internal_pb2.Record.FromString(pending))
@@ -124,8 +139,11 @@ def test_wandb_offline_run_keeps_its_id_across_resume(logged_run):
     for path in files:
         records = wandb_records(path)
         deadline = time.monotonic() + 60
-        while path == files[-1] and (not records or records[-1].WhichOneof("record_type") != "exit") \
-                and time.monotonic() < deadline:
+        while (
+            path == files[-1]
+            and (not records or records[-1].WhichOneof("record_type") != "exit")
+            and time.monotonic() < deadline
+        ):
             time.sleep(0.2)  # W&B's writer process may still be flushing the finished run's file
             records = wandb_records(path)
         for run in [r.run for r in records if r.WhichOneof("record_type") == "run"]:  # none if killed before a write
@@ -136,7 +154,9 @@ def test_wandb_offline_run_keeps_its_id_across_resume(logged_run):
         rows = {}
         for record in records:
             if record.WhichOneof("record_type") == "history":
-                row = {item.key or "/".join(item.nested_key): json.loads(item.value_json) for item in record.history.item}
+                row = {
+                    item.key or "/".join(item.nested_key): json.loads(item.value_json) for item in record.history.item
+                }
                 rows[record.history.step.num] = row
         histories.append(rows)
     killed, resumed = histories
@@ -175,7 +195,9 @@ def test_mlflow_file_store_holds_one_run_without_duplicated_steps(logged_run, tm
 
 def test_without_loggers_only_log_jsonl_is_written(tmp_path, digits_root):
     run_dir = tmp_path / "run"
-    train(load_recipe(str(write_recipe(tmp_path, max_steps=3))), run_dir, CPU, digits_root, reporter=Reporter(quiet=True))
+    train(
+        load_recipe(str(write_recipe(tmp_path, max_steps=3))), run_dir, CPU, digits_root, reporter=Reporter(quiet=True)
+    )
     assert not any((run_dir / name).exists() for name in ("tensorboard", "wandb", "mlruns"))
     assert "loggers" not in json.loads((run_dir / "run.json").read_text())
 
@@ -183,8 +205,18 @@ def test_without_loggers_only_log_jsonl_is_written(tmp_path, digits_root):
 def test_missing_package_is_a_one_line_error_with_the_pip_command(tmp_path, digits_root, monkeypatch):
     monkeypatch.setitem(sys.modules, "mlflow", None)  # import mlflow now raises ImportError
     recipe_file = write_recipe(tmp_path)
-    result = invoke("train", recipe_file, "--root", digits_root, "--run-dir", tmp_path / "run", "--device", "cpu",
-                    "--set", "train.loggers=tensorboard,mlflow")
+    result = invoke(
+        "train",
+        recipe_file,
+        "--root",
+        digits_root,
+        "--run-dir",
+        tmp_path / "run",
+        "--device",
+        "cpu",
+        "--set",
+        "train.loggers=tensorboard,mlflow",
+    )
     assert_one_line_error(result, "train.loggers=mlflow", 'pip install "svqbench[mlflow]"')
     assert not (tmp_path / "run").exists()  # refused before the run folder is claimed
 

@@ -10,8 +10,7 @@ import pytest
 import torch
 
 from svqbench.errors import SvqbenchError
-from svqbench.metrics import MetricAccumulator, ensure_lpips_weights
-from svqbench.metrics import lpips_weights
+from svqbench.metrics import MetricAccumulator, ensure_lpips_weights, lpips_weights
 from svqbench.metrics.lpips import LpipsAlexNet, load_lpips
 
 
@@ -69,7 +68,7 @@ def test_reproduces_official_distances(weights_path):
 def test_accumulator_reports_lpips_per_frame(weights_path):
     generator = torch.Generator().manual_seed(1)
     true = torch.rand(2, 3, 1, 64, 64, generator=generator)
-    pred = (true + 0.1 * torch.arange(3).view(1, 3, 1, 1, 1) * torch.randn(true.shape, generator=generator))
+    pred = true + 0.1 * torch.arange(3).view(1, 3, 1, 1, 1) * torch.randn(true.shape, generator=generator)
     accumulator = MetricAccumulator(("lpips",), frames_out=3, device="cpu", lpips_weights=weights_path)
     accumulator.update(pred, true)
     per_frame = accumulator.result()["per_frame"]["lpips"]
@@ -125,7 +124,9 @@ def test_checkpoint_with_wrong_digest_is_refused():
 
 def test_missing_explicit_file_names_the_remedy(tmp_path, monkeypatch):
     monkeypatch.setenv(lpips_weights.ENV_VAR, str(tmp_path / "nowhere.pt"))
-    with pytest.raises(SvqbenchError, match=r"\$SVQBENCH_LPIPS_WEIGHTS .*nowhere.pt does not exist; run `python -m svqbench.metrics`"):
+    with pytest.raises(
+        SvqbenchError, match=r"\$SVQBENCH_LPIPS_WEIGHTS .*nowhere.pt does not exist; run `python -m svqbench.metrics`"
+    ):
         ensure_lpips_weights()
 
 

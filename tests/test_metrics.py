@@ -37,7 +37,13 @@ def standard_reference(pred: np.ndarray, true: np.ndarray) -> dict[str, float]:
         )
         psnr.append(-10 * np.log10(np.mean((p - t) ** 2)))
     mse = np.mean((pred - true) ** 2)
-    return {"mae": np.mean(np.abs(pred - true)), "mse": mse, "rmse": np.sqrt(mse), "ssim": np.mean(ssim), "psnr": np.mean(psnr)}
+    return {
+        "mae": np.mean(np.abs(pred - true)),
+        "mse": mse,
+        "rmse": np.sqrt(mse),
+        "ssim": np.mean(ssim),
+        "psnr": np.mean(psnr),
+    }
 
 
 REFERENCES = {"openstl": openstl_reference, "standard": standard_reference}
@@ -197,8 +203,9 @@ def test_openstl_groups_multi_variable_weather_per_variable():
     pred, true, denormalise = physical_pair(12, seed=8)
     variables = ("r", "t", "u", "v")
     reference = openstl_weather_reference(denormalise(pred).double().numpy(), denormalise(true).double().numpy(), 4)
-    accumulator = MetricAccumulator(("mae", "mse", "rmse"), "openstl", frames_out=2, device="cpu",
-                                    denormalise=denormalise, variables=variables)
+    accumulator = MetricAccumulator(
+        ("mae", "mse", "rmse"), "openstl", frames_out=2, device="cpu", denormalise=denormalise, variables=variables
+    )
     accumulator.update(pred[:2], true[:2])
     accumulator.update(pred[2:], true[2:])
     result = accumulator.result()
@@ -212,8 +219,9 @@ def test_openstl_groups_multi_variable_weather_per_variable():
 
 def test_standard_per_variable_averages_its_channels():
     pred, true, denormalise = physical_pair(6, seed=9)
-    result = MetricAccumulator(("rmse",), "standard", frames_out=2, device="cpu", denormalise=denormalise,
-                               variables=("a", "b"))
+    result = MetricAccumulator(
+        ("rmse",), "standard", frames_out=2, device="cpu", denormalise=denormalise, variables=("a", "b")
+    )
     result.update(pred, true)
     result = result.result()
     channel_rmse = (denormalise(pred) - denormalise(true)).double().square().mean(dim=(0, 1, 3, 4)).sqrt()
@@ -243,8 +251,11 @@ def test_declared_range_maps_physical_values_to_unit_range(convention):
 
 @pytest.mark.parametrize(
     "options, message",
-    [({"value_range": (1.0, 1.0)}, "expected LO < HI"), ({"value_range": (0.0, 1.0, 2.0)}, "two numbers"),
-     ({"variables": ("a", "b", "c")}, "do not split into the 3 variables")],
+    [
+        ({"value_range": (1.0, 1.0)}, "expected LO < HI"),
+        ({"value_range": (0.0, 1.0, 2.0)}, "two numbers"),
+        ({"variables": ("a", "b", "c")}, "do not split into the 3 variables"),
+    ],
 )
 def test_bad_physical_options(options, message):
     pred, true, denormalise = physical_pair(2, seed=12)

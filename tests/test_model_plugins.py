@@ -32,7 +32,8 @@ class TinyNet(nn.Module):
     def __init__(self, shape, hidden: int = 8):
         super().__init__()
         t, c = shape.frames_in, shape.channels
-        self.net = nn.Sequential(nn.Conv2d(t * c, hidden, 3, padding=1), nn.GELU(), nn.Conv2d(hidden, t * c, 3, padding=1))
+        self.net = nn.Sequential(nn.Conv2d(t * c, hidden, 3, padding=1), nn.GELU(), nn.Conv2d(hidden, t * c, 3,
+        padding=1))
 
     def forward(self, inputs):
         b, t, c, h, w = inputs.shape
@@ -42,8 +43,14 @@ TRAIN = "train: {epochs: 1, max_steps: 2, batch_size: 2, num_workers: 0}\neval: 
 
 
 def cli(*args, cwd: Path, env: dict[str, str]) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "svqbench", *map(str, args)], cwd=cwd, env=env,
-                          capture_output=True, text=True, timeout=300)
+    return subprocess.run(
+        [sys.executable, "-m", "svqbench", *map(str, args)],
+        cwd=cwd,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
 
 
 def ok(result: subprocess.CompletedProcess) -> str:
@@ -70,18 +77,26 @@ def write_clip(path: Path) -> None:
     writer.release()
 
 
-def test_a_file_plugin_goes_through_every_command_from_another_folder(tmp_path, digits_root, isolated_leaderboards,
-                                                                     monkeypatch):
+def test_a_file_plugin_goes_through_every_command_from_another_folder(
+    tmp_path, digits_root, isolated_leaderboards, monkeypatch
+):
     outside, work, elsewhere = tmp_path / "outside", tmp_path / "work", tmp_path / "elsewhere"
     for folder in (outside, work, elsewhere):
         folder.mkdir()
     (outside / "mymodel.py").write_text(PLUGIN)
     (outside / "mine.yaml").write_text(f"dataset: digits\nmodel: {{name: mymodel.py:TinyNet, hidden: 4}}\n{TRAIN}")
-    (outside / "svq.yaml").write_text("dataset: digits\nmodel: {name: simvp_svq, hid_S: 8, hid_T: 16, N_S: 2, N_T: 2, "
-                                      f"translator: incepu, codebook_size: 16}}\n{TRAIN}")
+    (outside / "svq.yaml").write_text(
+        "dataset: digits\nmodel: {name: simvp_svq, hid_S: 8, hid_T: 16, N_S: 2, N_T: 2, "
+        f"translator: incepu, codebook_size: 16}}\n{TRAIN}"
+    )
     sha = hashlib.sha256(PLUGIN.encode()).hexdigest()
-    env = {**os.environ, "PYTHONPATH": str(REPO), "SVQBENCH_DATA": str(digits_root),
-           "SVQBENCH_LEADERBOARDS": str(isolated_leaderboards), "OMP_NUM_THREADS": "1"}
+    env = {
+        **os.environ,
+        "PYTHONPATH": str(REPO),
+        "SVQBENCH_DATA": str(digits_root),
+        "SVQBENCH_LEADERBOARDS": str(isolated_leaderboards),
+        "OMP_NUM_THREADS": "1",
+    }
     monkeypatch.setenv("SVQBENCH_DATA", str(digits_root))
 
     # training and a first evaluation in processes of their own, each from its own working folder
@@ -99,7 +114,12 @@ def test_a_file_plugin_goes_through_every_command_from_another_folder(tmp_path, 
     # the run folder alone from now on (this process never imported the original file)
     (outside / "mymodel.py").unlink()
     monkeypatch.chdir(elsewhere)
-    assert invoke("train", outside / "svq.yaml", "--run-dir", work / "runs" / "svq", "--device", "cpu", "--quiet").exit_code == 0
+    assert (
+        invoke(
+            "train", outside / "svq.yaml", "--run-dir", work / "runs" / "svq", "--device", "cpu", "--quiet"
+        ).exit_code
+        == 0
+    )
     for command in (("eval", run), ("eval", work / "runs" / "svq"), ("render", run, "--out", "mine.gif")):
         result = invoke(*command)
         assert result.exit_code == 0, result.output
@@ -130,10 +150,17 @@ BAD_PLUGINS = {
     "no_attribute": ("plugin.py:Missing", PLUGIN, "'Missing' in"),
     "no_file": ("absent.py:TinyNet", "", "no file"),
     "import_fails": ("plugin.py:TinyNet", "import not_a_module_anywhere\n", "ModuleNotFoundError"),
-    "factory_raises": ("plugin.py:Broken", PLUGIN + "\ndef Broken(shape):\n    raise ValueError('needs 3 channels')\n",
-                       "Broken(ClipShape(frames_in=10"),
-    "wrong_shape": ("plugin.py:Shrinks", PLUGIN + "\nclass Shrinks(TinyNet):\n    def forward(self, inputs):\n"
-                    "        return super().forward(inputs)[..., :-1]\n", "expected (1, T, 1, 64, 64)"),
+    "factory_raises": (
+        "plugin.py:Broken",
+        PLUGIN + "\ndef Broken(shape):\n    raise ValueError('needs 3 channels')\n",
+        "Broken(ClipShape(frames_in=10",
+    ),
+    "wrong_shape": (
+        "plugin.py:Shrinks",
+        PLUGIN + "\nclass Shrinks(TinyNet):\n    def forward(self, inputs):\n"
+        "        return super().forward(inputs)[..., :-1]\n",
+        "expected (1, T, 1, 64, 64)",
+    ),
     "not_a_module": ("plugin.py:Number", PLUGIN + "\ndef Number(shape):\n    return 3\n", "expected a torch.nn.Module"),
 }
 
@@ -144,8 +171,9 @@ def test_bad_plugins_are_one_line_errors_naming_model_name(case, tmp_path, digit
     (tmp_path / "plugin.py").write_text(source)
     recipe = tmp_path / "recipe.yaml"
     recipe.write_text(f"dataset: digits\nmodel: {{name: '{name}'}}\n{TRAIN}")
-    result = CliRunner().invoke(app, ["train", str(recipe), "--root", str(digits_root), "--run-dir",
-                                      str(tmp_path / "run"), "--device", "cpu"])
+    result = CliRunner().invoke(
+        app, ["train", str(recipe), "--root", str(digits_root), "--run-dir", str(tmp_path / "run"), "--device", "cpu"]
+    )
     assert result.exit_code == 1, result.output
     one_line_error(result.output, "model.name=", needle)
     assert not (tmp_path / "run" / "last.pt").exists()
@@ -178,7 +206,9 @@ def test_models_lists_builtins_and_plugins_with_parameters(tmp_path, monkeypatch
 def test_a_plugin_run_resumes_from_its_copy(tmp_path, digits_root, monkeypatch):
     (tmp_path / "mymodel.py").write_text(PLUGIN)
     recipe = tmp_path / "mine.yaml"
-    recipe.write_text(f"dataset: digits\nmodel: {{name: mymodel.py:TinyNet}}\n{TRAIN.replace('max_steps: 2', 'max_steps: 1')}")
+    recipe.write_text(
+        f"dataset: digits\nmodel: {{name: mymodel.py:TinyNet}}\n{TRAIN.replace('max_steps: 2', 'max_steps: 1')}"
+    )
     run = tmp_path / "run"
     assert invoke("train", recipe, "--root", digits_root, "--run-dir", run, "--device", "cpu", "--quiet").exit_code == 0
     (tmp_path / "mymodel.py").unlink()

@@ -4,12 +4,11 @@ from __future__ import annotations
 
 import pytest
 import torch
+from conftest import TINY_MODEL
 
 from svqbench.data.base import DatasetInfo
 from svqbench.errors import SvqbenchError
 from svqbench.models import MODELS, count_parameters, create_model, forecast
-
-from conftest import TINY_MODEL
 
 INFO = DatasetInfo("toy", frames_in=4, frames_out=4, channels=2, height=16, width=16)
 RECURRENT_TINY = {"num_hidden": [8, 8], "filter_size": 3, "patch_size": 2}

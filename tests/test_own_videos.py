@@ -6,6 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from conftest import SHARED, TINY_MODEL
 from typer.testing import CliRunner
 
 from svqbench import data
@@ -13,8 +14,6 @@ from svqbench.cli import app
 from svqbench.config import load_recipe
 from svqbench.engine.predict import read_clip
 from svqbench.engine.runs import new_run_dir
-
-from conftest import SHARED, TINY_MODEL
 
 VIDEOS = SHARED / "reference" / "videos"
 needs_videos = pytest.mark.skipif(not VIDEOS.is_dir(), reason="needs ../shared/reference/videos")
@@ -34,13 +33,41 @@ def invoke(*args):
 def test_three_commands_on_example_clips(tmp_path, monkeypatch, isolated_leaderboards):
     monkeypatch.chdir(tmp_path)
     root = tmp_path / "data"
-    prepped = invoke("prep", "videos", "--src", VIDEOS, "--name", "mine", "--size", 24, "--frames", "3:2",
-                     "--root", root, "--opt", "channels=1")
+    prepped = invoke(
+        "prep",
+        "videos",
+        "--src",
+        VIDEOS,
+        "--name",
+        "mine",
+        "--size",
+        24,
+        "--frames",
+        "3:2",
+        "--root",
+        root,
+        "--opt",
+        "channels=1",
+    )
     assert prepped.exit_code == 0, prepped.output
-    tiny = [f"model.{k}={v}" for k, v in TINY_MODEL.items()] + ["model.codebook_size=8", "train.max_steps=2",
-                                                                   "train.epochs=1", "train.num_workers=0"]
-    trained = invoke("train", "videos/simvp_svq", "--set", "dataset=mine", *[a for s in tiny for a in ("--set", s)],
-                     "--root", root, "--device", "cpu", "--quiet")
+    tiny = [f"model.{k}={v}" for k, v in TINY_MODEL.items()] + [
+        "model.codebook_size=8",
+        "train.max_steps=2",
+        "train.epochs=1",
+        "train.num_workers=0",
+    ]
+    trained = invoke(
+        "train",
+        "videos/simvp_svq",
+        "--set",
+        "dataset=mine",
+        *[a for s in tiny for a in ("--set", s)],
+        "--root",
+        root,
+        "--device",
+        "cpu",
+        "--quiet",
+    )
     assert trained.exit_code == 0, trained.output
     run_dir = tmp_path / trained.output.strip()
     assert run_dir.name.startswith("mine-simvp_svq-")

@@ -25,8 +25,20 @@ def wheel(tmp_path_factory) -> Path:
     for name in ("svqbench", "recipes"):
         shutil.copytree(REPO / name, source / name, ignore=shutil.ignore_patterns("__pycache__"))
     built = subprocess.run(
-        [sys.executable, "-m", "pip", "wheel", str(source), "--no-deps", "--no-build-isolation", "-q", "-w", str(work / "dist")],
-        capture_output=True, text=True,
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "wheel",
+            str(source),
+            "--no-deps",
+            "--no-build-isolation",
+            "-q",
+            "-w",
+            str(work / "dist"),
+        ],
+        capture_output=True,
+        text=True,
     )
     if built.returncode != 0:
         if "No module named pip" in built.stderr:
@@ -50,8 +62,15 @@ def test_installed_copy_lists_recipes_from_an_empty_folder(wheel, tmp_path):
     empty.mkdir()
     env = {k: v for k, v in os.environ.items() if k != "SVQBENCH_RECIPES"} | {"PYTHONPATH": str(site)}
     listed = subprocess.run(
-        [sys.executable, "-c", "from svqbench.config import list_recipes, recipes_dir; print(recipes_dir()); print(*list_recipes())"],
-        cwd=empty, env=env, capture_output=True, text=True,
+        [
+            sys.executable,
+            "-c",
+            "from svqbench.config import list_recipes, recipes_dir; print(recipes_dir()); print(*list_recipes())",
+        ],
+        cwd=empty,
+        env=env,
+        capture_output=True,
+        text=True,
     )
     assert listed.returncode == 0, listed.stderr
     where, names = listed.stdout.splitlines()

@@ -7,14 +7,13 @@ import json
 
 import pytest
 import torch
+from conftest import TINY_MODEL
 
 from svqbench.config import load_recipe
 from svqbench.data.base import DatasetInfo
+from svqbench.engine.train import train
 from svqbench.errors import SvqbenchError
 from svqbench.models import count_parameters, create_model, forecast
-from svqbench.engine.train import train
-
-from conftest import TINY_MODEL
 
 # Shapes (protocols.md section 1): in -> out frames, C x H x W.
 SHAPES = {
@@ -116,8 +115,12 @@ def test_rollout_of_the_paper_shapes():
         assert forecast(model, torch.rand(1, *info.shape_in), frames_out).frames.shape[1] == frames_out
 
 
-VQ_OPTIONS = {"vq": {"codebook_size": 16}, "rvq": {"codebook_size": 16, "num_quantizers": 2},
-              "fsq": {"levels": [5, 3]}, "lfq": {"codebook_size": 64}}
+VQ_OPTIONS = {
+    "vq": {"codebook_size": 16},
+    "rvq": {"codebook_size": 16, "num_quantizers": 2},
+    "fsq": {"levels": [5, 3]},
+    "lfq": {"codebook_size": 64},
+}
 
 
 @pytest.mark.parametrize("quantizer", VQ_OPTIONS)

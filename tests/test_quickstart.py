@@ -13,9 +13,9 @@ from rich.console import Console
 from typer.testing import CliRunner
 
 from svqbench import data
-from svqbench.flows import quickstart
 from svqbench.cli import app
 from svqbench.errors import SvqbenchError
+from svqbench.flows import quickstart
 
 TINY = ("train.max_steps=2",)
 
@@ -29,8 +29,18 @@ def small_root(tmp_path_factory):
 
 def test_quickstart_writes_only_its_folder(tmp_path, monkeypatch, small_root, isolated_leaderboards):
     monkeypatch.chdir(tmp_path)
-    result = runner_invoke("quickstart", "--root", small_root, "--device", "cpu", "--precision", "fp32",
-                           "--out", "qs", *[a for s in TINY for a in ("--set", s)])
+    result = runner_invoke(
+        "quickstart",
+        "--root",
+        small_root,
+        "--device",
+        "cpu",
+        "--precision",
+        "fp32",
+        "--out",
+        "qs",
+        *[a for s in TINY for a in ("--set", s)],
+    )
     assert result.exit_code == 0, result.output
     assert sorted(p.name for p in tmp_path.iterdir()) == ["qs"]
     folder = tmp_path / "qs"
@@ -60,8 +70,11 @@ def _result(tmp_path, svq_mae: float) -> quickstart.QuickstartResult:
         return {"overall": values, "per_frame": {k: [v] for k, v in values.items()}, "parameters": 0}
 
     result = quickstart.QuickstartResult(tmp_path, 1.0, "fp32")
-    result.reports = {"digits_small/blank": report(0.04, 0.6), "digits_small/persistence": report(0.06, 0.5),
-                      "digits_small/simvp_svq": report(svq_mae, 0.7)}
+    result.reports = {
+        "digits_small/blank": report(0.04, 0.6),
+        "digits_small/persistence": report(0.06, 0.5),
+        "digits_small/simvp_svq": report(svq_mae, 0.7),
+    }
     return result
 
 

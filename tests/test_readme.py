@@ -11,19 +11,23 @@ import shlex
 from pathlib import Path
 
 import pytest
+from conftest import SHARED, TINY_MODEL
 from typer.testing import CliRunner
 
 from svqbench import data
 from svqbench.cli import app
 from svqbench.metrics import i3d_weights
 
-from conftest import SHARED, TINY_MODEL
-
 README = Path(__file__).resolve().parents[1] / "README.md"
 MARKED_BLOCK = re.compile(r"<!-- tested:[^>]*-->\n```(\w+)\n(.*?)```", re.S)
 FILE_BLOCK = re.compile(r"<!-- file: (\S+)[^>]*-->\n```\w+\n(.*?)```", re.S)
 TINY_TRAIN = [f"model.{k}={v}" for k, v in TINY_MODEL.items()] + [
-    "model.codebook_size=16", "train.epochs=1", "train.max_steps=2", "train.batch_size=2", "train.num_workers=0"]
+    "model.codebook_size=16",
+    "train.epochs=1",
+    "train.max_steps=2",
+    "train.batch_size=2",
+    "train.num_workers=0",
+]
 VIDEOS = SHARED / "reference" / "videos"
 
 
@@ -59,8 +63,11 @@ def as_cli_args(line: str) -> list[str]:
 def test_bash_blocks_run(code, tmp_path, monkeypatch):
     if "clips/" in code and not VIDEOS.is_dir():
         pytest.skip("needs ../shared/reference/videos")
-    if "fvd" in code and not (i3d_weights.cache_dir() / i3d_weights.CONVERTED_NAME).is_file() \
-            and not os.environ.get(i3d_weights.ENV_VAR):
+    if (
+        "fvd" in code
+        and not (i3d_weights.cache_dir() / i3d_weights.CONVERTED_NAME).is_file()
+        and not os.environ.get(i3d_weights.ENV_VAR)
+    ):
         pytest.skip("I3D weights not cached: run `python -m svqbench.metrics` once (tests never download)")
     monkeypatch.chdir(tmp_path)
     monkeypatch.setenv("SVQBENCH_DATA", str(tmp_path / "data"))

@@ -1,4 +1,5 @@
-"""Controlled comparisons: in every dataset folder, DATASET/simvp and its SVQ variants differ only in the quantizer keys."""
+"""Controlled comparisons: in every dataset folder, DATASET/simvp and its SVQ variants differ only in the quantizer
+keys."""
 
 from __future__ import annotations
 
@@ -8,8 +9,15 @@ from svqbench.config import list_recipes, load_recipe, recipes_dir
 
 # what may differ between a baseline and its SVQ variant: the quantizer and nothing else
 QUANTIZER_KEYS = {
-    "model.name", "model.codebook_size", "model.svq_hidden", "model.freeze_codebook", "model.init",
-    "model.nonlinear", "model.hid_relu", "model.out_relu", "model.post_vq",
+    "model.name",
+    "model.codebook_size",
+    "model.svq_hidden",
+    "model.freeze_codebook",
+    "model.init",
+    "model.nonlinear",
+    "model.hid_relu",
+    "model.out_relu",
+    "model.post_vq",
 }
 VARIANTS = ("simvp_svq", "simvp_svq_frozen")
 PAIRS = [
@@ -48,8 +56,14 @@ def test_pair_differs_only_in_the_quantizer(baseline, variant):
 
 
 @pytest.mark.parametrize(
-    "override, key", [("train.loss=mse", "train.loss"), ("train.lr=1e-2", "train.lr"), ("eval.convention=standard", "eval.convention"),
-                      ("model.drop_path=0.3", "model.drop_path"), ("train.seed=7", "train.seed")]
+    "override, key",
+    [
+        ("train.loss=mse", "train.loss"),
+        ("train.lr=1e-2", "train.lr"),
+        ("eval.convention=standard", "eval.convention"),
+        ("model.drop_path=0.3", "model.drop_path"),
+        ("train.seed=7", "train.seed"),
+    ],
 )
 def test_the_check_catches_a_confounded_pair(override, key):
     baseline = load_recipe("kth/simvp", [override]).to_dict()

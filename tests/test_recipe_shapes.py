@@ -44,15 +44,22 @@ def test_unbuildable_model_is_a_one_line_cli_error(recipe, overrides, needles, t
 
 def test_model_keys_are_named_when_none_was_overridden(tmp_path):
     path = tmp_path / "bad.yaml"
-    path.write_text("dataset: digits\nmodel: {name: simvp, translator: gsta, hid_S: 8, hid_T: 16, N_T: 2, mlp_ratio: -1}\n")
-    with pytest.raises(SvqbenchError, match=r"bad.yaml: model: .*negative.*\(model\.translator='gsta', .*model\.mlp_ratio=-1\)"):
+    path.write_text(
+        "dataset: digits\nmodel: {name: simvp, translator: gsta, hid_S: 8, hid_T: 16, N_T: 2, mlp_ratio: -1}\n"
+    )
+    with pytest.raises(
+        SvqbenchError, match=r"bad.yaml: model: .*negative.*\(model\.translator='gsta', .*model\.mlp_ratio=-1\)"
+    ):
         load_recipe(str(path))
 
 
 def test_meta_device_limits_of_libraries_are_not_blamed_on_the_recipe(tmp_path):
     """FSQ computes its codebook size with .item(), which meta tensors cannot do: the recipe is still fine."""
     path = tmp_path / "fsq.yaml"
-    path.write_text("dataset: digits\nmodel: {name: simvp_vq, quantizer: fsq, translator: incepu, hid_S: 16, hid_T: 64, N_S: 2, N_T: 2}\n")
+    path.write_text(
+        "dataset: digits\n"
+        "model: {name: simvp_vq, quantizer: fsq, translator: incepu, hid_S: 16, hid_T: 64, N_S: 2, N_T: 2}\n"
+    )
     assert load_recipe(str(path)).model["quantizer"] == "fsq"
 
 

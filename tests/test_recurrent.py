@@ -31,8 +31,13 @@ TINY_FOR = {"mau": {**TINY, "sr_size": 2, "tau": 2}, "phydnet": {"patch_size": 2
 # of one sample's pass (fvcore's count): the T_in + T_out - 1 = 29 recurrent steps.
 PUBLISHED = {"convlstm": (14.9e6, 1368e9), "predrnn": (23.6e6, 2800e9), "predrnn_v2": (23.6e6, 2815e9)}
 # OpenSTL v0.3's own classes at its configs/kth (issue 23), to the parameter
-OPENSTL_KTH_PARAMETERS = {"predrnn_pp": 38_313_984, "mim": 39_813_120, "e3d_lstm": 53_510_144, "mau": 20_138_372,
-                          "phydnet": 3_091_732}
+OPENSTL_KTH_PARAMETERS = {
+    "predrnn_pp": 38_313_984,
+    "mim": 39_813_120,
+    "e3d_lstm": 53_510_144,
+    "mau": 20_138_372,
+    "phydnet": 3_091_732,
+}
 
 
 @pytest.mark.parametrize("name", RECURRENT)

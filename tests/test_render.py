@@ -68,12 +68,28 @@ def test_render_compare_command(tmp_path, tiny_recipe, digits_root):
     runs = []
     for steps in (1, 4):
         run_dir = tmp_path / f"run{steps}"
-        trained = runner.invoke(app, ["train", str(tiny_recipe), "--root", str(digits_root), "--run-dir", str(run_dir),
-                                      "--device", "cpu", "--quiet", "--set", f"train.max_steps={steps}"])
+        trained = runner.invoke(
+            app,
+            [
+                "train",
+                str(tiny_recipe),
+                "--root",
+                str(digits_root),
+                "--run-dir",
+                str(run_dir),
+                "--device",
+                "cpu",
+                "--quiet",
+                "--set",
+                f"train.max_steps={steps}",
+            ],
+        )
         assert trained.exit_code == 0, trained.output
         runs.append(str(run_dir))
     out = tmp_path / "compare.gif"
-    rendered = runner.invoke(app, ["render", "--compare", *runs, "--root", str(digits_root), "--index", "1", "--out", str(out)])
+    rendered = runner.invoke(
+        app, ["render", "--compare", *runs, "--root", str(digits_root), "--index", "1", "--out", str(out)]
+    )
     assert rendered.exit_code == 0, rendered.output
     assert Image.open(out).n_frames == 20 and Image.open(out.with_suffix(".png")).size[1] > 4 * MIN_PANEL
     refused = runner.invoke(app, ["render", *runs, "--root", str(digits_root)])

@@ -12,14 +12,13 @@ import numpy as np
 import pytest
 import torch
 from PIL import Image
+from test_cli import assert_one_line_error, invoke
+from test_train_engine import write_recipe
 
 from svqbench.config import load_recipe
 from svqbench.engine.evaluate import evaluate
-from svqbench.progress import Reporter
 from svqbench.engine.train import train
-
-from test_cli import assert_one_line_error, invoke
-from test_train_engine import write_recipe
+from svqbench.progress import Reporter
 
 CPU = torch.device("cpu")
 BROWSERS = ("chromium", "chromium-browser", "google-chrome")
@@ -31,8 +30,10 @@ def evaluated_runs(tmp_path_factory, digits_root) -> Path:
     folder = tmp_path_factory.mktemp("report")
     recipe_file = write_recipe(folder, max_steps=2)
     floor_file = folder / "floor.yaml"
-    floor_file.write_text("dataset: digits\nname: digits/persistence\nmodel: {name: persistence}\n"
-                          "eval: {metrics: [mae, mse, ssim, psnr], batch_size: 4}\n")
+    floor_file.write_text(
+        "dataset: digits\nname: digits/persistence\nmodel: {name: persistence}\n"
+        "eval: {metrics: [mae, mse, ssim, psnr], batch_size: 4}\n"
+    )
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("SVQBENCH_LEADERBOARDS", str(folder / "leaderboards"))
         runs = [(recipe_file, 1), (recipe_file, 2), (floor_file, 1)]
@@ -71,8 +72,16 @@ def find_browser() -> str:
 
 
 def chromium(browser: str, profile: Path, *args: str) -> subprocess.CompletedProcess:
-    command = [browser, "--headless", "--no-sandbox", "--disable-gpu", "--no-first-run", "--hide-scrollbars",
-               f"--user-data-dir={profile}", *args]
+    command = [
+        browser,
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--no-first-run",
+        "--hide-scrollbars",
+        f"--user-data-dir={profile}",
+        *args,
+    ]
     return subprocess.run(command, capture_output=True, text=True, timeout=120)
 
 

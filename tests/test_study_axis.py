@@ -10,10 +10,10 @@ import pandas as pd
 import pytest
 from scipy.stats import t
 
-from svqbench.results import study_axis
 from svqbench.errors import SvqbenchError
-from svqbench.results.stats import mean_interval
 from svqbench.flows.sweep import load_study, plan
+from svqbench.results import study_axis
+from svqbench.results.stats import mean_interval
 
 REPO = Path(__file__).resolve().parents[1]
 KEY = "train.perturb_ratio"
@@ -28,10 +28,19 @@ def rows() -> pd.DataFrame:
     for model, slope in (("a", 0.02), ("b", 0.008)):
         for setting in (0.0, 0.5):
             for seed in (1, 2, 3):
-                records.append({"recipe": f"digits/{model}", "seed": seed, "overrides": f"train.precision=bf16 {KEY}={setting}",
-                                "mse": 0.1 + slope * setting + noise[seed] * (1 + setting), "ssim": 0.5})
-    records += [{"recipe": "digits/blank", "seed": s, "overrides": "train.precision=bf16", "mse": 0.3, "ssim": 0.2}
-                for s in (1, 2, 3)]
+                records.append(
+                    {
+                        "recipe": f"digits/{model}",
+                        "seed": seed,
+                        "overrides": f"train.precision=bf16 {KEY}={setting}",
+                        "mse": 0.1 + slope * setting + noise[seed] * (1 + setting),
+                        "ssim": 0.5,
+                    }
+                )
+    records += [
+        {"recipe": "digits/blank", "seed": s, "overrides": "train.precision=bf16", "mse": 0.3, "ssim": 0.2}
+        for s in (1, 2, 3)
+    ]
     return pd.DataFrame(records)
 
 
@@ -58,12 +67,16 @@ def test_curves_hold_the_mean_and_the_t_interval_across_seeds():
 
 def test_changes_are_paired_by_seed_and_compared_with_the_reference():
     frame = study_axis.axis_frame(rows(), KEY)
-    (interval, delta), = study_axis.changes(frame, "a", "mse").values()
+    ((interval, delta),) = study_axis.changes(frame, "a", "mse").values()
     # seed k at 0.5 minus seed k at 0: 0.010 + 0.5 * noise_k
     assert delta == pytest.approx([0.010 + 0.0005, 0.010 - 0.001, 0.010 + 0.00075])
     assert interval.mean == pytest.approx(np.mean(delta)) and interval.distinguishable
     markdown = study_axis.to_markdown(frame, KEY, ("mse",), reference="b")
-    assert "| a | " in markdown and "| blank |" not in markdown and "Floors (not trained with the setting): blank 0.3" in markdown
+    assert (
+        "| a | " in markdown
+        and "| blank |" not in markdown
+        and "Floors (not trained with the setting): blank 0.3" in markdown
+    )
     line = next(line for line in markdown.splitlines() if line.startswith("- a at 0.5"))
     assert "minus b's change: +0.006" in line and "(Welch across seeds)" in line
 
@@ -96,13 +109,19 @@ def test_report_has_a_section_per_split_clean_first_and_a_png(tmp_path):
 
 def test_an_axis_no_entry_sets_or_evaluates_is_refused_before_anything_trains(tmp_path):
     study = tmp_path / "study.yaml"
-    study.write_text("name: s\ndataset: digits_small\nrecipes: [digits_small/blank, digits_small/simvp]\n"
-                     "axis: {key: train.lr}\n")
-    with pytest.raises(SvqbenchError, match=r"axis.key 'train.lr': no entry sets it; give the entries "
-                                            r"`set: \[train.lr=VALUE\]`"):
+    study.write_text(
+        "name: s\ndataset: digits_small\nrecipes: [digits_small/blank, digits_small/simvp]\naxis: {key: train.lr}\n"
+    )
+    with pytest.raises(
+        SvqbenchError,
+        match=r"axis.key 'train.lr': no entry sets it; give the entries "
+        r"`set: \[train.lr=VALUE\]`",
+    ):
         plan(load_study(study))
-    study.write_text("name: s\ndataset: digits_small\nrecipes: [{name: digits_small/simvp, set: [train.lr=0.01]}]\n"
-                     "eval: {metrics: [mse]}\naxis: {key: train.lr, metrics: [mse, lpips]}\n")
+    study.write_text(
+        "name: s\ndataset: digits_small\nrecipes: [{name: digits_small/simvp, set: [train.lr=0.01]}]\n"
+        "eval: {metrics: [mse]}\naxis: {key: train.lr, metrics: [mse, lpips]}\n"
+    )
     with pytest.raises(SvqbenchError, match="axis.metrics lpips: not evaluated by every run; valid: mse"):
         plan(load_study(study))
 

@@ -5,9 +5,9 @@ from __future__ import annotations
 import json
 import os
 import re
+import shutil
 import subprocess
 import sys
-import shutil
 from pathlib import Path
 
 import pandas as pd
@@ -16,17 +16,19 @@ import torch
 from filelock import Timeout
 from typer.testing import CliRunner
 
-from svqbench.results import per_window
 from svqbench.cli import app
 from svqbench.errors import SvqbenchError
 from svqbench.flows.sweep import load_study, parse_shard, plan, run_lock, shard_runs, sweep
+from svqbench.results import per_window
 
 REPO = Path(__file__).resolve().parents[1]
 runner = CliRunner()
-TINY_SIMVP = ("dataset: digits\n"
-              "model: {name: simvp, hid_S: 8, hid_T: 16, N_S: 2, N_T: 2, translator: incepu}\n"
-              "train: {epochs: 1, max_steps: 2, batch_size: 4, num_workers: 0}\n"
-              "eval: {metrics: [mae, mse, ssim, psnr], batch_size: 4}\n")
+TINY_SIMVP = (
+    "dataset: digits\n"
+    "model: {name: simvp, hid_S: 8, hid_T: 16, N_S: 2, N_T: 2, translator: incepu}\n"
+    "train: {epochs: 1, max_steps: 2, batch_size: 4, num_workers: 0}\n"
+    "eval: {metrics: [mae, mse, ssim, psnr], batch_size: 4}\n"
+)
 
 
 def invoke(*args):
@@ -36,8 +38,21 @@ def invoke(*args):
 def test_seeds_rows_and_compare(tmp_path, digits_root, isolated_leaderboards):
     recipe = tmp_path / "simvp_tiny.yaml"
     recipe.write_text(TINY_SIMVP)
-    trained = invoke("train", recipe, "--seeds", "1,2", "--run-dir", tmp_path / "runs", "--root", digits_root,
-                     "--device", "cpu", "--quiet", "--set", "train.lr=0.002")
+    trained = invoke(
+        "train",
+        recipe,
+        "--seeds",
+        "1,2",
+        "--run-dir",
+        tmp_path / "runs",
+        "--root",
+        digits_root,
+        "--device",
+        "cpu",
+        "--quiet",
+        "--set",
+        "train.lr=0.002",
+    )
     assert trained.exit_code == 0, trained.output
     runs = [tmp_path / "runs" / "seed1", tmp_path / "runs" / "seed2"]
     assert trained.output.split() == [str(r) for r in runs]
@@ -47,14 +62,20 @@ def test_seeds_rows_and_compare(tmp_path, digits_root, isolated_leaderboards):
         assert sorted(windows.values) == ["mae", "mse", "psnr", "ssim"] and windows.values["mse"].shape == (4,)
         assert windows.unit == "sequence" and windows.unit_count == 4
         assert windows.values["mse"].mean() == pytest.approx(
-            json.loads((run / "metrics.json").read_text())["overall"]["mse"])
+            json.loads((run / "metrics.json").read_text())["overall"]["mse"]
+        )
 
     table = pd.read_csv(isolated_leaderboards / "digits.csv", dtype={"run_id": str})
     assert table["seed"].tolist() == [1, 2] and table["run_id"].nunique() == 2
     assert all(re.fullmatch(r"[0-9a-f]{12}", r) for r in table["run_id"])
     first = table.iloc[0]
     assert first["overrides"] == "train.lr=0.002" and first["recipe"].endswith("simvp_tiny")
-    assert (first["protocol"], first["frames"], first["size"], first["selection"]) == ("default", "10->10", "1x64x64", "best")
+    assert (first["protocol"], first["frames"], first["size"], first["selection"]) == (
+        "default",
+        "10->10",
+        "1x64x64",
+        "best",
+    )
     # 2 steps of a 3-step epoch: no epoch completed
     assert (first["steps_trained"], first["epochs_trained"], first["precision"]) == (2, 0, "fp32")
     assert first["train_seconds"] > 0 and first["svqbench_version"] and first["evaluated_at"]
@@ -105,7 +126,11 @@ def test_sweep_trains_evaluates_skips_and_resumes(tmp_path, digits_root, isolate
     assert lines[-1].startswith("study tinystudy: 4 runs (0 already done) in ")
     study_rows = pd.read_csv(tmp_path / "out" / "tinystudy.csv")
     assert sorted(zip(study_rows["recipe"], study_rows["seed"])) == [
-        ("digits/persistence", 1), ("digits/persistence", 2), ("digits/simvp_tiny", 1), ("digits/simvp_tiny", 2)]
+        ("digits/persistence", 1),
+        ("digits/persistence", 2),
+        ("digits/simvp_tiny", 1),
+        ("digits/simvp_tiny", 2),
+    ]
     markdown = (tmp_path / "out" / "tinystudy.md").read_text()
     assert "| digits/simvp_tiny* | train.num_workers=0 | simvp | 2 | 1 2 |" in markdown
     # distinguishable needs both the window bootstrap and (with 2 seeds a side) the interval across seeds
@@ -130,7 +155,9 @@ def test_sweep_names_a_missing_recipe_before_running(tmp_path):
     result = invoke("sweep", tmp_path / "study.yaml")
     assert result.exit_code == 1 and len(result.output.strip().splitlines()) == 1
     bad_set = tmp_path / "bad.yaml"
-    bad_set.write_text(write_study(tmp_path, ["digits/persistence"]).read_text().replace("train.num_workers", "train.nope"))
+    bad_set.write_text(
+        write_study(tmp_path, ["digits/persistence"]).read_text().replace("train.num_workers", "train.nope")
+    )
     with pytest.raises(SvqbenchError, match="recipe 'digits/persistence' cannot be used: .*train.nope"):
         sweep(load_study(bad_set), torch.device("cpu"))
 
@@ -139,8 +166,18 @@ def test_committed_study_file_is_valid():
     study = load_study(Path(__file__).resolve().parents[1] / "recipes" / "studies" / "digits_small.yaml")
     names = [entry.name for entry in study.entries]
     assert study.dataset == "digits_small" and study.seeds == (1, 2, 3)
-    models = ("persistence", "blank", "simvp", "simvp_svq", "simvp_svq_frozen", "simvp_mlp", "simvp_vq", "convlstm",
-              "predrnn", "predrnn_v2")
+    models = (
+        "persistence",
+        "blank",
+        "simvp",
+        "simvp_svq",
+        "simvp_svq_frozen",
+        "simvp_mlp",
+        "simvp_vq",
+        "convlstm",
+        "predrnn",
+        "predrnn_v2",
+    )
     assert set(names) == {f"digits_small/{model}" for model in models}
 
 
@@ -148,12 +185,16 @@ def test_study_entries_with_their_own_overrides_get_their_own_folders(tmp_path):
     path = write_study(tmp_path, ["digits/persistence"])
     text = path.read_text().replace(
         "recipes: [digits/persistence]",
-        "recipes: [digits/simvp, {name: digits/simvp, set: [model.hid_S=16], label: simvp16}]")
+        "recipes: [digits/simvp, {name: digits/simvp, set: [model.hid_S=16], label: simvp16}]",
+    )
     path.write_text(text)
     planned = plan(load_study(path))
     assert [(label, seed, run.name) for label, seed, _, run in planned] == [
-        ("digits/simvp", 1, "simvp-seed1"), ("digits/simvp (simvp16)", 1, "simvp16-seed1"),
-        ("digits/simvp", 2, "simvp-seed2"), ("digits/simvp (simvp16)", 2, "simvp16-seed2")]
+        ("digits/simvp", 1, "simvp-seed1"),
+        ("digits/simvp (simvp16)", 1, "simvp16-seed1"),
+        ("digits/simvp", 2, "simvp-seed2"),
+        ("digits/simvp (simvp16)", 2, "simvp16-seed2"),
+    ]
     recipe = planned[3][2]
     assert recipe.model["hid_S"] == 16 and recipe.train.seed == 2
     assert recipe.overrides == ("train.num_workers=0", "model.hid_S=16")
@@ -163,10 +204,13 @@ def test_study_entries_with_their_own_overrides_get_their_own_folders(tmp_path):
 
 
 def sweep_process(study_file: Path, root: Path, *args: str) -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, "-m", "svqbench", "sweep", str(study_file), "--root", str(root),
-                             "--device", "cpu", *args],
-                            env={**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"},
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    return subprocess.Popen(
+        [sys.executable, "-m", "svqbench", "sweep", str(study_file), "--root", str(root), "--device", "cpu", *args],
+        env={**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
 
 
 def test_two_concurrent_sweeps_do_each_run_once(tmp_path, digits_root, isolated_leaderboards, monkeypatch):
@@ -178,7 +222,7 @@ def test_two_concurrent_sweeps_do_each_run_once(tmp_path, digits_root, isolated_
     study_file = write_study(tmp_path, ["digits/simvp_tiny", "digits/simvp_tinier"])
     sweeps = [sweep_process(study_file, digits_root), sweep_process(study_file, digits_root)]
     outputs = [process.communicate(timeout=600) for process in sweeps]
-    for process, (stdout, stderr) in zip(sweeps, outputs):
+    for process, (_, stderr) in zip(sweeps, outputs):
         assert process.returncode == 0, stderr[-3000:]
     lines = "".join(stdout for stdout, _ in outputs).splitlines()
     trained = [line for line in lines if ": trained in" in line]
@@ -186,7 +230,12 @@ def test_two_concurrent_sweeps_do_each_run_once(tmp_path, digits_root, isolated_
     assert len([line for line in lines if ": already done in" in line]) == 4
 
     runs = sorted((tmp_path / "runs").iterdir())
-    assert [run.name for run in runs] == ["simvp_tinier-seed1", "simvp_tinier-seed2", "simvp_tiny-seed1", "simvp_tiny-seed2"]
+    assert [run.name for run in runs] == [
+        "simvp_tinier-seed1",
+        "simvp_tinier-seed2",
+        "simvp_tiny-seed1",
+        "simvp_tiny-seed2",
+    ]
     table = pd.read_csv(isolated_leaderboards / "digits.csv", dtype={"run_id": str})
     run_ids = [json.loads((run / "run.json").read_text())["run_id"] for run in runs]
     assert sorted(table["run_id"]) == sorted(run_ids)  # one row per run
@@ -209,10 +258,19 @@ def test_shards_split_the_runs_and_a_dead_sweeps_lock_is_taken_over(tmp_path, mo
     assert assert_one_line.exit_code == 1 and "--shard '3/2'" in assert_one_line.output
 
     run_dir = everything[0]
-    holder = subprocess.Popen([sys.executable, "-c", "import sys, time\nfrom svqbench.flows.sweep import run_lock\n"
-                               "lock = run_lock(__import__('pathlib').Path(sys.argv[1]))\nlock.acquire()\nprint('held', flush=True)\n"
-                               "time.sleep(600)", str(run_dir)],
-                              env={**os.environ, "PYTHONPATH": str(REPO)}, stdout=subprocess.PIPE, text=True)
+    holder = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "import sys, time\nfrom svqbench.flows.sweep import run_lock\n"
+            "lock = run_lock(__import__('pathlib').Path(sys.argv[1]))\nlock.acquire()\nprint('held', flush=True)\n"
+            "time.sleep(600)",
+            str(run_dir),
+        ],
+        env={**os.environ, "PYTHONPATH": str(REPO)},
+        stdout=subprocess.PIPE,
+        text=True,
+    )
     assert holder.stdout.readline().strip() == "held"
     with pytest.raises(Timeout):
         run_lock(run_dir).acquire(timeout=0)

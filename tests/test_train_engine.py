@@ -14,18 +14,17 @@ from pathlib import Path
 import pytest
 import torch
 import yaml
+from test_cli import assert_one_line_error, invoke
 
 from svqbench import data
 from svqbench.config import load_recipe
-from svqbench.errors import SvqbenchError
-from svqbench.engine.evaluate import evaluate
-from svqbench.progress import Reporter
-from svqbench.engine.runs import LoadedRun, load_checkpoint
 from svqbench.engine.batches import rank_batches
-from svqbench.engine.world import World
+from svqbench.engine.evaluate import evaluate
+from svqbench.engine.runs import LoadedRun, load_checkpoint
 from svqbench.engine.train import CRASH_AT_STEP, make_setup, train
-
-from test_cli import assert_one_line_error, invoke
+from svqbench.engine.world import World
+from svqbench.errors import SvqbenchError
+from svqbench.progress import Reporter
 
 REPO = Path(__file__).resolve().parents[1]
 CPU = torch.device("cpu")
@@ -34,13 +33,24 @@ CPU = torch.device("cpu")
 def write_recipe(folder: Path, **train_keys) -> Path:
     train_cfg = {"epochs": 3, "max_steps": 8, "batch_size": 4, "lr": 1.0e-3, "num_workers": 0, **train_keys}
     path = folder / "tiny.yaml"
-    path.write_text(yaml.safe_dump({
-        "dataset": "digits",
-        "model": {"name": "simvp_svq", "hid_S": 8, "hid_T": 16, "N_S": 2, "N_T": 2, "translator": "incepu",
-                  "codebook_size": 32},
-        "train": train_cfg,
-        "eval": {"metrics": ["mae", "mse", "ssim", "psnr"], "batch_size": 4},
-    }))
+    path.write_text(
+        yaml.safe_dump(
+            {
+                "dataset": "digits",
+                "model": {
+                    "name": "simvp_svq",
+                    "hid_S": 8,
+                    "hid_T": 16,
+                    "N_S": 2,
+                    "N_T": 2,
+                    "translator": "incepu",
+                    "codebook_size": 32,
+                },
+                "train": train_cfg,
+                "eval": {"metrics": ["mae", "mse", "ssim", "psnr"], "batch_size": 4},
+            }
+        )
+    )
     return path
 
 
@@ -48,9 +58,15 @@ def cli(*args, env: dict | None = None, launcher: tuple[str, ...] = ()) -> subpr
     """``svqbench ARGS`` in a fresh process (optionally under a launcher such as torchrun)."""
     command = [sys.executable, *(launcher or ("-m",)), *(("-m",) if launcher else ()), "svqbench", *map(str, args)]
     # as many threads as this process uses, so the two halves of a run compute alike
-    environment = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": str(torch.get_num_threads()), **(env or {})}
-    return subprocess.Popen(command, env=environment, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            start_new_session=True)
+    environment = {
+        **os.environ,
+        "PYTHONPATH": str(REPO),
+        "OMP_NUM_THREADS": str(torch.get_num_threads()),
+        **(env or {}),
+    }
+    return subprocess.Popen(
+        command, env=environment, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True
+    )
 
 
 def assert_same_weights(a: Path, b: Path) -> None:
@@ -67,15 +83,26 @@ def assert_same_weights(a: Path, b: Path) -> None:
 def test_sigkill_then_resume_gives_bitwise_identical_weights(tmp_path, digits_root, workers):
     recipe_file = write_recipe(tmp_path, checkpoint_every=2, num_workers=workers)
     crashed = tmp_path / "crashed"
-    process = cli("train", recipe_file, "--root", digits_root, "--run-dir", crashed, "--device", "cpu", "--quiet",
-                  env={CRASH_AT_STEP: "5"})
+    process = cli(
+        "train",
+        recipe_file,
+        "--root",
+        digits_root,
+        "--run-dir",
+        crashed,
+        "--device",
+        "cpu",
+        "--quiet",
+        env={CRASH_AT_STEP: "5"},
+    )
     process.communicate(timeout=120)
     assert process.returncode == -signal.SIGKILL
     assert load_checkpoint(crashed / "last.pt")["step"] == 4  # mid-epoch: epoch 2, batch 1 of 3 done
     assert load_checkpoint(crashed / "last.pt")["position"] == 1
 
-    train(load_recipe(str(crashed / "recipe.yaml")), crashed, CPU, digits_root, resume=True,
-          reporter=Reporter(quiet=True))
+    train(
+        load_recipe(str(crashed / "recipe.yaml")), crashed, CPU, digits_root, resume=True, reporter=Reporter(quiet=True)
+    )
     train(load_recipe(str(recipe_file)), tmp_path / "straight", CPU, digits_root, reporter=Reporter(quiet=True))
     assert_same_weights(crashed / "last.pt", tmp_path / "straight" / "last.pt")
     steps = [json.loads(line)["step"] for line in (crashed / "log.jsonl").read_text().splitlines()]
@@ -106,17 +133,32 @@ def test_run_folders_are_never_clobbered(tmp_path, digits_root):
     base = ("--root", digits_root, "--device", "cpu", "--quiet")
     assert invoke("train", recipe_file, "--run-dir", run_dir, *base).exit_code == 0
     run_id = json.loads((run_dir / "run.json").read_text())["run_id"]
-    assert_one_line_error(invoke("train", recipe_file, "--run-dir", run_dir, *base),
-                          str(run_dir), "already holds a run", "--resume", "--force")
+    assert_one_line_error(
+        invoke("train", recipe_file, "--run-dir", run_dir, *base),
+        str(run_dir),
+        "already holds a run",
+        "--resume",
+        "--force",
+    )
     assert json.loads((run_dir / "run.json").read_text())["run_id"] == run_id
 
-    assert_one_line_error(invoke("train", "--resume", run_dir, "--set", "model.hid_S=16", *base),
-                          "--set model.hid_S", "train.epochs", "train.max_steps")
+    assert_one_line_error(
+        invoke("train", "--resume", run_dir, "--set", "model.hid_S=16", *base),
+        "--set model.hid_S",
+        "train.epochs",
+        "train.max_steps",
+    )
     assert_one_line_error(invoke("train", recipe_file, "--resume", run_dir, *base), "drop RECIPE")
     assert_one_line_error(invoke("train", "--resume", tmp_path / "none", *base), "no run there")
     with pytest.raises(SvqbenchError, match="train.lr differs"):
-        train(load_recipe(str(recipe_file), ["train.lr=0.5"]), run_dir, CPU, digits_root, resume=True,
-              reporter=Reporter(quiet=True))
+        train(
+            load_recipe(str(recipe_file), ["train.lr=0.5"]),
+            run_dir,
+            CPU,
+            digits_root,
+            resume=True,
+            reporter=Reporter(quiet=True),
+        )
 
     resumed = invoke("train", "--resume", run_dir, "--set", "train.max_steps=4", *base)
     assert resumed.exit_code == 0, resumed.output
@@ -131,8 +173,13 @@ def test_run_folders_are_never_clobbered(tmp_path, digits_root):
 
 
 def test_validation_every_steps_on_a_subset_with_early_stop(tmp_path, digits_root):
-    recipe = load_recipe(str(write_recipe(tmp_path, epochs=50, max_steps=0, val_every=1, val_samples=2,
-                                          patience=2, lr=1e-9, select="last")))
+    recipe = load_recipe(
+        str(
+            write_recipe(
+                tmp_path, epochs=50, max_steps=0, val_every=1, val_samples=2, patience=2, lr=1e-9, select="last"
+            )
+        )
+    )
     run_dir = train(recipe, tmp_path / "run", CPU, digits_root, reporter=Reporter(quiet=True))
     log = [json.loads(line) for line in (run_dir / "log.jsonl").read_text().splitlines()]
     assert all(line["val_loss"] is not None for line in log) and log[0]["step"] == 1
@@ -146,8 +193,13 @@ def test_val_not_held_out_selects_last(tmp_path):
     data.prepare("digits", root=root, train=8, val=4, test=4)
     manifest = root / "digits" / "manifest.json"
     manifest.write_text(json.dumps({**json.loads(manifest.read_text()), "val_held_out": False}))
-    run_dir = train(load_recipe(str(write_recipe(tmp_path, max_steps=2))), tmp_path / "run", CPU, root,
-                    reporter=Reporter(quiet=True))
+    run_dir = train(
+        load_recipe(str(write_recipe(tmp_path, max_steps=2))),
+        tmp_path / "run",
+        CPU,
+        root,
+        reporter=Reporter(quiet=True),
+    )
     meta = json.loads((run_dir / "run.json").read_text())
     assert meta["val_held_out"] is False and meta["selection"] == "last"
     run = LoadedRun(run_dir, CPU)
@@ -174,13 +226,16 @@ def test_out_of_memory_is_a_one_line_error(tmp_path, digits_root, monkeypatch):
     import svqbench.engine.train as engine
 
     def exhausted(*args):
-        raise RuntimeError("[enforce fail at alloc_cpu.cpp:117] DefaultCPUAllocator: can't allocate memory: you tried "
-                           "to allocate 123456789 bytes")
+        raise RuntimeError(
+            "[enforce fail at alloc_cpu.cpp:117] DefaultCPUAllocator: can't allocate memory: you tried "
+            "to allocate 123456789 bytes"
+        )
 
     monkeypatch.setattr(engine, "train_step", exhausted)
     with pytest.raises(SvqbenchError, match=r"out of memory at train.batch_size=4 .*lower it"):
-        train(load_recipe(str(write_recipe(tmp_path))), tmp_path / "run", CPU, digits_root,
-              reporter=Reporter(quiet=True))
+        train(
+            load_recipe(str(write_recipe(tmp_path))), tmp_path / "run", CPU, digits_root, reporter=Reporter(quiet=True)
+        )
 
 
 @pytest.fixture(scope="module")

@@ -27,13 +27,24 @@ ZOO_CONFIGS = {
     "weather_t2m": (12, 1, 32, 64, 32, 256, 2, 8),
 }
 ZOO_PARAMS_MILLIONS = [
-    ("kth", "incepu", 12.2), ("kth", "gsta", 15.6), ("kth", "tau", 15.0),
-    ("mmnist", "incepu", 58.0), ("mmnist", "gsta", 46.8), ("mmnist", "swin", 46.1),
-    ("mmnist", "convnext", 37.3), ("mmnist", "moganet", 46.8),
-    ("taxibj", "incepu", 13.79), ("taxibj", "gsta", 9.96), ("taxibj", "swin", 9.66),
-    ("taxibj", "convnext", 7.84), ("taxibj", "moganet", 9.96),
-    ("weather_t2m", "incepu", 14.67), ("weather_t2m", "gsta", 12.76), ("weather_t2m", "swin", 12.42),
-    ("weather_t2m", "convnext", 10.09), ("weather_t2m", "moganet", 12.76),
+    ("kth", "incepu", 12.2),
+    ("kth", "gsta", 15.6),
+    ("kth", "tau", 15.0),
+    ("mmnist", "incepu", 58.0),
+    ("mmnist", "gsta", 46.8),
+    ("mmnist", "swin", 46.1),
+    ("mmnist", "convnext", 37.3),
+    ("mmnist", "moganet", 46.8),
+    ("taxibj", "incepu", 13.79),
+    ("taxibj", "gsta", 9.96),
+    ("taxibj", "swin", 9.66),
+    ("taxibj", "convnext", 7.84),
+    ("taxibj", "moganet", 9.96),
+    ("weather_t2m", "incepu", 14.67),
+    ("weather_t2m", "gsta", 12.76),
+    ("weather_t2m", "swin", 12.42),
+    ("weather_t2m", "convnext", 10.09),
+    ("weather_t2m", "moganet", 12.76),
 ]
 
 

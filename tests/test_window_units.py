@@ -15,8 +15,19 @@ def test_video_windows_belong_to_their_source_video(tmp_path):
     src.mkdir()
     for i in range(10):
         write_avi(src / f"clip{i}.avi", 14, size=(24, 24), seed=i)
-    data.prepare("videos", root=tmp_path, src=src, folder_name="mine", size=16, frames="4:2", stride="2",
-                 channels="1", val="0.2", test="0.2", workers=1)
+    data.prepare(
+        "videos",
+        root=tmp_path,
+        src=src,
+        folder_name="mine",
+        size=16,
+        frames="4:2",
+        stride="2",
+        channels="1",
+        val="0.2",
+        test="0.2",
+        workers=1,
+    )
     units, unit = data.window_units("mine", "train", tmp_path)
     assert unit == "source video"
     assert np.array_equal(units, np.repeat(np.arange(6), 5))  # 6 videos of 5 windows each, in window order

@@ -16,39 +16,76 @@ import torch
 import yaml
 
 from svqbench.config import load_recipe
-from svqbench.progress import Reporter
 from svqbench.engine.runs import load_checkpoint, resumed_recipe
 from svqbench.engine.train import train
-
+from svqbench.progress import Reporter
 
 REPO = Path(__file__).resolve().parents[1]
 CPU = torch.device("cpu")
 STEPS, HALF = 8, 4  # 3 steps per epoch on the 12 training windows: both halves cross an epoch end
 MIN_FLOOR = 1e-8  # should 1 and 2 threads agree bitwise on some machine: below float32 rounding of one step
 MODELS = {
-    "gsta_drop_path": {"name": "simvp", "hid_S": 8, "hid_T": 16, "N_S": 2, "N_T": 2, "translator": "gsta",
-                       "drop_path": 0.1},
+    "gsta_drop_path": {
+        "name": "simvp",
+        "hid_S": 8,
+        "hid_T": 16,
+        "N_S": 2,
+        "N_T": 2,
+        "translator": "gsta",
+        "drop_path": 0.1,
+    },
     "moganet": {"name": "simvp", "hid_S": 8, "hid_T": 16, "N_S": 2, "N_T": 2, "translator": "moganet"},
-    "predrnn_v2": {"name": "predrnn_v2", "num_hidden": [8, 8], "filter_size": 3, "patch_size": 4,
-                   "decouple_beta": 0.1, "r_sampling_step_1": 2, "r_sampling_step_2": 6, "r_exp_alpha": 2},
+    "predrnn_v2": {
+        "name": "predrnn_v2",
+        "num_hidden": [8, 8],
+        "filter_size": 3,
+        "patch_size": 4,
+        "decouple_beta": 0.1,
+        "r_sampling_step_1": 2,
+        "r_sampling_step_2": 6,
+        "r_exp_alpha": 2,
+    },
     # scheduled sampling midway through its decay, so that the keyed coins matter
-    **{name: {"name": name, "num_hidden": [8, 8], "filter_size": 3, "patch_size": 4, "sampling_stop_iter": 8,
-              "sampling_changing_rate": 0.1, **extra}
-       for name, extra in (("predrnn_pp", {}), ("mim", {}), ("mau", {"sr_size": 2, "tau": 2}))},
+    **{
+        name: {
+            "name": name,
+            "num_hidden": [8, 8],
+            "filter_size": 3,
+            "patch_size": 4,
+            "sampling_stop_iter": 8,
+            "sampling_changing_rate": 0.1,
+            **extra,
+        }
+        for name, extra in (("predrnn_pp", {}), ("mim", {}), ("mau", {"sr_size": 2, "tau": 2}))
+    },
 }
 RESUMED = "gsta_drop_path"  # the model of the resume tests: BatchNorm and random draws
 
 
 def write_recipe(folder: Path, label: str) -> Path:
     path = folder / f"{label}.yaml"
-    path.write_text(yaml.safe_dump({
-        "dataset": "digits", "model": MODELS[label],
-        # constant schedule: a run stopped at HALF and extended to STEPS follows the uninterrupted run's rates
-        # perturb_ratio: the input perturbation's draws must not depend on the world size or a resume either
-        "train": {"epochs": 10, "max_steps": STEPS, "batch_size": 4, "lr": 2.0e-3, "schedule": "constant",
-                  "num_workers": 0, "seed": 5, "checkpoint_every": 0, "perturb_ratio": 0.3},
-        "eval": {"metrics": ["mae"], "batch_size": 4},
-    }))
+    path.write_text(
+        yaml.safe_dump(
+            {
+                "dataset": "digits",
+                "model": MODELS[label],
+                # constant schedule: a run stopped at HALF and extended to STEPS follows the uninterrupted run's rates
+                # perturb_ratio: the input perturbation's draws must not depend on the world size or a resume either
+                "train": {
+                    "epochs": 10,
+                    "max_steps": STEPS,
+                    "batch_size": 4,
+                    "lr": 2.0e-3,
+                    "schedule": "constant",
+                    "num_workers": 0,
+                    "seed": 5,
+                    "checkpoint_every": 0,
+                    "perturb_ratio": 0.3,
+                },
+                "eval": {"metrics": ["mae"], "batch_size": 4},
+            }
+        )
+    )
     return path
 
 
@@ -56,13 +93,16 @@ def relative_difference(a: Path, b: Path) -> float:
     """sqrt(sum (a - b)^2) / sqrt(sum a^2) over every float tensor of the two checkpoints' models."""
     left, right = load_checkpoint(a)["model"], load_checkpoint(b)["model"]
     assert left.keys() == right.keys()
-    diff = sum(float((left[k].double() - right[k].double()).square().sum()) for k in left if left[k].is_floating_point())
+    diff = sum(
+        float((left[k].double() - right[k].double()).square().sum()) for k in left if left[k].is_floating_point()
+    )
     norm = sum(float(left[k].double().square().sum()) for k in left if left[k].is_floating_point())
     return math.sqrt(diff / norm)
 
 
-def train_in_process(recipe: Path | str, run_dir: Path, root: Path, threads: int, resume: bool = False,
-                     overrides: tuple[str, ...] = ()) -> Path:
+def train_in_process(
+    recipe: Path | str, run_dir: Path, root: Path, threads: int, resume: bool = False, overrides: tuple[str, ...] = ()
+) -> Path:
     before = torch.get_num_threads()
     torch.set_num_threads(threads)
     try:
@@ -85,17 +125,37 @@ def runs(tmp_path_factory, digits_root) -> Path:
     recipe = folder / f"{RESUMED}.yaml"
     half = [f"train.max_steps={HALF}"]
     train_in_process(recipe, folder / "1-then-2", digits_root, threads=1, overrides=tuple(half))
-    jobs += [{"recipe": str(recipe), "run_dir": str(folder / "2-then-1"), "resume": False, "set": half},
-             {"recipe": str(recipe), "run_dir": str(folder / "1-then-2"), "resume": True,
-              "set": [f"train.max_steps={STEPS}"]}]
+    jobs += [
+        {"recipe": str(recipe), "run_dir": str(folder / "2-then-1"), "resume": False, "set": half},
+        {
+            "recipe": str(recipe),
+            "run_dir": str(folder / "1-then-2"),
+            "resume": True,
+            "set": [f"train.max_steps={STEPS}"],
+        },
+    ]
     (folder / "jobs.json").write_text(json.dumps(jobs))
     launched = subprocess.run(
-        [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
-         str(REPO / "tests" / "ddp_jobs.py"), str(digits_root), str(folder / "jobs.json")],
-        env={**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}, capture_output=True, text=True, timeout=600)
+        [
+            sys.executable,
+            "-m",
+            "torch.distributed.run",
+            "--standalone",
+            "--nproc_per_node",
+            "2",
+            str(REPO / "tests" / "ddp_jobs.py"),
+            str(digits_root),
+            str(folder / "jobs.json"),
+        ],
+        env={**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"},
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert launched.returncode == 0, launched.stderr[-3000:]
-    train_in_process(recipe, folder / "2-then-1", digits_root, threads=1, resume=True,
-                     overrides=(f"train.max_steps={STEPS}",))
+    train_in_process(
+        recipe, folder / "2-then-1", digits_root, threads=1, resume=True, overrides=(f"train.max_steps={STEPS}",)
+    )
     return folder
 
 
@@ -109,8 +169,10 @@ def noise_floor(runs: Path, label: str) -> float:
 def test_two_processes_train_the_model_of_one(runs, label):
     floor = noise_floor(runs, label)
     difference = relative_difference(runs / f"{label}-1thread" / "last.pt", runs / f"{label}-2processes" / "last.pt")
-    print(f"{label}: 2 processes vs 1 {difference:.2e}, noise floor (1 vs 2 threads) {floor:.2e}, "
-          f"ratio {difference / floor:.2f}")
+    print(
+        f"{label}: 2 processes vs 1 {difference:.2e}, noise floor (1 vs 2 threads) {floor:.2e}, "
+        f"ratio {difference / floor:.2f}"
+    )
     assert load_checkpoint(runs / f"{label}-2processes" / "last.pt")["meta"]["world_size"] == 2
     assert difference <= 10 * floor
 
@@ -122,20 +184,23 @@ def test_resuming_at_another_world_size_continues_the_same_run(runs, order):
     assert load_checkpoint(resumed)["step"] == STEPS
     assert load_checkpoint(resumed)["meta"]["world_size"] == int(order[-1])
     difference = relative_difference(runs / f"{RESUMED}-1thread" / "last.pt", resumed)
-    print(f"{order}: resumed vs uninterrupted {difference:.2e}, noise floor {floor:.2e}, ratio {difference / floor:.2f}")
+    print(
+        f"{order}: resumed vs uninterrupted {difference:.2e}, noise floor {floor:.2e}, ratio {difference / floor:.2f}"
+    )
     assert difference <= 10 * floor
 
 
 def test_fewer_visible_gpus_than_ranks_is_one_line(monkeypatch):
-    from svqbench.errors import SvqbenchError
     from svqbench.engine.world import join_world
+    from svqbench.errors import SvqbenchError
 
     monkeypatch.setenv("RANK", "2")
     monkeypatch.setenv("WORLD_SIZE", "4")
     monkeypatch.setenv("LOCAL_RANK", "2")
     monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
-    with pytest.raises(SvqbenchError, match="local rank 2 has no GPU: only 2 visible; start torchrun with "
-                                            "--nproc_per_node 2"):
+    with pytest.raises(
+        SvqbenchError, match="local rank 2 has no GPU: only 2 visible; start torchrun with --nproc_per_node 2"
+    ):
         join_world(torch.device("cuda", 0))
 
 

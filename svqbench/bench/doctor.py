@@ -12,11 +12,10 @@ from svqbench import __version__, data
 from svqbench.config import list_recipes, recipes_dir
 from svqbench.data import checks
 from svqbench.data.base import read_manifest
+from svqbench.engine.machine import bf16_support, resolve_device
 from svqbench.errors import SvqbenchError
-from svqbench.engine.machine import resolve_device
-from svqbench.results.leaderboard import leaderboards_dir
 from svqbench.metrics import i3d_weights, lpips_weights
-from svqbench.engine.machine import bf16_support
+from svqbench.results.leaderboard import leaderboards_dir
 
 
 def _devices() -> list[str]:
@@ -39,10 +38,15 @@ def prepared_datasets(root: Path) -> list[str]:
         if manifest is not None:
             info = manifest.get("info", {})
             problems = checks.verify(folder, manifest)
-            state = "checksums match" if not problems else (
-                "no checksums recorded" if "files" not in manifest else f"DAMAGED: {problems[0]}")
-            found.append(f"{folder.name} ({manifest.get('spec', '?')}, {info.get('frames_in')}->{info.get('frames_out')}, "
-                         f"{info.get('channels')}x{info.get('height')}x{info.get('width')}; {state})")
+            state = (
+                "checksums match"
+                if not problems
+                else ("no checksums recorded" if "files" not in manifest else f"DAMAGED: {problems[0]}")
+            )
+            found.append(
+                f"{folder.name} ({manifest.get('spec', '?')}, {info.get('frames_in')}->{info.get('frames_out')}, "
+                f"{info.get('channels')}x{info.get('height')}x{info.get('width')}; {state})"
+            )
     return found
 
 
@@ -67,8 +71,12 @@ def diagnose(root: Path | None = None) -> dict[str, Any]:
         "torch": f"{torch.__version__} ({build})",
         "devices": ", ".join(_devices()),
         "device auto": str(auto),
-        "bf16": (f"{bf16.capability}; bf16/fp32 matmul speed {bf16.speedup}x" if bf16.speedup is not None
-                 else bf16.capability) + f"; quickstart autocast: {'bf16' if bf16.use_autocast else 'fp32'}",
+        "bf16": (
+            f"{bf16.capability}; bf16/fp32 matmul speed {bf16.speedup}x"
+            if bf16.speedup is not None
+            else bf16.capability
+        )
+        + f"; quickstart autocast: {'bf16' if bf16.use_autocast else 'fp32'}",
         "threads": f"torch {torch.get_num_threads()} of {os.cpu_count()} CPUs",
         "data root": f"{root.resolve()}" + ("" if root.is_dir() else " (does not exist yet)"),
         "datasets": ", ".join(prepared_datasets(root)) or "none prepared (svqbench prep NAME)",

@@ -40,16 +40,16 @@ from torch import Tensor, nn
 from torch.utils.flop_counter import FlopCounterMode
 
 from svqbench import data
-from svqbench.engine.allocator import keep_freed_memory
+from svqbench.bench.roofline import counted_flops, device_peak, roofline
 from svqbench.config import Recipe, validate_recipe
 from svqbench.data.base import DatasetInfo
+from svqbench.engine.allocator import keep_freed_memory
+from svqbench.engine.losses import LOSSES
+from svqbench.engine.machine import autocast
+from svqbench.engine.step import StepSettings, optimiser_step
 from svqbench.errors import SvqbenchError
 from svqbench.models import count_parameters, create_model, forecast, model_arguments
 from svqbench.models.svq import SVQ
-from svqbench.bench.roofline import counted_flops, device_peak, roofline
-from svqbench.engine.losses import LOSSES
-from svqbench.engine.step import StepSettings, optimiser_step
-from svqbench.engine.machine import autocast
 
 MB = 2**20
 
@@ -64,7 +64,9 @@ def bench_info(recipe: Recipe, shape: str | None = None) -> DatasetInfo:
     try:
         frames_in, frames_out, channels, height, width = (int(v) for v in shape.split(","))
     except ValueError:
-        raise SvqbenchError(f"--shape {shape!r}: expected five integers T_in,T_out,C,H,W, e.g. 10,20,1,128,128") from None
+        raise SvqbenchError(
+            f"--shape {shape!r}: expected five integers T_in,T_out,C,H,W, e.g. 10,20,1,128,128"
+        ) from None
     if min(frames_in, frames_out, channels, height, width) < 1:
         raise SvqbenchError(f"--shape {shape!r}: every size must be >= 1")
     return DatasetInfo(recipe.dataset, frames_in, frames_out, channels, height, width)
@@ -83,7 +85,9 @@ def synchronize(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-def interleaved_min_seconds(candidates: dict[str, Callable[[], object]], device: torch.device, repeats: int) -> dict[str, float]:
+def interleaved_min_seconds(
+    candidates: dict[str, Callable[[], object]], device: torch.device, repeats: int
+) -> dict[str, float]:
     """Minimum wall time of each candidate over ``repeats`` rounds, after one warm-up call each.
 
     Every round runs every candidate once, so slow phases of a shared machine hit all of them.
@@ -162,8 +166,15 @@ def svq_layer(model: nn.Module, model_name: str) -> SVQ:
     return quantizer
 
 
-def training_step_runner(model: nn.Module, variant: Variant, loss_name: str, info: DatasetInfo,
-                         batch_size: int, device: torch.device, seed: int = 0) -> Callable[[], None]:
+def training_step_runner(
+    model: nn.Module,
+    variant: Variant,
+    loss_name: str,
+    info: DatasetInfo,
+    batch_size: int,
+    device: torch.device,
+    seed: int = 0,
+) -> Callable[[], None]:
     """A closure running training's own optimiser step (:func:`~svqbench.engine.step.optimiser_step`: the
     training forward with scheduled sampling, keyed draws, auxiliary loss, grad scaler) with Adam on a fixed
     synthetic batch; each call is the next step, as in training."""
@@ -193,7 +204,9 @@ def svq_layer_runner(svq: nn.Module, shape: tuple[int, ...], device: torch.devic
     return step
 
 
-def profile_model(recipe: Recipe, info: DatasetInfo, device: torch.device, batch_size: int, repeats: int) -> dict[str, Any]:
+def profile_model(
+    recipe: Recipe, info: DatasetInfo, device: torch.device, batch_size: int, repeats: int
+) -> dict[str, Any]:
     """Parameters, FLOPs, inference frames/s and training samples/s of the recipe's model as configured."""
     variant = Variant("recipe", recipe.model_name, recipe.model_args, precision=recipe.train.precision)
     model = build_variant(variant, info, device)
@@ -228,16 +241,26 @@ def latent_shape(model: nn.Module, info: DatasetInfo, batch_size: int) -> tuple[
     return (batch_size * info.frames_in, hid, info.height // stride, info.width // stride)
 
 
-def compare_svq_forms(recipe: Recipe, info: DatasetInfo, device: torch.device, batch_size: int,
-                      repeats: int, memory: bool = True) -> dict[str, Any]:
+def compare_svq_forms(
+    recipe: Recipe, info: DatasetInfo, device: torch.device, batch_size: int, repeats: int, memory: bool = True
+) -> dict[str, Any]:
     """Forward+backward seconds (and peak memory) of the SVQ layer in its fast and explicit forms."""
     model = create_model(recipe.model_name, info, **recipe.model_args)
     svq = svq_layer(model, recipe.model_name)
     shape = latent_shape(model, info, batch_size)
     forms = {
-        name: measure_in_subprocess({
-            "task": "svq_layer", "form": name, "recipe": recipe.to_dict(), "info": info.to_dict(),
-            "batch_size": batch_size, "device": str(device), "repeats": repeats, "memory": memory})
+        name: measure_in_subprocess(
+            {
+                "task": "svq_layer",
+                "form": name,
+                "recipe": recipe.to_dict(),
+                "info": info.to_dict(),
+                "batch_size": batch_size,
+                "device": str(device),
+                "repeats": repeats,
+                "memory": memory,
+            }
+        )
         for name in ("fast", "explicit")
     }
     result: dict[str, Any] = {"latent_shape": list(shape), "codebook_size": svq.codebook_size, "forms": forms}
@@ -251,7 +274,9 @@ def compare_svq_forms(recipe: Recipe, info: DatasetInfo, device: torch.device, b
 def training_variants(recipe: Recipe) -> list[Variant]:
     """Plain SimVP (the baseline), SVQ explicit (the released computation), SVQ fast, and both with the levers."""
     if recipe.model_name != "simvp_svq":
-        raise SvqbenchError(f"--compare needs a simvp_svq recipe; {recipe.name or 'this recipe'} uses {recipe.model_name!r}")
+        raise SvqbenchError(
+            f"--compare needs a simvp_svq recipe; {recipe.name or 'this recipe'} uses {recipe.model_name!r}"
+        )
     plain_args = {k: v for k, v in recipe.model_args.items() if k in model_arguments("simvp")}
     svq_args = recipe.model_args
     levers = {"precision": "bf16", "channels_last": True, "reuse_memory": True}
@@ -266,14 +291,24 @@ def training_variants(recipe: Recipe) -> list[Variant]:
     ]
 
 
-def compare_training(recipe: Recipe, info: DatasetInfo, device: torch.device, batch_size: int,
-                     repeats: int, memory: bool = True) -> dict[str, Any]:
+def compare_training(
+    recipe: Recipe, info: DatasetInfo, device: torch.device, batch_size: int, repeats: int, memory: bool = True
+) -> dict[str, Any]:
     """Training-step seconds (and peak memory) of every variant, with ratios to plain SimVP fp32."""
     variants = training_variants(recipe)
     measured = {
-        variant.label: measure_in_subprocess({
-            "task": "train_step", "variant": asdict(variant), "loss": recipe.train.loss, "info": info.to_dict(),
-            "batch_size": batch_size, "device": str(device), "repeats": repeats, "memory": memory})
+        variant.label: measure_in_subprocess(
+            {
+                "task": "train_step",
+                "variant": asdict(variant),
+                "loss": recipe.train.loss,
+                "info": info.to_dict(),
+                "batch_size": batch_size,
+                "device": str(device),
+                "repeats": repeats,
+                "memory": memory,
+            }
+        )
         for variant in variants
     }
     baseline = measured[variants[0].label].get("seconds")
@@ -296,8 +331,9 @@ def measure_in_subprocess(job: dict[str, Any]) -> dict[str, Any]:
     (interpreter, model, inputs), i.e. what the step itself needed. A failed job (e.g. killed for
     lack of memory) is reported, not raised, so that the other candidates still come out.
     """
-    completed = subprocess.run([sys.executable, "-m", "svqbench.bench.measure", json.dumps(job)],
-                               capture_output=True, text=True, check=False)
+    completed = subprocess.run(
+        [sys.executable, "-m", "svqbench.bench.measure", json.dumps(job)], capture_output=True, text=True, check=False
+    )
     if completed.returncode < 0:
         return {"error": f"killed by signal {-completed.returncode} (out of memory?)"}
     if completed.returncode != 0:
@@ -373,8 +409,9 @@ def device_description(device: torch.device) -> str:
     return f"cpu ({torch.get_num_threads()} threads)"
 
 
-def measure_roofline(recipe: Recipe, info: DatasetInfo, device: torch.device, batch_size: int, repeats: int,
-                     profile: dict[str, Any]) -> dict[str, Any]:
+def measure_roofline(
+    recipe: Recipe, info: DatasetInfo, device: torch.device, batch_size: int, repeats: int, profile: dict[str, Any]
+) -> dict[str, Any]:
     """The device's peak in the training precision, and the profile's timings as FLOP/s and percentages of it."""
     precision = recipe.train.precision
     peak = device_peak(device, precision, repeats, interleaved_min_seconds)
@@ -383,13 +420,22 @@ def measure_roofline(recipe: Recipe, info: DatasetInfo, device: torch.device, ba
         variant = Variant("recipe", recipe.model_name, recipe.model_args, precision=precision)
         model = build_variant(variant, info, device)
         train_flops = counted_flops(training_step_runner(model, variant, recipe.train.loss, info, batch_size, device))
-    return roofline(peak, train_flops, profile.get("train_step_s"), profile["flops"] * batch_size,
-                    profile["inference_s"])
+    return roofline(
+        peak, train_flops, profile.get("train_step_s"), profile["flops"] * batch_size, profile["inference_s"]
+    )
 
 
-def run_bench(recipe: Recipe, info: DatasetInfo, device: torch.device, batch_size: int | None = None,
-              repeats: int = 3, svq_forms: bool = False, compare: bool = False, memory: bool = True,
-              with_roofline: bool = False) -> dict[str, Any]:
+def run_bench(
+    recipe: Recipe,
+    info: DatasetInfo,
+    device: torch.device,
+    batch_size: int | None = None,
+    repeats: int = 3,
+    svq_forms: bool = False,
+    compare: bool = False,
+    memory: bool = True,
+    with_roofline: bool = False,
+) -> dict[str, Any]:
     """Everything ``svqbench bench`` reports, as one JSON-ready dict."""
     if repeats < 1:
         raise SvqbenchError(f"--repeats {repeats}: valid: an integer >= 1")

@@ -46,8 +46,12 @@ def peak_kernels(device: torch.device, precision: str) -> dict[str, Callable[[],
     return {"matmul": matmul, "conv": convolution}
 
 
-def device_peak(device: torch.device, precision: str, repeats: int,
-                time_them: Callable[[dict[str, Callable[[], object]], torch.device, int], dict[str, float]]) -> dict[str, Any]:
+def device_peak(
+    device: torch.device,
+    precision: str,
+    repeats: int,
+    time_them: Callable[[dict[str, Callable[[], object]], torch.device, int], dict[str, float]],
+) -> dict[str, Any]:
     """{"matmul": FLOP/s, "conv": FLOP/s, "peak": the larger, "precision"}; ``time_them`` gives min seconds."""
     kernels = peak_kernels(device, precision)
     seconds = time_them(kernels, device, repeats)
@@ -55,8 +59,9 @@ def device_peak(device: torch.device, precision: str, repeats: int,
     return {**rates, "peak": max(rates.values()), "precision": precision}
 
 
-def roofline(peak: dict[str, Any], train_flops: int | None, train_step_s: float | None, inference_flops: int,
-             inference_s: float) -> dict[str, Any]:
+def roofline(
+    peak: dict[str, Any], train_flops: int | None, train_step_s: float | None, inference_flops: int, inference_s: float
+) -> dict[str, Any]:
     """Achieved FLOP/s of a training step and of inference, and each as a percentage of the measured peak."""
     result = dict(peak)
     result["inference_flops_per_s"] = inference_flops / inference_s

@@ -23,8 +23,20 @@ from filelock import FileLock, Timeout
 from torch.utils.data import Dataset
 
 from svqbench import __version__
+
 # the built-in dataset modules register themselves in DATASETS as they are imported
-from svqbench.data import arrays, checks, digits, human, kitticaltech, kth, mmnist, taxibj, videos, weather  # noqa: F401
+from svqbench.data import (  # noqa: F401
+    arrays,
+    checks,
+    digits,
+    human,
+    kitticaltech,
+    kth,
+    mmnist,
+    taxibj,
+    videos,
+    weather,
+)
 from svqbench.data.base import DATASETS, MANIFEST, DatasetInfo, DatasetSpec, Normalisation, read_manifest
 from svqbench.data.download import trusting_src
 from svqbench.errors import SvqbenchError
@@ -180,9 +192,7 @@ def load_manifest(name: str, root: str | os.PathLike | None = None) -> dict[str,
         if name not in DATASETS and not folder.exists():
             DATASETS.get(name)  # raises: unknown dataset, with the valid names
         state = "is incomplete" if folder.exists() else "is not prepared"
-        raise SvqbenchError(
-            f"dataset {name!r} {state} in {folder}: run `svqbench prep {name} --root {root}`"
-        )
+        raise SvqbenchError(f"dataset {name!r} {state} in {folder}: run `svqbench prep {name} --root {root}`")
     if _outdated(manifest):
         raise SvqbenchError(
             f"dataset {name!r} in {folder} was prepared by an older svqbench (its val split may overlap train): "
@@ -251,8 +261,10 @@ def clip_shape(name: str, root: str | os.PathLike | None = None) -> DatasetInfo:
     shape = known_shape(name, root)
     if shape is None:
         DATASETS.get(name)  # raises: unknown dataset, with the valid names
-        raise SvqbenchError(f"dataset {name!r}: its clip shape is set when it is prepared; "
-                            f"run `svqbench prep {name} ...` first (or pass --root)")
+        raise SvqbenchError(
+            f"dataset {name!r}: its clip shape is set when it is prepared; "
+            f"run `svqbench prep {name} ...` first (or pass --root)"
+        )
     return shape
 
 
@@ -276,8 +288,10 @@ def create(name: str, split: str, root: str | os.PathLike | None = None) -> Data
     try:
         return spec.open(root / name, split, manifest)
     except (ValueError, OSError, EOFError) as error:  # a damaged array in a folder prepared without records
-        raise SvqbenchError(f"{root / name / split}: unreadable ({' '.join(str(error).split())[:100]}); "
-                            f"{checks.rebuild_hint(manifest, root / name)}") from None
+        raise SvqbenchError(
+            f"{root / name / split}: unreadable ({' '.join(str(error).split())[:100]}); "
+            f"{checks.rebuild_hint(manifest, root / name)}"
+        ) from None
 
 
 def verify(name: str, root: str | os.PathLike | None = None, split: str | None = None) -> list[str]:

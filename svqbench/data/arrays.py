@@ -28,8 +28,7 @@ from typing import Any
 
 import numpy as np
 
-from svqbench.data.base import DATASETS
-from svqbench.data.base import DatasetInfo, DatasetSpec, write_split
+from svqbench.data.base import DATASETS, DatasetInfo, DatasetSpec, write_split
 from svqbench.data.download import file_hash
 from svqbench.data.videos import parse_frames
 from svqbench.errors import SvqbenchError
@@ -73,7 +72,9 @@ def _load_npy(path: Path) -> np.ndarray:
     try:
         with path.open("rb") as handle:
             version = np.lib.format.read_magic(handle)
-            read_header = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
+            read_header = (
+                np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
+            )
             shape, _, dtype = read_header(handle)
             offset = handle.tell()
     except (ValueError, SyntaxError, EOFError) as e:
@@ -82,8 +83,10 @@ def _load_npy(path: Path) -> np.ndarray:
         raise SvqbenchError(f"--src {path}: holds Python objects (dtype {dtype}); expected numbers (uint8 or float)")
     needed = offset + int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
     if needed > size:
-        raise SvqbenchError(f"--src {path}: the header declares shape {tuple(shape)} of {dtype} ({needed} bytes) "
-                            f"but the file holds {size} bytes; the file is truncated or its header damaged")
+        raise SvqbenchError(
+            f"--src {path}: the header declares shape {tuple(shape)} of {dtype} ({needed} bytes) "
+            f"but the file holds {size} bytes; the file is truncated or its header damaged"
+        )
     return np.load(path, mmap_mode="r")
 
 
@@ -92,15 +95,20 @@ def _npz_member(path: Path, archive: Any, name: str) -> np.ndarray:
     try:
         return archive[name]
     except ValueError as e:
-        raise SvqbenchError(f"--src {path}: {name} holds Python objects ({str(e).splitlines()[0][:80]}); "
-                            "expected numbers (uint8 or float)") from None
+        raise SvqbenchError(
+            f"--src {path}: {name} holds Python objects ({str(e).splitlines()[0][:80]}); "
+            "expected numbers (uint8 or float)"
+        ) from None
 
 
 def _checked(path: Path, name: str, array: np.ndarray) -> np.ndarray:
     """Refuse values that are not real numbers: objects, complex numbers, strings."""
-    if array.dtype.hasobject or not (np.issubdtype(array.dtype, np.integer) or np.issubdtype(array.dtype, np.floating)
-                                     or array.dtype == np.bool_):
-        raise SvqbenchError(f"--src {path}: {name} has dtype {array.dtype}; expected real numbers (uint8, int or float)")
+    if array.dtype.hasobject or not (
+        np.issubdtype(array.dtype, np.integer) or np.issubdtype(array.dtype, np.floating) or array.dtype == np.bool_
+    ):
+        raise SvqbenchError(
+            f"--src {path}: {name} has dtype {array.dtype}; expected real numbers (uint8, int or float)"
+        )
     return array
 
 
@@ -109,8 +117,10 @@ def _with_channels(path: Path, name: str, array: np.ndarray) -> np.ndarray:
     if array.ndim == 3:
         return array[:, None]
     if array.ndim not in (4, 5):
-        raise SvqbenchError(f"{path}: {name} has shape {tuple(array.shape)} (rank {array.ndim}); expected (T, H, W), "
-                            "(T, C, H, W) or (N, T, C, H, W)")
+        raise SvqbenchError(
+            f"{path}: {name} has shape {tuple(array.shape)} (rank {array.ndim}); expected (T, H, W), "
+            "(T, C, H, W) or (N, T, C, H, W)"
+        )
     return array
 
 
@@ -119,9 +129,15 @@ def _stack(path: Path, arrays: list[np.ndarray], names: list[str]) -> np.ndarray
     if len(arrays) == 1:
         return arrays[0]
     for array, name in zip(arrays[1:], names[1:]):
-        if array.ndim != arrays[0].ndim or array.shape[:-3] != arrays[0].shape[:-3] or array.shape[-2:] != arrays[0].shape[-2:]:
-            raise SvqbenchError(f"{path}: {name} has shape {tuple(array.shape)}, {names[0]} {tuple(arrays[0].shape)}; "
-                                "variables stacked as channels need the same steps and grid")
+        if (
+            array.ndim != arrays[0].ndim
+            or array.shape[:-3] != arrays[0].shape[:-3]
+            or array.shape[-2:] != arrays[0].shape[-2:]
+        ):
+            raise SvqbenchError(
+                f"{path}: {name} has shape {tuple(array.shape)}, {names[0]} {tuple(arrays[0].shape)}; "
+                "variables stacked as channels need the same steps and grid"
+            )
     return np.concatenate([np.asarray(a) for a in arrays], axis=-3)
 
 
@@ -155,16 +171,20 @@ def _read_xarray(path: Path, names: list[str]) -> Source:
     try:
         dataset = xr.open_zarr(path) if path.suffix.lower() == ".zarr" or path.is_dir() else xr.open_dataset(path)
     except ImportError as e:
-        raise SvqbenchError(f"--src {path}: {e.name or 'a library'} is needed to read it (pip install "
-                            f"{'zarr' if path.is_dir() or path.suffix == '.zarr' else e.name})") from None
+        raise SvqbenchError(
+            f"--src {path}: {e.name or 'a library'} is needed to read it (pip install "
+            f"{'zarr' if path.is_dir() or path.suffix == '.zarr' else e.name})"
+        ) from None
     except (OSError, ValueError, KeyError) as e:
         raise SvqbenchError(f"--src {path}: cannot read it ({str(e).strip().splitlines()[0]})") from None
     with dataset:
         gridded = [str(v) for v in dataset.data_vars if dataset[v].ndim >= 3]
         if not names:
             if len(gridded) != 1:
-                raise SvqbenchError(f"{path} holds variables {', '.join(gridded) or 'none'} of 3+ dimensions; "
-                                    "pick one or more with --var")
+                raise SvqbenchError(
+                    f"{path} holds variables {', '.join(gridded) or 'none'} of 3+ dimensions; "
+                    "pick one or more with --var"
+                )
             names = gridded
         arrays, labels = [], []
         for name in names:
@@ -179,11 +199,17 @@ def _read_xarray(path: Path, names: list[str]) -> Source:
             else:
                 labels += _labels([array], [name])
         time = dataset[names[0]].dims[0]
-        times = dataset[time].values if time in dataset.coords and np.issubdtype(dataset[time].dtype, np.datetime64) else None
+        times = (
+            dataset[time].values
+            if time in dataset.coords and np.issubdtype(dataset[time].dtype, np.datetime64)
+            else None
+        )
     return Source(_stack(path, arrays, names), times if arrays[0].ndim == 4 else None, labels, names)
 
 
-def parse_split(text: str, length: int, gap: int, times: np.ndarray | None, unit: str) -> tuple[dict[str, tuple[int, int]], list[str]]:
+def parse_split(
+    text: str, length: int, gap: int, times: np.ndarray | None, unit: str
+) -> tuple[dict[str, tuple[int, int]], list[str]]:
     """``--split`` -> ({split: (start, stop)} over the first axis, notes on trimmed blocks). ``gap``: one window
     (a single sequence: each block also needs one window), or 0 (separate sequences: each block needs one)."""
     if "=" in text:
@@ -194,12 +220,16 @@ def parse_split(text: str, length: int, gap: int, times: np.ndarray | None, unit
     except ValueError:
         fractions = []
     if len(fractions) != 3 or not all(np.isfinite(fractions)) or min(fractions) <= 0 or sum(fractions) > 1 + 1e-9:
-        raise SvqbenchError(f"--split {text!r}: expected three fractions TRAIN,VAL,TEST above 0 summing to at most 1 "
-                            "(e.g. 0.8,0.1,0.1), or ranges train=A:B,val=C:D,test=E:F")
+        raise SvqbenchError(
+            f"--split {text!r}: expected three fractions TRAIN,VAL,TEST above 0 summing to at most 1 "
+            "(e.g. 0.8,0.1,0.1), or ranges train=A:B,val=C:D,test=E:F"
+        )
     needed = 3 * max(gap, 1) + 2 * gap
     if length < needed:
-        raise SvqbenchError(f"--split {text!r}: {length} {unit}s cannot make three splits of at least {max(gap, 1)} "
-                            f"{unit}s{f', {gap} apart' if gap else ''} ({needed} needed); bring more or shorten --frames")
+        raise SvqbenchError(
+            f"--split {text!r}: {length} {unit}s cannot make three splits of at least {max(gap, 1)} "
+            f"{unit}s{f', {gap} apart' if gap else ''} ({needed} needed); bring more or shorten --frames"
+        )
     usable = length - 2 * gap
     sizes = [int(f * usable) for f in fractions]
     if abs(sum(fractions) - 1) < 1e-9:
@@ -228,8 +258,9 @@ def _explicit_ranges(text: str, length: int, times: np.ndarray | None, unit: str
 def _bounds(text: str, first: str, last: str, length: int, times: np.ndarray | None, unit: str) -> tuple[int, int]:
     if any(c in first + last for c in "-T") and not (first + last).lstrip("-").isdigit():
         if times is None:
-            raise SvqbenchError(f"--split {text!r}: dates need a time coordinate, which this source has not; give "
-                                f"{unit} indices")
+            raise SvqbenchError(
+                f"--split {text!r}: dates need a time coordinate, which this source has not; give {unit} indices"
+            )
         try:
             start, end = np.datetime64(first), np.datetime64(last)
         except ValueError:
@@ -239,7 +270,9 @@ def _bounds(text: str, first: str, last: str, length: int, times: np.ndarray | N
     try:
         start, stop = int(first), int(last)
     except ValueError:
-        raise SvqbenchError(f"--split {text!r}: {first}:{last} is neither two {unit} indices nor two ISO dates") from None
+        raise SvqbenchError(
+            f"--split {text!r}: {first}:{last} is neither two {unit} indices nor two ISO dates"
+        ) from None
     if not 0 <= start < stop <= length:
         raise SvqbenchError(f"--split {text!r}: {first}:{last} is not inside 0:{length} ({unit}s, end excluded)")
     return start, stop
@@ -252,8 +285,10 @@ def _with_gaps(ranges: dict[str, tuple[int, int]], gap: int, unit: str) -> tuple
     for before, after in zip(ordered, ordered[1:]):
         (start_b, stop_b), (start_a, stop_a) = ranges[before], ranges[after]
         if start_a < stop_b:
-            raise SvqbenchError(f"--split: {before}={start_b}:{stop_b} and {after}={start_a}:{stop_a} overlap "
-                                f"({unit} indices); give each split its own range")
+            raise SvqbenchError(
+                f"--split: {before}={start_b}:{stop_b} and {after}={start_a}:{stop_a} overlap "
+                f"({unit} indices); give each split its own range"
+            )
         if start_a < stop_b + gap:
             ranges[after] = (stop_b + gap, stop_a)
             notes.append(f"{after} starts at {stop_b + gap}, not {start_a}: one window ({gap}) after {before}")
@@ -265,16 +300,21 @@ def check_finite(block: np.ndarray, path: Path, split: str, start: int) -> None:
         bad = ~np.isfinite(block)
         if bad.any():
             first = int(np.argwhere(bad)[0][0]) + start
-            raise SvqbenchError(f"{path}: {int(bad.sum())} NaN or infinite values in the {split} split (first at step "
-                                f"{first}); fill or drop them before prep")
+            raise SvqbenchError(
+                f"{path}: {int(bad.sum())} NaN or infinite values in the {split} split (first at step "
+                f"{first}); fill or drop them before prep"
+            )
 
 
 def value_kind(blocks: list[np.ndarray]) -> str:
-    """"uint8" (stored as is), "unit" (floats in [0, 1], stored as is) or "physical" (z-scored)."""
+    """ "uint8" (stored as is), "unit" (floats in [0, 1], stored as is) or "physical" (z-scored)."""
     if all(b.dtype == np.uint8 for b in blocks):
         return "uint8"
-    if all(np.issubdtype(b.dtype, np.floating) for b in blocks) and min(b.min() for b in blocks) >= 0 \
-            and max(b.max() for b in blocks) <= 1:
+    if (
+        all(np.issubdtype(b.dtype, np.floating) for b in blocks)
+        and min(b.min() for b in blocks) >= 0
+        and max(b.max() for b in blocks) <= 1
+    ):
         return "unit"
     return "physical"
 
@@ -285,20 +325,37 @@ def channel_statistics(train: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     mean = train.mean(axis=axes, dtype=np.float64)
     std = train.std(axis=axes, dtype=np.float64)
     if (std == 0).any():
-        raise SvqbenchError(f"channel {int(np.flatnonzero(std == 0)[0])} is constant in the training split (std 0); "
-                            "cannot z-score it")
+        raise SvqbenchError(
+            f"channel {int(np.flatnonzero(std == 0)[0])} is constant in the training split (std 0); cannot z-score it"
+        )
     return mean, std
 
 
 @DATASETS.register("arrays")
 class Arrays(DatasetSpec):
-    info = DatasetInfo(name="arrays", frames_in=10, frames_out=10, channels=1, height=64, width=64,
-                       description="the user's own arrays", protocol="contiguous blocks")
+    info = DatasetInfo(
+        name="arrays",
+        frames_in=10,
+        frames_out=10,
+        channels=1,
+        height=64,
+        width=64,
+        description="the user's own arrays",
+        protocol="contiguous blocks",
+    )
     fixed_shape = False  # the file and --frames set it
     src_is_file = True
 
-    def prepare(self, target: Path, src: Path | None, *, frames: str = "10:10", var: str = "",
-                split: str = "0.8,0.1,0.1", stride: int = 1) -> dict[str, Any]:
+    def prepare(
+        self,
+        target: Path,
+        src: Path | None,
+        *,
+        frames: str = "10:10",
+        var: str = "",
+        split: str = "0.8,0.1,0.1",
+        stride: int = 1,
+    ) -> dict[str, Any]:
         if src is None:
             raise SvqbenchError("prep arrays needs --src FILE: a .npy, .npz, netCDF (.nc) file or a zarr store")
         if stride < 1:
@@ -310,25 +367,31 @@ class Arrays(DatasetSpec):
         length = source.array.shape[0]
         if (source.array.shape[1] if sequences else length) < window:
             what = f"sequences of {source.array.shape[1]} frames" if sequences else f"{length} frames"
-            raise SvqbenchError(f"{src}: {what}, fewer than one window of {window} (--frames {frames}); "
-                                "shorten --frames or bring more frames")
+            raise SvqbenchError(
+                f"{src}: {what}, fewer than one window of {window} (--frames {frames}); "
+                "shorten --frames or bring more frames"
+            )
         unit = "sequence" if sequences else "frame"
         ranges, notes = parse_split(split, length, 0 if sequences else window, source.times, unit)
         blocks = {}
         for name, (start, stop) in ranges.items():
             block = np.asarray(source.array[start:stop])
             frames_there = block.shape[0] * (block.shape[1] if sequences else 1)
-            if (block.shape[0] < 1 if sequences else block.shape[0] < window):
-                raise SvqbenchError(f"split {name!r} ({unit}s {start}:{stop}) has {frames_there} frames, fewer than one "
-                                    f"window of {window}; change --split or --frames")
+            if block.shape[0] < 1 if sequences else block.shape[0] < window:
+                raise SvqbenchError(
+                    f"split {name!r} ({unit}s {start}:{stop}) has {frames_there} frames, fewer than one "
+                    f"window of {window}; change --split or --frames"
+                )
             check_finite(block, src, name, start)
             blocks[name] = block
         kind = value_kind(list(blocks.values()))
         extra: dict[str, Any] = {}
         if kind == "physical":
             mean, std = channel_statistics(blocks["train"])
-            extra = {"normalisation": {"mean": mean.tolist(), "std": std.tolist()},
-                     "value_range": [float(blocks["train"].min()), float(blocks["train"].max())]}
+            extra = {
+                "normalisation": {"mean": mean.tolist(), "std": std.tolist()},
+                "value_range": [float(blocks["train"].min()), float(blocks["train"].max())],
+            }
             shape = (-1, 1, 1)
             blocks = {n: ((b - mean.reshape(shape)) / std.reshape(shape)).astype(np.float32) for n, b in blocks.items()}
         elif kind == "unit":
@@ -339,20 +402,43 @@ class Arrays(DatasetSpec):
         channels, height, width = blocks["train"].shape[-3:]
         per_variable = channels // max(1, len(source.variables))
         info = DatasetInfo(
-            name="arrays", frames_in=frames_in, frames_out=frames_out, channels=channels, height=height, width=width,
-            metrics=PHYSICAL_METRICS if kind == "physical" else IMAGE_METRICS, physical=kind == "physical",
-            variables=tuple(source.variables) if kind == "physical" and len(source.variables) > 1
-            and per_variable * len(source.variables) == channels else (),
+            name="arrays",
+            frames_in=frames_in,
+            frames_out=frames_out,
+            channels=channels,
+            height=height,
+            width=width,
+            metrics=PHYSICAL_METRICS if kind == "physical" else IMAGE_METRICS,
+            physical=kind == "physical",
+            variables=tuple(source.variables)
+            if kind == "physical" and len(source.variables) > 1 and per_variable * len(source.variables) == channels
+            else (),
             description=f"arrays from {src.name}",
             protocol=f"{'whole sequences' if sequences else 'contiguous blocks, one window apart'}: {split}",
         )
         source_record = {"file": src.name, "sha256": file_hash(src)} if src.is_file() else {"file": src.name}
-        return {"info": info, "sources": [source_record], "splits": counts, "layout": unit + "s", "values": kind,
-                "channels": source.channels, "trimmed": notes, **extra}
+        return {
+            "info": info,
+            "sources": [source_record],
+            "splits": counts,
+            "layout": unit + "s",
+            "values": kind,
+            "channels": source.channels,
+            "trimmed": notes,
+            **extra,
+        }
 
     @staticmethod
-    def _write(target: Path, split: str, block: np.ndarray, sequences: bool, window: int, stride: int,
-               span: tuple[int, int], times: np.ndarray | None) -> dict[str, Any]:
+    def _write(
+        target: Path,
+        split: str,
+        block: np.ndarray,
+        sequences: bool,
+        window: int,
+        stride: int,
+        span: tuple[int, int],
+        times: np.ndarray | None,
+    ) -> dict[str, Any]:
         """Store one split: its frames, window starts and, for sequences, each window's sequence (units.npy)."""
         record: dict[str, Any] = {"first": span[0], "last": span[1] - 1}
         if sequences:

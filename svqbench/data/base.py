@@ -49,7 +49,8 @@ class DatasetInfo:
     metrics: tuple[str, ...] = ("mae", "mse", "ssim", "psnr")
     splits: tuple[str, ...] = ("train", "val", "test")
     physical: bool = False  # values are z-scored physical fields: metrics de-normalise first
-    variables: tuple[str, ...] = ()  # physical variables, each an equal contiguous block of channels (per-variable metrics)
+    # physical variables, each an equal contiguous block of channels (per-variable metrics)
+    variables: tuple[str, ...] = ()
     description: str = ""
     protocol: str = ""
 

@@ -85,7 +85,9 @@ def verify(folder: Path, manifest: dict[str, Any], split: str | None = None) -> 
     only, when given); [] when every file matches. A folder with no record gives one line saying so."""
     files = manifest.get("files")
     if files is None:
-        return [f"{folder}: prepared without checksums (older svqbench); {rebuild_hint(manifest, folder)} to record them"]
+        return [
+            f"{folder}: prepared without checksums (older svqbench); {rebuild_hint(manifest, folder)} to record them"
+        ]
     problems = []
     for relative, record in files.items():
         if split is not None and not relative.startswith(f"{split}/"):

@@ -18,8 +18,7 @@ from typing import Any
 import cv2
 import numpy as np
 
-from svqbench.data.base import DATASETS
-from svqbench.data.base import DatasetInfo, DatasetSpec, open_frames_for_writing, write_starts
+from svqbench.data.base import DATASETS, DatasetInfo, DatasetSpec, open_frames_for_writing, write_starts
 from svqbench.errors import SvqbenchError
 
 SIZE = 64

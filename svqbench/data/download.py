@@ -114,9 +114,7 @@ def fetch(source: Source, target: Path, src: Path | None, url: str = "") -> tupl
     if src is not None:
         path = find_in(src, source.filename)
         if path is None:
-            raise SvqbenchError(
-                f"{source.filename} not found in --src {src}; it is published at {source.url}"
-            )
+            raise SvqbenchError(f"{source.filename} not found in --src {src}; it is published at {source.url}")
         record = {"file": source.filename, "origin": str(path)}
         try:
             return path, {**record, "sha256": verify(path, source, "; use --trust-src to prepare from it anyway")}
@@ -169,8 +167,12 @@ def download(url: str, path: Path, mirror: bool = False) -> None:
             _download_once(url, part, mirror)
             part.replace(path)
             return
-        except (requests.ConnectionError, requests.Timeout, requests.exceptions.ChunkedEncodingError,
-                _ServerError) as e:
+        except (
+            requests.ConnectionError,
+            requests.Timeout,
+            requests.exceptions.ChunkedEncodingError,
+            _ServerError,
+        ) as e:
             reason = str(e) if isinstance(e, _ServerError) else type(e).__name__
             if attempt == RETRIES - 1:
                 raise SvqbenchError(

@@ -44,9 +44,8 @@ from typing import Any
 import cv2
 import numpy as np
 
-from svqbench.data.base import DATASETS
 from svqbench.data.archives import extract
-from svqbench.data.base import DatasetInfo, DatasetSpec
+from svqbench.data.base import DATASETS, DatasetInfo, DatasetSpec
 from svqbench.data.download import Source, fetch, find_in, join_url
 from svqbench.data.video import FrameTransform, decode_videos, write_video_split
 from svqbench.errors import SvqbenchError
@@ -268,7 +267,11 @@ class Human(DatasetSpec):
 
     @staticmethod
     def _listed_entries(
-        lists: dict[str, list[tuple[str, int]]], subject: int, index: Index, origin: str, val_every: int,
+        lists: dict[str, list[tuple[str, int]]],
+        subject: int,
+        index: Index,
+        origin: str,
+        val_every: int,
         holdout: bool,
     ) -> list[Entry]:
         """One subject's clips of OpenSTL's lists; ``val`` takes the training clips of its val trials
@@ -318,8 +321,9 @@ class Human(DatasetSpec):
         return f"subjects {train} train, {test} test; 8 images 5 frames apart, RGB"
 
 
-def check_options(src: Path | None, protocol: str, train_subjects: str, test_subjects: str, stride: int,
-                  val_every: int) -> None:
+def check_options(
+    src: Path | None, protocol: str, train_subjects: str, test_subjects: str, stride: int, val_every: int
+) -> None:
     """Refuse, in one line, a missing source or options that do not fit together."""
     if src is None:
         raise SvqbenchError(
@@ -339,7 +343,9 @@ def split_subjects(train_subjects: str, test_subjects: str) -> dict[str, list[in
     train = parse_subjects("train_subjects", train_subjects)
     test = parse_subjects("test_subjects", test_subjects)
     if set(train) & set(test):
-        raise SvqbenchError(f"options train_subjects={train_subjects!r}, test_subjects={test_subjects!r}: shared subjects")
+        raise SvqbenchError(
+            f"options train_subjects={train_subjects!r}, test_subjects={test_subjects!r}: shared subjects"
+        )
     return {"train": list(train), "test": list(test)}
 
 
@@ -348,7 +354,8 @@ def write_splits(target: Path, entries: list, parts: list) -> tuple[dict[str, An
     counts, listing = {}, {}
     for split in SPLITS:
         chosen = [(run, starts, part) for (kept, run, starts), part in zip(entries, parts) if kept == split]
-        counts[split] = write_video_split(target, split, [part for _, _, part in chosen],
-                                          [starts for _, starts, _ in chosen])
+        counts[split] = write_video_split(
+            target, split, [part for _, _, part in chosen], [starts for _, starts, _ in chosen]
+        )
         listing[split] = [[run.name, run.length, len(starts)] for run, starts, _ in chosen]
     return counts, listing

@@ -19,15 +19,16 @@ from typing import Any
 
 import numpy as np
 
-from svqbench.data.base import DATASETS
 from svqbench.data.archives import extract
-from svqbench.data.base import UNITS, DatasetInfo, DatasetSpec, open_frames_for_writing, write_starts
+from svqbench.data.base import DATASETS, UNITS, DatasetInfo, DatasetSpec, open_frames_for_writing, write_starts
 from svqbench.data.download import Source, fetch, find_in
 from svqbench.data.video import FrameTransform, backward_window_starts, decode_videos, write_video_split
 from svqbench.errors import SvqbenchError
 
 KITTI = Source("kitti_data.zip", "https://www.dropbox.com/s/rpwlnn6j39jjme4/kitti_data.zip?dl=1")
-CALTECH = Source("data_and_labels.zip", "https://data.caltech.edu/records/f6rph-90m20/files/data_and_labels.zip?download=1")
+CALTECH = Source(
+    "data_and_labels.zip", "https://data.caltech.edu/records/f6rph-90m20/files/data_and_labels.zip?download=1"
+)
 CALTECH_VIDEO = re.compile(r"(^|/)(set0[6-9]|set10)/[^/]+\.(seq|avi|mp4|mkv|mov)$", re.IGNORECASE)
 HEIGHT, WIDTH = 128, 160
 BLOCK = 1024
@@ -171,11 +172,18 @@ class KittiCaltech(DatasetSpec):
         width=WIDTH,
         metrics=("mse", "mae", "ssim", "psnr", "lpips"),
         description="KITTI (train/val) -> Caltech Pedestrian set06-set10 (test), RGB 128x160, 10 frames in, 1 out",
-        protocol="OpenSTL/PredNet KittiCaltech: non-overlapping 11-frame windows per recording; Caltech every 3rd frame",
+        protocol="OpenSTL/PredNet KittiCaltech: non-overlapping 11-frame windows per recording; Caltech every 3rd "
+        "frame",
     )
 
     def prepare(
-        self, target: Path, src: Path | None, *, kitti_url: str = "", caltech_url: str = "", backend: str = "auto",
+        self,
+        target: Path,
+        src: Path | None,
+        *,
+        kitti_url: str = "",
+        caltech_url: str = "",
+        backend: str = "auto",
         workers: int = 0,
     ) -> dict[str, Any]:
         window = self.info.window

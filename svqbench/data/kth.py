@@ -33,9 +33,8 @@ from typing import Any
 
 import numpy as np
 
-from svqbench.data.base import DATASETS
 from svqbench.data.archives import extract
-from svqbench.data.base import DatasetInfo, DatasetSpec
+from svqbench.data.base import DATASETS, DatasetInfo, DatasetSpec
 from svqbench.data.download import Source, fetch, join_url
 from svqbench.data.video import FrameTransform, backward_window_starts, decode_videos, write_video_split
 from svqbench.errors import SvqbenchError
@@ -148,7 +147,8 @@ class KTH(DatasetSpec):
         workers: int = 0,
         url: str = "",
     ) -> dict[str, Any]:
-        """``url``: a mirror folder (with or without a trailing ``/``) of the six ``<action>.zip`` archives and ``00sequences.txt``."""
+        """``url``: a mirror folder (with or without a trailing ``/``) of the six ``<action>.zip`` archives and
+        ``00sequences.txt``."""
         if protocol not in PROTOCOLS:
             raise SvqbenchError(f"option protocol={protocol!r}; valid: {', '.join(PROTOCOLS)}")
         val = parse_persons(val_persons)

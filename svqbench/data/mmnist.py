@@ -22,8 +22,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from svqbench.data.base import DATASETS
-from svqbench.data.base import DatasetInfo, DatasetSpec, open_frames_for_writing, write_starts
+from svqbench.data.base import DATASETS, DatasetInfo, DatasetSpec, open_frames_for_writing, write_starts
 from svqbench.data.digits import trajectory
 from svqbench.data.download import Source, fetch, join_url
 from svqbench.errors import SvqbenchError
@@ -112,8 +111,15 @@ class MovingMNIST(DatasetSpec):
         return np.arange(len(self.open(folder, split, manifest)), dtype=np.int64), "sequence"
 
     def prepare(
-        self, target: Path, src: Path | None, *, train_length: int = 10000, val: int = 1000, seed: int = 42,
-        val_digits: int = 5000, url: str = "",
+        self,
+        target: Path,
+        src: Path | None,
+        *,
+        train_length: int = 10000,
+        val: int = 1000,
+        seed: int = 42,
+        val_digits: int = 5000,
+        url: str = "",
     ) -> dict[str, Any]:
         """``url``: a mirror folder (with or without a trailing ``/``) holding both source files."""
         if train_length < 1 or val < 1:
@@ -122,7 +128,9 @@ class MovingMNIST(DatasetSpec):
         test_path, test_record = fetch(TEST, target, src, join_url(url, TEST.filename) if url else "")
         digits = read_idx_images(digits_path)
         if not 0 < val_digits < len(digits):
-            raise SvqbenchError(f"option val_digits={val_digits}: need 0 < val_digits < {len(digits)} (the MNIST digits)")
+            raise SvqbenchError(
+                f"option val_digits={val_digits}: need 0 < val_digits < {len(digits)} (the MNIST digits)"
+            )
         train_digits, held_digits = digits[:-val_digits], digits[-val_digits:]
         (target / "train").mkdir(parents=True)
         np.save(target / "train" / "digits.npy", train_digits)

@@ -22,13 +22,14 @@ from typing import Any, Iterator
 
 import numpy as np
 
-from svqbench.data.base import DATASETS
 from svqbench.data.archives import extract
-from svqbench.data.base import BLOCK_WINDOWS, DatasetInfo, DatasetSpec, open_frames_for_writing, write_starts
+from svqbench.data.base import BLOCK_WINDOWS, DATASETS, DatasetInfo, DatasetSpec, open_frames_for_writing, write_starts
 from svqbench.data.download import Source, fetch, find_in
 from svqbench.errors import SvqbenchError
 
-ARCHIVE = Source("taxibj_dataset.zip", "https://github.com/chengtan9907/OpenSTL/releases/download/v0.1.0/taxibj_dataset.zip")
+ARCHIVE = Source(
+    "taxibj_dataset.zip", "https://github.com/chengtan9907/OpenSTL/releases/download/v0.1.0/taxibj_dataset.zip"
+)
 SAMPLE_SHAPE = (4, 2, 32, 32)
 ROWS = 512
 
@@ -117,7 +118,8 @@ class TaxiBJ(DatasetSpec):
     def prepare(
         self, target: Path, src: Path | None, *, val: int = 1000, holdout: bool = True, url: str = ""
     ) -> dict[str, Any]:
-        """``--src`` may hold ``dataset.npz`` itself or ``taxibj_dataset.zip``; ``url`` replaces the archive's address."""
+        """``--src`` may hold ``dataset.npz`` itself or ``taxibj_dataset.zip``; ``url`` replaces the archive's
+        address."""
         npz = find_in(src, "dataset.npz") if src is not None else None
         if npz is not None:
             sources = [{"file": "dataset.npz", "origin": str(npz)}]
@@ -143,7 +145,9 @@ class TaxiBJ(DatasetSpec):
         shutil.rmtree(target / "_work", ignore_errors=True)
         extra = {"sources": sources, "splits": splits, "val_held_out": holdout}
         if not holdout:
-            extra["info"] = dataclasses.replace(self.info, protocol=self.info.protocol.replace("held out of", "also in"))
+            extra["info"] = dataclasses.replace(
+                self.info, protocol=self.info.protocol.replace("held out of", "also in")
+            )
         return extra
 
     @staticmethod
@@ -152,6 +156,4 @@ class TaxiBJ(DatasetSpec):
         hashes = sample_frame_hashes(npz, "train")
         val_frames = frozenset().union(*(hashes[i] for i in val_samples))
         held = set(val_samples.tolist())
-        return np.asarray(
-            [i for i, frames in enumerate(hashes) if i not in held and not frames & val_frames], np.int64
-        )
+        return np.asarray([i for i, frames in enumerate(hashes) if i not in held and not frames & val_frames], np.int64)

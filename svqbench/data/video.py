@@ -236,9 +236,7 @@ def backward_window_starts(frames: int, window: int, step: int) -> np.ndarray:
     return np.sort(ends - window + 1)
 
 
-def write_video_split(
-    target: Path, split: str, parts: Sequence[Path], starts: Sequence[np.ndarray]
-) -> dict[str, int]:
+def write_video_split(target: Path, split: str, parts: Sequence[Path], starts: Sequence[np.ndarray]) -> dict[str, int]:
     """Concatenate decoded ``parts`` into ``split/frames.npy``; ``starts[i]`` are window starts within part i."""
     lengths = [int(np.load(p, mmap_mode="r").shape[0]) for p in parts]
     if not parts or sum(len(s) for s in starts) == 0:

@@ -18,8 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from svqbench.data.base import DATASETS
-from svqbench.data.base import DatasetInfo, DatasetSpec
+from svqbench.data.base import DATASETS, DatasetInfo, DatasetSpec
 from svqbench.data.download import file_hash
 from svqbench.data.video import FrameTransform, decode_videos, write_video_split
 from svqbench.errors import SvqbenchError
@@ -129,7 +128,9 @@ class Videos(DatasetSpec):
         if not files:
             raise SvqbenchError(f"--src {src}: no video files ({', '.join(sorted(EXTENSIONS))})")
         splits = assign_splits(files, src, val, test, seed)
-        transform = FrameTransform(size, size, channels=channels, fit=VIDEO_FIT, interpolation=VIDEO_INTERPOLATION, every=every)
+        transform = FrameTransform(
+            size, size, channels=channels, fit=VIDEO_FIT, interpolation=VIDEO_INTERPOLATION, every=every
+        )
         ordered = [path for split in SPLITS for path in splits[split]]
         parts, lengths = decode_videos(ordered, target / "_work", transform, backend, workers)
         length_of = dict(zip(ordered, lengths))

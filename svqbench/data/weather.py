@@ -22,9 +22,8 @@ from typing import Any
 
 import numpy as np
 
-from svqbench.data.base import DATASETS
 from svqbench.data.archives import extract
-from svqbench.data.base import DatasetInfo, DatasetSpec, Normalisation, open_frames_for_writing, write_starts
+from svqbench.data.base import DATASETS, DatasetInfo, DatasetSpec, Normalisation, open_frames_for_writing, write_starts
 from svqbench.data.download import Source, fetch, join_url
 from svqbench.errors import SvqbenchError
 
@@ -64,7 +63,8 @@ def check_disjoint_years(years: dict[str, tuple[int, int]]) -> None:
     for (first, (_, end)), (second, (start, _)) in zip(spans, spans[1:]):
         if start <= end:
             raise SvqbenchError(
-                f"options {first}={years[first][0]}-{years[first][1]} and {second}={years[second][0]}-{years[second][1]}: "
+                f"options {first}={years[first][0]}-{years[first][1]} and "
+                f"{second}={years[second][0]}-{years[second][1]}: "
                 "the years overlap; give each split its own years"
             )
 
@@ -110,8 +110,13 @@ def window_starts(times: np.ndarray, window: int, step: np.timedelta64) -> np.nd
 
 
 def write_split(
-    target: Path, split: str, channels: tuple[Channel, ...], files: dict[str, list[Path]], years: tuple[int, int],
-    every: int, window: int,
+    target: Path,
+    split: str,
+    channels: tuple[Channel, ...],
+    files: dict[str, list[Path]],
+    years: tuple[int, int],
+    every: int,
+    window: int,
 ) -> tuple[dict[str, int], list[float]]:
     """Store one split's raw (not yet normalised) fields, one file of one channel in memory at a time.
 
@@ -132,7 +137,10 @@ def write_split(
             if not len(piece_times):
                 continue
             at = int(np.searchsorted(times, piece_times[0]))
-            if not np.array_equal(times[at : at + len(piece_times)], piece_times) or values.shape[1:] != frames.shape[2:]:
+            if (
+                not np.array_equal(times[at : at + len(piece_times)], piece_times)
+                or values.shape[1:] != frames.shape[2:]
+            ):
                 raise SvqbenchError(f"{path}: time steps or grid of {channel.label} differ from {first.label}")
             frames[at : at + len(values), c] = values
             written.append(len(values))
@@ -144,7 +152,12 @@ def write_split(
     if not len(starts):
         raise SvqbenchError(f"split {split!r} (years {years[0]}-{years[1]}) has fewer than {window} consecutive steps")
     write_starts(target, split, starts)
-    counts = {"frames": len(times), "windows": int(len(starts)), "first": str(times[0])[:13], "last": str(times[-1])[:13]}
+    counts = {
+        "frames": len(times),
+        "windows": int(len(starts)),
+        "first": str(times[0])[:13],
+        "last": str(times[-1])[:13],
+    }
     return counts, latitudes
 
 
@@ -181,11 +194,22 @@ class Weather(DatasetSpec):
     every: int = 1
 
     def prepare(
-        self, target: Path, src: Path | None, *, train: str = "2010-2015", val: str = "2016",
-        test: str = "2017-2018", url: str = "",
+        self,
+        target: Path,
+        src: Path | None,
+        *,
+        train: str = "2010-2015",
+        val: str = "2016",
+        test: str = "2017-2018",
+        url: str = "",
     ) -> dict[str, Any]:
-        """``url``: a mirror folder (with or without a trailing ``/``) holding the ``<variable>_5.625deg.zip`` archives."""
-        years = {"train": parse_years("train", train), "val": parse_years("val", val), "test": parse_years("test", test)}
+        """``url``: a mirror folder (with or without a trailing ``/``) holding the ``<variable>_5.625deg.zip``
+        archives."""
+        years = {
+            "train": parse_years("train", train),
+            "val": parse_years("val", val),
+            "test": parse_years("test", test),
+        }
         check_disjoint_years(years)
         files, sources = {}, []
         for folder in dict.fromkeys(c.folder for c in self.channels):
@@ -211,8 +235,17 @@ class Weather(DatasetSpec):
 
 def _info(name: str, frames: int, channels: int, description: str, protocol: str, variables=()) -> DatasetInfo:
     return DatasetInfo(
-        name=name, frames_in=frames, frames_out=frames, channels=channels, height=32, width=64,
-        metrics=("mse", "mae", "rmse"), physical=True, description=description, protocol=protocol, variables=variables,
+        name=name,
+        frames_in=frames,
+        frames_out=frames,
+        channels=channels,
+        height=32,
+        width=64,
+        metrics=("mse", "mae", "rmse"),
+        physical=True,
+        description=description,
+        protocol=protocol,
+        variables=variables,
     )
 
 
@@ -246,14 +279,20 @@ class WeatherUv10(Weather):
 @DATASETS.register("weather_mv")
 class WeatherMv(Weather):
     info = _info(
-        "weather_mv", 4, 12, "r, t, u, v at 150/500/850 hPa (channels in that order)",
+        "weather_mv",
+        4,
+        12,
+        "r, t, u, v at 150/500/850 hPa (channels in that order)",
         "WeatherBench-M 5.625 deg, 6-hourly 4->4, train 2010-2015 / val 2016 / test 2017-2018, z-scored (train stats)",
         variables=("r", "t", "u", "v"),  # OpenSTL's channel_names: metrics per variable over its three levels
     )
     channels = tuple(
         Channel(folder, variable, level)
         for folder, variable in (
-            ("relative_humidity", "r"), ("temperature", "t"), ("u_component_of_wind", "u"), ("v_component_of_wind", "v"),
+            ("relative_humidity", "r"),
+            ("temperature", "t"),
+            ("u_component_of_wind", "u"),
+            ("v_component_of_wind", "v"),
         )
         for level in (150, 500, 850)
     )

@@ -49,16 +49,27 @@ class PlannedBatches:
         return len(self.batches)
 
 
-def make_loader(dataset: Dataset, batch_size: int, workers: int, device: torch.device,
-                batches: list[list[int]] | PlannedBatches | None = None, seed: int = 0,
-                persistent: bool = False) -> DataLoader:
+def make_loader(
+    dataset: Dataset,
+    batch_size: int,
+    workers: int,
+    device: torch.device,
+    batches: list[list[int]] | PlannedBatches | None = None,
+    seed: int = 0,
+    persistent: bool = False,
+) -> DataLoader:
     """In-order batches of ``batch_size``, or exactly the index lists ``batches``.
 
     ``seed`` fixes the loader's generator, hence every worker's seed; the global RNG is never drawn from.
     ``persistent`` keeps the workers alive between passes (their copy of the dataset then never changes).
     """
-    common = dict(num_workers=workers, pin_memory=device.type == "cuda", worker_init_fn=init_worker,
-                  generator=torch.Generator().manual_seed(seed), persistent_workers=persistent and workers > 0)
+    common = dict(
+        num_workers=workers,
+        pin_memory=device.type == "cuda",
+        worker_init_fn=init_worker,
+        generator=torch.Generator().manual_seed(seed),
+        persistent_workers=persistent and workers > 0,
+    )
     if batches is not None:
         return DataLoader(dataset, batch_sampler=batches, **common)
     return DataLoader(dataset, batch_size=batch_size, shuffle=False, **common)
@@ -74,8 +85,9 @@ def steps_per_epoch(length: int, batch_size: int) -> int:
     return max(1, length // batch_size)
 
 
-def rank_batches(length: int, batch_size: int, seed: int, epoch: int, start: int, count: int,
-                 world: "World") -> list[list[int]]:
+def rank_batches(
+    length: int, batch_size: int, seed: int, epoch: int, start: int, count: int, world: "World"
+) -> list[list[int]]:
     """Window indices this rank loads for global batches ``start .. start+count-1`` of ``epoch``.
 
     Each global batch of ``batch_size`` windows is cut into ``world_size`` contiguous equal slices.

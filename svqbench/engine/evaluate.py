@@ -20,10 +20,11 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset, Subset
 
 from svqbench import __version__, data
-from svqbench.results import leaderboard, per_window
-from svqbench.results.views import publish
-from svqbench.engine.machine import configure_backends
 from svqbench.config import EvalConfig
+from svqbench.engine.batches import make_loader
+from svqbench.engine.machine import autocast, configure_backends
+from svqbench.engine.runs import LoadedRun, training_record
+from svqbench.engine.world import World, join_world
 from svqbench.errors import SvqbenchError
 from svqbench.fileio import write_json
 from svqbench.keyed import StepKey, perturb
@@ -31,11 +32,8 @@ from svqbench.metrics import MetricAccumulator, plot_horizon
 from svqbench.metrics.fvd import FvdProtocol
 from svqbench.models import count_parameters, forecast, plugins
 from svqbench.models.svq import SVQ, SVQStats, code_weight_chunks
-from svqbench.engine.runs import LoadedRun, training_record
-from svqbench.engine.batches import make_loader
-from svqbench.engine.machine import autocast
-from svqbench.engine.world import World, join_world
-
+from svqbench.results import leaderboard, per_window
+from svqbench.results.views import publish
 
 EVAL_PERTURB_SEED = 20231206  # the seed of eval.perturb_ratio's draws: fixed, so every run sees the same inputs
 
@@ -56,15 +54,30 @@ class EvalSettings:
     fvd_weights: Path | None = None
 
     @classmethod
-    def resolve(cls, cfg: EvalConfig, metrics: tuple[str, ...] | None = None, split: str | None = None,
-                convention: str | None = None, batch_size: int | None = None,
-                value_range: tuple[float, float] | None = None, perturb_ratio: float | None = None,
-                **weights: Any) -> "EvalSettings":
+    def resolve(
+        cls,
+        cfg: EvalConfig,
+        metrics: tuple[str, ...] | None = None,
+        split: str | None = None,
+        convention: str | None = None,
+        batch_size: int | None = None,
+        value_range: tuple[float, float] | None = None,
+        perturb_ratio: float | None = None,
+        **weights: Any,
+    ) -> "EvalSettings":
         perturb_ratio = cfg.perturb_ratio if perturb_ratio is None else perturb_ratio
         if not 0.0 <= perturb_ratio <= 1.0:
             raise SvqbenchError(f"--perturb {perturb_ratio}: valid: a share of input values between 0 and 1")
-        return cls(tuple(metrics or cfg.metrics), split or cfg.split, convention or cfg.convention, perturb_ratio,
-                   batch_size or cfg.batch_size, cfg.precision, value_range or cfg.value_range, **weights)
+        return cls(
+            tuple(metrics or cfg.metrics),
+            split or cfg.split,
+            convention or cfg.convention,
+            perturb_ratio,
+            batch_size or cfg.batch_size,
+            cfg.precision,
+            value_range or cfg.value_range,
+            **weights,
+        )
 
     @property
     def split_name(self) -> str:
@@ -73,12 +86,23 @@ class EvalSettings:
 
 
 @torch.no_grad()
-def evaluate(run_dir: Path, device: torch.device, metrics: tuple[str, ...] | None = None, split: str | None = None,
-             convention: str | None = None, data_root: Path | None = None, batch_size: int | None = None,
-             lpips_weights: Path | None = None, plot: bool = False, update_leaderboard: bool = True,
-             svq_stats: bool = False, value_range: tuple[float, float] | None = None,
-             perturb_ratio: float | None = None, fvd: FvdProtocol | None = None,
-             fvd_weights: Path | None = None) -> dict[str, Any]:
+def evaluate(
+    run_dir: Path,
+    device: torch.device,
+    metrics: tuple[str, ...] | None = None,
+    split: str | None = None,
+    convention: str | None = None,
+    data_root: Path | None = None,
+    batch_size: int | None = None,
+    lpips_weights: Path | None = None,
+    plot: bool = False,
+    update_leaderboard: bool = True,
+    svq_stats: bool = False,
+    value_range: tuple[float, float] | None = None,
+    perturb_ratio: float | None = None,
+    fvd: FvdProtocol | None = None,
+    fvd_weights: Path | None = None,
+) -> dict[str, Any]:
     """Evaluate the selected checkpoint (``train.select``) of ``run_dir`` on a split; writes ``run_dir/metrics.json``
     and ``run_dir/eval/SPLIT-CONVENTION.npz`` (:mod:`svqbench.results.per_window`: one float64 array (N_windows,) per
     metric in window order, each window's bootstrap unit, and the report itself, in one atomic file).
@@ -95,8 +119,18 @@ def evaluate(run_dir: Path, device: torch.device, metrics: tuple[str, ...] | Non
     world, device = join_world(device)
     configure_backends()  # fp32 without TF32: a CUDA evaluation equals the CPU's
     run = LoadedRun(run_dir, device)
-    settings = EvalSettings.resolve(run.recipe.eval, metrics, split, convention, batch_size, value_range,
-                                    perturb_ratio, lpips_weights=lpips_weights, fvd=fvd, fvd_weights=fvd_weights)
+    settings = EvalSettings.resolve(
+        run.recipe.eval,
+        metrics,
+        split,
+        convention,
+        batch_size,
+        value_range,
+        perturb_ratio,
+        lpips_weights=lpips_weights,
+        fvd=fvd,
+        fvd_weights=fvd_weights,
+    )
     test_set = checked_split(run.recipe.dataset, settings.split, data_root, world)
     shard = Subset(test_set, world.shard(len(test_set)))
     accumulator = make_accumulator(run, settings, data_root, (shard.indices.start, len(test_set)), device)
@@ -123,8 +157,9 @@ def checked_split(dataset: str, split: str, data_root: Path | None, world: World
     return test_set
 
 
-def make_accumulator(run: LoadedRun, settings: EvalSettings, data_root: Path | None, fvd_windows: tuple[int, int],
-                     device: torch.device) -> MetricAccumulator:
+def make_accumulator(
+    run: LoadedRun, settings: EvalSettings, data_root: Path | None, fvd_windows: tuple[int, int], device: torch.device
+) -> MetricAccumulator:
     """The streaming metrics of ``settings``, with the dataset's de-normalisation, range, variables, latitudes."""
     dataset = run.recipe.dataset
     return MetricAccumulator(
@@ -144,8 +179,15 @@ def make_accumulator(run: LoadedRun, settings: EvalSettings, data_root: Path | N
     )
 
 
-def stream(run: LoadedRun, settings: EvalSettings, loader: DataLoader, accumulator: MetricAccumulator,
-           stats: SVQStats | None, first_window: int, world: World) -> None:
+def stream(
+    run: LoadedRun,
+    settings: EvalSettings,
+    loader: DataLoader,
+    accumulator: MetricAccumulator,
+    stats: SVQStats | None,
+    first_window: int,
+    world: World,
+) -> None:
     """Forecast every batch (inputs (B, T_in, C, H, W) -> (B, T_out, C, H, W)) and accumulate its metrics;
     refuses a run whose predictions are not finite; sums the ranks' metrics."""
     device = run.device
@@ -161,14 +203,17 @@ def stream(run: LoadedRun, settings: EvalSettings, loader: DataLoader, accumulat
             non_finite += (~torch.isfinite(pred)).sum()
             accumulator.update(pred.float(), targets, inputs)
     if world.sum(non_finite).item():
-        raise SvqbenchError(f"{run.checkpoint_file}: {int(non_finite.item())} predicted values are not finite "
-                            "(NaN or infinite); the run diverged: retrain it with a lower train.lr or train.clip_grad")
+        raise SvqbenchError(
+            f"{run.checkpoint_file}: {int(non_finite.item())} predicted values are not finite "
+            "(NaN or infinite); the run diverged: retrain it with a lower train.lr or train.clip_grad"
+        )
     if world.size > 1:
         accumulator.all_reduce()
 
 
-def make_report(run: LoadedRun, settings: EvalSettings, result: dict[str, Any], stats: SVQStats | None,
-                seconds: float) -> dict[str, Any]:
+def make_report(
+    run: LoadedRun, settings: EvalSettings, result: dict[str, Any], stats: SVQStats | None, seconds: float
+) -> dict[str, Any]:
     """``metrics.json``: which run, checkpoint and split, and the metrics' overall and per-frame values."""
     report = {
         "run": run.dir.name,
@@ -190,9 +235,16 @@ def make_report(run: LoadedRun, settings: EvalSettings, result: dict[str, Any], 
     return report
 
 
-def write_evaluation(run: LoadedRun, settings: EvalSettings, report: dict[str, Any], values: dict[str, np.ndarray],
-                     accumulator: MetricAccumulator, data_root: Path | None, update_leaderboard: bool,
-                     plot: bool) -> None:
+def write_evaluation(
+    run: LoadedRun,
+    settings: EvalSettings,
+    report: dict[str, Any],
+    values: dict[str, np.ndarray],
+    accumulator: MetricAccumulator,
+    data_root: Path | None,
+    update_leaderboard: bool,
+    plot: bool,
+) -> None:
     """The per-window file, ``metrics.json``, the horizon plot and the leaderboard row, in that order; a damaged
     leaderboard is refused before anything is written."""
     dataset = run.recipe.dataset
@@ -262,8 +314,11 @@ def plugin_columns(record: dict[str, Any] | None) -> dict[str, Any]:
     """A plugin model's import path (with its package for an entry point) and source sha256; none for built-ins."""
     if not record:
         return {}
-    where = f"{record['name']} = {record['import']} ({record['distribution']})" if record["kind"] == "entry_point" \
+    where = (
+        f"{record['name']} = {record['import']} ({record['distribution']})"
+        if record["kind"] == "entry_point"
         else record["import"]
+    )
     return {"plugin": where, "plugin_sha256": record.get("sha256") or ""}
 
 

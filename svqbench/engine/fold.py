@@ -21,12 +21,12 @@ from torch import nn
 
 from svqbench.config import Recipe, read_yaml_file, validate_recipe
 from svqbench.data.base import DatasetInfo
+from svqbench.engine.runs import LoadedRun, new_run_id, read_run_json, save_checkpoint, save_recipe
 from svqbench.errors import SvqbenchError
 from svqbench.fileio import atomic_dir, write_json
 from svqbench.models import MODELS, count_parameters, create_model
 from svqbench.models.bottleneck import fold_svq
 from svqbench.models.simvp import CODEBOOK_ONLY_OPTIONS
-from svqbench.engine.runs import LoadedRun, new_run_id, read_run_json, save_checkpoint, save_recipe
 
 CHECKPOINTS = ("best.pt", "last.pt")
 COPIED_FILES = ("log.jsonl",)  # the training history of the weights; metrics and renders are redone by eval
@@ -157,8 +157,10 @@ def _fold_checkpoint(run: LoadedRun, run_id: str) -> tuple[dict[str, Any], dict[
     folded = fold_model(source, folded_recipe, info)
     measured = _check_equal(source, folded, info, run.device)
     if not measured <= FOLD_TOLERANCE:  # NaN included
-        raise SvqbenchError(f"{run.checkpoint_file}: the folded model differs from the original by {measured:.3g} "
-                            f"(relative), above {FOLD_TOLERANCE:g}; nothing was written")
+        raise SvqbenchError(
+            f"{run.checkpoint_file}: the folded model differs from the original by {measured:.3g} "
+            f"(relative), above {FOLD_TOLERANCE:g}; nothing was written"
+        )
     parameters = {"svq": count_parameters(source), "mlp": count_parameters(folded)}
     state = {**run.state, "model": folded.state_dict(), "recipe": folded_recipe.to_dict()}
     if "parameters" in state:
@@ -170,8 +172,7 @@ def _fold_checkpoint(run: LoadedRun, run_id: str) -> tuple[dict[str, Any], dict[
     return state, parameters, measured
 
 
-def _write_folded(run_dir: Path, out_dir: Path, recipe: Recipe, states: dict[str, dict[str, Any]],
-                  run_id: str) -> None:
+def _write_folded(run_dir: Path, out_dir: Path, recipe: Recipe, states: dict[str, dict[str, Any]], run_id: str) -> None:
     """The folded run folder, written atomically: recipe, checkpoints, run.json and the training log."""
     with atomic_dir(out_dir) as tmp:
         save_recipe(tmp, recipe)
@@ -183,4 +184,3 @@ def _write_folded(run_dir: Path, out_dir: Path, recipe: Recipe, states: dict[str
         for name in COPIED_FILES:
             if (run_dir / name).is_file():
                 shutil.copy2(run_dir / name, tmp / name)
-

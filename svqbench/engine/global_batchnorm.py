@@ -4,7 +4,8 @@ Plain BatchNorm under DistributedDataParallel normalises each rank's slice with 
 the model depends on the world size. ``torch.nn.SyncBatchNorm`` fixes that on GPUs only (torch 2.13 raises
 "SyncBatchNorm expected input tensor to be on GPU" for CPU tensors), so svqbench uses this equivalent on every
 device: per-channel sums are all-reduced with a differentiable all-reduce (:class:`SumOverRanks`: its
-backward all-reduces the gradients), the mean first, then the squared deviations from it (no E[x^2] - E[x]^2 cancellation).
+backward all-reduces the gradients), the mean first, then the squared deviations from it (no E[x^2] - E[x]^2
+cancellation).
 Every rank computes the same statistics, hence the same running statistics. The state-dict keys are those
 of ``nn.BatchNorm2d``, so checkpoints load into the plain model.
 """
@@ -68,8 +69,14 @@ def globalise_batchnorm(module: nn.Module) -> nn.Module:
     """Replace every ``nn.BatchNorm2d`` inside ``module`` by a :class:`GlobalBatchNorm2d` sharing its
     parameters and buffers; returns ``module`` (or the replacement, when ``module`` is one)."""
     if type(module) is nn.BatchNorm2d:
-        replacement = GlobalBatchNorm2d(module.num_features, module.eps, module.momentum, module.affine,
-                                        module.track_running_stats, device=_device_of(module))
+        replacement = GlobalBatchNorm2d(
+            module.num_features,
+            module.eps,
+            module.momentum,
+            module.affine,
+            module.track_running_stats,
+            device=_device_of(module),
+        )
         replacement.load_state_dict(module.state_dict())
         if module.affine:
             replacement.weight, replacement.bias = module.weight, module.bias

@@ -40,8 +40,9 @@ def check_installed(loggers: tuple[str, ...]) -> None:
         try:
             importlib.import_module(PACKAGES[name])
         except ImportError:
-            raise SvqbenchError(f"train.loggers={name}: the {PACKAGES[name]} package is not installed; "
-                                f'pip install "svqbench[{name}]"') from None
+            raise SvqbenchError(
+                f'train.loggers={name}: the {PACKAGES[name]} package is not installed; pip install "svqbench[{name}]"'
+            ) from None
 
 
 def hyperparameters(recipe_dict: dict[str, Any], meta: dict[str, Any]) -> dict[str, str | int | float | bool]:
@@ -116,8 +117,13 @@ class WandB:
         import wandb
 
         self.run = wandb.init(
-            project=os.environ.get("WANDB_PROJECT", "svqbench"), id=run_id, name=run_id, dir=str(run_dir),
-            mode=os.environ.get("WANDB_MODE", "offline"), resume="allow", config=hparams,
+            project=os.environ.get("WANDB_PROJECT", "svqbench"),
+            id=run_id,
+            name=run_id,
+            dir=str(run_dir),
+            mode=os.environ.get("WANDB_MODE", "offline"),
+            resume="allow",
+            config=hparams,
             settings=wandb.Settings(console="off", silent=True, disable_git=True),
         )
         self._image = wandb.Image
@@ -157,10 +163,12 @@ class MLflow:
         name = os.environ.get("MLFLOW_EXPERIMENT_NAME", "svqbench")
         experiment = self.client.get_experiment_by_name(name)
         experiment_id = experiment.experiment_id if experiment else self.client.create_experiment(name)
-        self.run_id = self.client.create_run(experiment_id, run_name=run_id, tags={"svqbench.run_id": run_id}).info.run_id
+        self.run_id = self.client.create_run(
+            experiment_id, run_name=run_id, tags={"svqbench.run_id": run_id}
+        ).info.run_id
         params = [Param(key, str(value)) for key, value in hparams.items()]
         for start in range(0, len(params), 100):  # MLflow takes at most 100 parameters per batch
-            self.client.log_batch(self.run_id, params=params[start:start + 100])
+            self.client.log_batch(self.run_id, params=params[start : start + 100])
 
     def scalars(self, values: dict[str, float], step: int) -> None:
         from mlflow.entities import Metric
@@ -229,9 +237,9 @@ class TrainingLoggers:
     @torch.no_grad()
     def _sample_strip(self, setup: Any, model: torch.nn.Module) -> np.ndarray:
         """(H', W', 3) uint8: input, truth, prediction, |error| of the first validation window of rank 0."""
+        from svqbench.engine.machine import autocast
         from svqbench.models import forecast
         from svqbench.render import strip
-        from svqbench.engine.machine import autocast
 
         if self._sample is None:
             self._sample = setup.val_set[0]
@@ -273,7 +281,9 @@ def open_loggers(setup: Any, state: Any, resumed: bool) -> TrainingLoggers:
         continuing = resumed and name in ids
         if name == "tensorboard":
             recipe_yaml = yaml.safe_dump(setup.recipe.to_dict(), sort_keys=False)
-            backends.append(TensorBoard(setup.run_dir, run_id, hparams, recipe_yaml, state.step if continuing else None))
+            backends.append(
+                TensorBoard(setup.run_dir, run_id, hparams, recipe_yaml, state.step if continuing else None)
+            )
             ids["tensorboard"] = str(Path("tensorboard") / run_id)
         elif name == "wandb":
             ids["wandb"] = ids.get("wandb", run_id)

@@ -7,7 +7,6 @@ from typing import Callable
 import torch
 from torch import nn
 
-
 LOSSES: dict[str, Callable[[torch.Tensor, torch.Tensor], torch.Tensor]] = {
     "l1": nn.functional.l1_loss,
     "mse": nn.functional.mse_loss,

@@ -92,8 +92,12 @@ def bf16_support(device: torch.device) -> Bf16Support:
         # native bf16 from compute capability 8.0 (Ampere); torch.cuda.is_bf16_supported() is also true where
         # it is emulated (T4, V100), and asks about the current GPU rather than the one used
         major, minor = torch.cuda.get_device_capability(device)
-        return Bf16Support(str(device), f"{torch.cuda.get_device_name(device)} (compute capability {major}.{minor})",
-                           None, (major, minor) >= NATIVE_BF16_CAPABILITY)
+        return Bf16Support(
+            str(device),
+            f"{torch.cuda.get_device_name(device)} (compute capability {major}.{minor})",
+            None,
+            (major, minor) >= NATIVE_BF16_CAPABILITY,
+        )
     capability = torch.backends.cpu.get_cpu_capability()
     a, b = torch.randn(SIZE, SIZE), torch.randn(SIZE, SIZE)
     _best_time(a, b)  # warm-up: thread pool and kernels

@@ -11,9 +11,9 @@ from svqbench import data
 from svqbench.data.base import read_manifest
 from svqbench.data.video import FrameTransform, decode_video
 from svqbench.data.videos import VIDEO_FIT, VIDEO_INTERPOLATION
+from svqbench.engine.runs import LoadedRun
 from svqbench.errors import SvqbenchError
 from svqbench.models import forecast
-from svqbench.engine.runs import LoadedRun
 
 
 @torch.no_grad()
@@ -34,7 +34,9 @@ def run_label(run: LoadedRun) -> str:
 
 
 @torch.no_grad()
-def predict_runs(run_dirs: list[Path], device: torch.device, index: int, split: str = "test", data_root: Path | None = None):
+def predict_runs(
+    run_dirs: list[Path], device: torch.device, index: int, split: str = "test", data_root: Path | None = None
+):
     """Several runs on one sample: (inputs, truth, [(label, prediction)]), shapes as :func:`predict_sample`.
 
     The runs must forecast the same dataset; each is loaded, used and released in turn.
@@ -47,7 +49,9 @@ def predict_runs(run_dirs: list[Path], device: torch.device, index: int, split: 
     for run_dir in run_dirs:
         run = LoadedRun(run_dir, device)
         if dataset is not None and run.recipe.dataset != dataset:
-            raise SvqbenchError(f"{run.dir}: forecasts {run.recipe.dataset!r}, the first run {dataset!r}; compare runs of one dataset")
+            raise SvqbenchError(
+                f"{run.dir}: forecasts {run.recipe.dataset!r}, the first run {dataset!r}; compare runs of one dataset"
+            )
         dataset = run.recipe.dataset
         sample_inputs, sample_truth, pred = predict_sample(run, index, split, data_root)
         inputs, truth = (sample_inputs, sample_truth) if inputs is None else (inputs, truth)
@@ -61,8 +65,9 @@ def read_clip(path: Path, frames: int, channels: int, height: int, width: int, e
     (frames, C, H, W) in [0, 1]."""
     if channels not in (1, 3):
         raise SvqbenchError(f"{path}: the model expects {channels}-channel frames; videos give 1 or 3")
-    transform = FrameTransform(height, width, channels=channels, fit=VIDEO_FIT, interpolation=VIDEO_INTERPOLATION,
-                               every=every)
+    transform = FrameTransform(
+        height, width, channels=channels, fit=VIDEO_FIT, interpolation=VIDEO_INTERPOLATION, every=every
+    )
     clip = decode_video(path, transform)
     if len(clip) < frames:
         raise SvqbenchError(f"{path}: has {len(clip)} frames; the model needs at least {frames} input frames")

@@ -32,9 +32,17 @@ from svqbench.fileio import atomic_path, write_text
 from svqbench.models import create_model
 from svqbench.models.plugins import PLUGIN_DIR, activate_run_plugin, plugin_record
 
-
-RUN_FILES = ("recipe.yaml", "run.json", "log.jsonl", "last.pt", "best.pt", "metrics.json", "per_window.npz", "eval",
-             "horizon.png")
+RUN_FILES = (
+    "recipe.yaml",
+    "run.json",
+    "log.jsonl",
+    "last.pt",
+    "best.pt",
+    "metrics.json",
+    "per_window.npz",
+    "eval",
+    "horizon.png",
+)
 # what a resumed run may change: more steps, and settings that do not change the result
 RESUMABLE_KEYS = ("train.epochs", "train.max_steps", "train.num_workers", "train.checkpoint_every", *WATCHING_KEYS)
 
@@ -63,7 +71,8 @@ def resumed_recipe(run_dir: Path, overrides: list[str] = ()) -> Recipe:
         key = ".".join(parse_override(text)[0])
         if key not in RESUMABLE_KEYS:
             raise SvqbenchError(
-                f"--set {key}: a resumed run may only change {', '.join(RESUMABLE_KEYS)}; start a new run to change {key}"
+                f"--set {key}: a resumed run may only change {', '.join(RESUMABLE_KEYS)}; start a new run to change "
+                f"{key}"
             )
     activate_run_plugin(run_dir, read_run_json(run_dir))
     return load_recipe(str(path), list(overrides))
@@ -72,8 +81,9 @@ def resumed_recipe(run_dir: Path, overrides: list[str] = ()) -> Recipe:
 def git_commit() -> str | None:
     """The commit of the svqbench checkout, or None outside a git checkout."""
     try:
-        result = subprocess.run(["git", "rev-parse", "HEAD"], cwd=Path(__file__).resolve().parent,
-                                capture_output=True, text=True, timeout=5)
+        result = subprocess.run(
+            ["git", "rev-parse", "HEAD"], cwd=Path(__file__).resolve().parent, capture_output=True, text=True, timeout=5
+        )
     except (OSError, subprocess.SubprocessError):
         return None
     commit = result.stdout.strip()
@@ -111,8 +121,10 @@ def read_run_json(run_dir: Path) -> dict[str, Any] | None:
     except (ValueError, UnicodeDecodeError) as error:
         meta = error
     if not isinstance(meta, dict):
-        raise SvqbenchError(f"{path}: not a run record ({'not valid JSON' if isinstance(meta, Exception) else 'not an object'}); "
-                            "delete it (eval then reads the checkpoint and log.jsonl) or resume the run, which rewrites it")
+        raise SvqbenchError(
+            f"{path}: not a run record ({'not valid JSON' if isinstance(meta, Exception) else 'not an object'}); "
+            "delete it (eval then reads the checkpoint and log.jsonl) or resume the run, which rewrites it"
+        )
     return meta
 
 
@@ -121,7 +133,9 @@ def read_log(path: Path) -> list[dict[str, Any]]:
     line naming the file and the line number."""
     if not Path(path).is_file():
         return []
-    numbered = [(n, line) for n, line in enumerate(Path(path).read_text(errors="replace").splitlines(), 1) if line.strip()]
+    numbered = [
+        (n, line) for n, line in enumerate(Path(path).read_text(errors="replace").splitlines(), 1) if line.strip()
+    ]
     records = []
     for position, (number, line) in enumerate(numbered, 1):
         try:

@@ -41,16 +41,25 @@ class StepResult:
     total_grad_norm: torch.Tensor | None  # sum of per-tensor norms for the divergence flag; None under fp16
 
 
-def optimiser_step(module: nn.Module, model: nn.Module, optimizer: torch.optim.Optimizer,
-                   scaler: torch.amp.GradScaler, loss_fn: Loss, inputs: torch.Tensor, targets: torch.Tensor,
-                   settings: StepSettings, step: int, first_sample: int = 0, world: World | None = None,
-                   want_grad_norm: bool = False) -> StepResult:
+def optimiser_step(
+    module: nn.Module,
+    model: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    scaler: torch.amp.GradScaler,
+    loss_fn: Loss,
+    inputs: torch.Tensor,
+    targets: torch.Tensor,
+    settings: StepSettings,
+    step: int,
+    first_sample: int = 0,
+    world: World | None = None,
+    want_grad_norm: bool = False,
+) -> StepResult:
     """One step on this rank's slice ``inputs`` (B/world, T_in, C, H, W), ``targets`` (B/world, T_out, C, H, W),
     both already on the device. ``module`` is what the step calls (the model or its DDP/compiled wrapper),
     ``model`` the bare model whose parameters are clipped and checked."""
     world = world or World()
-    with keyed_step(settings.seed, step, first_sample, len(inputs)) as key, autocast(inputs.device,
-                                                                                      settings.precision):
+    with keyed_step(settings.seed, step, first_sample, len(inputs)) as key, autocast(inputs.device, settings.precision):
         inputs = perturb(inputs, settings.perturb_ratio, key)
         out = training_forecast(module, inputs, targets, step)
         loss = loss_fn(out.frames.float(), targets) + out.aux_loss

@@ -29,23 +29,37 @@ from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader, Dataset, Subset
 
 from svqbench import data
-from svqbench.engine.machine import configure_backends
 from svqbench.config import Recipe, TrainConfig, with_defaults
 from svqbench.data.base import DatasetInfo
-from svqbench.errors import SvqbenchError
-from svqbench.fileio import write_json, write_text
+from svqbench.engine.batches import (
+    PlannedBatches,
+    epoch_aware,
+    evenly_spaced,
+    make_loader,
+    rank_batches,
+    steps_per_epoch,
+)
 from svqbench.engine.global_batchnorm import globalise_batchnorm
 from svqbench.engine.loggers import TrainingLoggers, check_installed, open_loggers
+from svqbench.engine.losses import LOSSES
+from svqbench.engine.machine import autocast, configure_backends, is_out_of_memory
+from svqbench.engine.runs import (
+    RESUMABLE_KEYS,
+    holds_run,
+    load_checkpoint,
+    read_log,
+    remove_run,
+    run_meta,
+    save_checkpoint,
+    save_recipe,
+)
+from svqbench.engine.step import StepSettings, optimiser_step
+from svqbench.engine.world import InterruptRequest, World, join_world, restore_rng_state, rng_state
+from svqbench.errors import SvqbenchError
+from svqbench.fileio import write_json, write_text
 from svqbench.models import count_parameters, create_model, forecast
 from svqbench.models.plugins import copy_into_run, plugin_record
 from svqbench.progress import Reporter
-from svqbench.engine.runs import (RESUMABLE_KEYS, holds_run, load_checkpoint, read_log, remove_run, run_meta,
-                           save_checkpoint, save_recipe)
-from svqbench.engine.batches import PlannedBatches, epoch_aware, evenly_spaced, make_loader, rank_batches, steps_per_epoch
-from svqbench.engine.losses import LOSSES
-from svqbench.engine.step import StepSettings, optimiser_step
-from svqbench.engine.machine import autocast, is_out_of_memory
-from svqbench.engine.world import InterruptRequest, World, join_world, restore_rng_state, rng_state
 
 CRASH_AT_STEP = "SVQBENCH_TEST_CRASH_AT_STEP"  # crash tests: the process SIGKILLs itself after this step
 INTERRUPT_CHECK_EVERY = 20  # under torchrun, steps between the all-reduces that agree on a Ctrl-C
@@ -100,7 +114,8 @@ class TrainState:
     loss_sum: torch.Tensor | float = 0.0  # training loss since the last log record, summed over samples (on the device)
     loss_samples: int = 0
     grad_norm: torch.Tensor | None = None  # not saved: of the latest step the loggers record
-    diverged_at: torch.Tensor | None = None  # on the device: first step with a non-finite loss, gradient or weight, else -1
+    # on the device: first step with a non-finite loss, gradient or weight, else -1
+    diverged_at: torch.Tensor | None = None
     clock: float = field(default_factory=time.perf_counter)  # not saved: wall time since the last save
     record_clock: float = field(default_factory=time.perf_counter)
 
@@ -163,8 +178,10 @@ def run_epoch(setup: Setup, state: TrainState, interrupt: InterruptRequest) -> N
             if os.environ.get(CRASH_AT_STEP) == str(state.step):
                 os.kill(os.getpid(), signal.SIGKILL)
             if stop:
-                raise TrainingInterrupted(f"interrupted at step {state.step}; {setup.run_dir / 'last.pt'} written, "
-                                          f"continue with: svqbench train --resume {setup.run_dir}")
+                raise TrainingInterrupted(
+                    f"interrupted at step {state.step}; {setup.run_dir / 'last.pt'} written, "
+                    f"continue with: svqbench train --resume {setup.run_dir}"
+                )
             if stopped_early(setup, state):
                 return
 
@@ -175,13 +192,26 @@ def train_step(setup: Setup, state: TrainState, inputs: torch.Tensor, targets: t
     a device flag, see :func:`check_finite`)."""
     cfg, device = setup.cfg, setup.device
     inputs, targets = inputs.to(device, non_blocking=True), targets.to(device, non_blocking=True)
-    result = optimiser_step(state.module, state.model, state.optimizer, state.scaler, setup.loss_fn, inputs, targets,
-                            step_settings(cfg), state.step, setup.world.rank * (setup.batch_size // setup.world.size),
-                            setup.world, want_grad_norm=setup.loggers.wants_grad_norm(state.step + 1))
+    result = optimiser_step(
+        state.module,
+        state.model,
+        state.optimizer,
+        state.scaler,
+        setup.loss_fn,
+        inputs,
+        targets,
+        step_settings(cfg),
+        state.step,
+        setup.world.rank * (setup.batch_size // setup.world.size),
+        setup.world,
+        want_grad_norm=setup.loggers.wants_grad_norm(state.step + 1),
+    )
     if result.grad_norm is not None:
         state.grad_norm = result.grad_norm
     state.scheduler.step()
-    note_divergence(state, result.loss, result.total_grad_norm, [p for p in state.model.parameters() if p.requires_grad])
+    note_divergence(
+        state, result.loss, result.total_grad_norm, [p for p in state.model.parameters() if p.requires_grad]
+    )
     state.step, state.position = state.step + 1, state.position + 1
     state.loss_sum = state.loss_sum + result.loss.double() * setup.batch_size
     state.loss_samples += setup.batch_size
@@ -193,8 +223,9 @@ def step_settings(cfg: TrainConfig) -> StepSettings:
     return StepSettings(cfg.seed, cfg.precision, cfg.perturb_ratio, cfg.clip_grad)
 
 
-def note_divergence(state: TrainState, loss: torch.Tensor, grad_norm: torch.Tensor | None,
-                    weights: list[torch.Tensor]) -> None:
+def note_divergence(
+    state: TrainState, loss: torch.Tensor, grad_norm: torch.Tensor | None, weights: list[torch.Tensor]
+) -> None:
     """Set the device flag ``state.diverged_at`` to this step when the loss, gradients or weights are not finite."""
     sums = [loss.float()] + ([grad_norm.float()] if grad_norm is not None else [])
     sums += [torch.stack(torch._foreach_norm([w.detach() for w in weights])).sum().float()] if weights else []
@@ -217,8 +248,10 @@ def divergence(setup: Setup, step: int, cause: str) -> SvqbenchError:
     """The one-line error of a diverged run: the step, what was kept, the levers."""
     kept = setup.run_dir / "last.pt"
     left = f"{kept} keeps the last finite state" if kept.is_file() else "no checkpoint was written"
-    return SvqbenchError(f"training diverged at step {step} ({cause}); {left}; lower train.lr "
-                         f"(now {setup.cfg.lr:g}) or set train.clip_grad (e.g. 1.0)")
+    return SvqbenchError(
+        f"training diverged at step {step} ({cause}); {left}; lower train.lr "
+        f"(now {setup.cfg.lr:g}) or set train.clip_grad (e.g. 1.0)"
+    )
 
 
 def checked_step(setup: Setup, state: TrainState, inputs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
@@ -229,8 +262,10 @@ def checked_step(setup: Setup, state: TrainState, inputs: torch.Tensor, targets:
         if not is_out_of_memory(error):
             raise
         per_process = f" ({setup.batch_size // setup.world.size} per process)" if setup.world.size > 1 else ""
-        raise SvqbenchError(f"out of memory at train.batch_size={setup.batch_size}{per_process} on {setup.device}; "
-                            "lower it, e.g. --set train.batch_size=" + str(max(1, setup.batch_size // 2))) from None
+        raise SvqbenchError(
+            f"out of memory at train.batch_size={setup.batch_size}{per_process} on {setup.device}; "
+            "lower it, e.g. --set train.batch_size=" + str(max(1, setup.batch_size // 2))
+        ) from None
 
 
 @torch.no_grad()
@@ -243,8 +278,12 @@ def validate(setup: Setup, state: TrainState) -> float:
         inputs, targets = inputs.to(device, non_blocking=True), targets.to(device, non_blocking=True)
         with autocast(device, setup.cfg.precision):
             pred = forecast(model, inputs, setup.info.frames_out).frames
-        sums += torch.stack([setup.loss_fn(pred.float(), targets).double() * len(inputs),
-                             torch.tensor(len(inputs), dtype=torch.float64, device=device)])
+        sums += torch.stack(
+            [
+                setup.loss_fn(pred.float(), targets).double() * len(inputs),
+                torch.tensor(len(inputs), dtype=torch.float64, device=device),
+            ]
+        )
     model.train()
     total, windows = setup.world.sum(sums).tolist()
     val = total / max(windows, 1)
@@ -256,8 +295,10 @@ def validate(setup: Setup, state: TrainState) -> float:
     else:
         state.stale_validations += 1
         if stopped_early(setup, state):
-            setup.reporter.message(f"early stop at step {state.step}: {state.stale_validations} validations "
-                                   f"without improvement (train.patience={setup.cfg.patience})")
+            setup.reporter.message(
+                f"early stop at step {state.step}: {state.stale_validations} validations "
+                f"without improvement (train.patience={setup.cfg.patience})"
+            )
     setup.loggers.after_validation(setup, state, val)
     return val
 
@@ -303,8 +344,11 @@ def save(setup: Setup, state: TrainState, name: str) -> None:
     if not setup.world.is_main:
         return
     now = time.perf_counter()
-    state.meta.update(step=state.step, epoch=state.epoch,
-                      train_seconds=round(state.meta.get("train_seconds", 0.0) + now - state.clock, 3))
+    state.meta.update(
+        step=state.step,
+        epoch=state.epoch,
+        train_seconds=round(state.meta.get("train_seconds", 0.0) + now - state.clock, 3),
+    )
     state.clock = now
     save_checkpoint(
         setup.run_dir / name,
@@ -336,14 +380,16 @@ def epoch_batches(setup: Setup, state: TrainState, count: int):
     cfg = setup.cfg
     if epoch_aware(setup.train_set) is not None:
         epoch_aware(setup.train_set).set_epoch(state.epoch)
-    setup.train_batches.batches = rank_batches(len(setup.train_set), setup.batch_size, cfg.seed, state.epoch,
-                                               state.position, count, setup.world)
+    setup.train_batches.batches = rank_batches(
+        len(setup.train_set), setup.batch_size, cfg.seed, state.epoch, state.position, count, setup.world
+    )
     setup.train_loader.generator.manual_seed(cfg.seed * 1000003 + state.epoch)  # worker seeds (non-persistent)
     return setup.train_loader
 
 
-def make_setup(recipe: Recipe, run_dir: Path, device: torch.device, world: World, data_root: Path | None,
-               reporter: Reporter) -> Setup:
+def make_setup(
+    recipe: Recipe, run_dir: Path, device: torch.device, world: World, data_root: Path | None, reporter: Reporter
+) -> Setup:
     cfg = recipe.train
     if cfg.precision == "fp16" and device.type != "cuda":
         raise SvqbenchError(f"train.precision=fp16 needs a CUDA GPU (its grad scaler); on {device} use bf16 or fp32")
@@ -352,22 +398,28 @@ def make_setup(recipe: Recipe, run_dir: Path, device: torch.device, world: World
         train_set = Subset(train_set, range(min(cfg.train_samples, len(train_set))))
     batch_size = min(cfg.batch_size, len(train_set))
     if batch_size % world.size:
-        raise SvqbenchError(f"train.batch_size={batch_size} is the global batch; {world.size} processes cannot "
-                            f"share it evenly: use a multiple of {world.size}")
+        raise SvqbenchError(
+            f"train.batch_size={batch_size} is the global batch; {world.size} processes cannot "
+            f"share it evenly: use a multiple of {world.size}"
+        )
     val_set = data.create(recipe.dataset, "val", data_root)
     val_windows = evenly_spaced(len(val_set), cfg.val_samples)
     val_share = Subset(val_set, [val_windows[i] for i in world.shard(len(val_windows))])
     spe = steps_per_epoch(len(train_set), batch_size)
     train_batches = PlannedBatches()
     return Setup(
-        recipe=recipe, run_dir=run_dir, device=device, world=world,
+        recipe=recipe,
+        run_dir=run_dir,
+        device=device,
+        world=world,
         info=data.info(recipe.dataset, data_root),
         train_set=train_set,
         val_set=val_share,
         train_batches=train_batches,
         # an epoch-aware dataset draws new clips per epoch: its workers must copy it anew each epoch
-        train_loader=make_loader(train_set, 0, cfg.num_workers, device, train_batches,
-                                 persistent=epoch_aware(train_set) is None),
+        train_loader=make_loader(
+            train_set, 0, cfg.num_workers, device, train_batches, persistent=epoch_aware(train_set) is None
+        ),
         val_loader=make_loader(val_share, max(1, batch_size // world.size), cfg.num_workers, device, persistent=True),
         batch_size=batch_size,
         steps_per_epoch=spe,
@@ -384,8 +436,10 @@ def claim_run_dir(setup: Setup, resume: bool, force: bool) -> None:
     if resume and not (run_dir / "last.pt").is_file():
         raise SvqbenchError(f"--resume {run_dir}: no last.pt there to continue from")
     if not resume and not force and holds_run(run_dir):
-        raise SvqbenchError(f"{run_dir} already holds a run; continue it with `svqbench train --resume {run_dir}` "
-                            "or replace it with --force")
+        raise SvqbenchError(
+            f"{run_dir} already holds a run; continue it with `svqbench train --resume {run_dir}` "
+            "or replace it with --force"
+        )
     setup.world.barrier()
     if setup.world.is_main and not resume:
         if force:
@@ -403,7 +457,9 @@ def build_state(setup: Setup, model: nn.Module, meta: dict[str, Any]) -> TrainSt
     module = model
     if setup.world.launched and trainable:
         globalise_batchnorm(model)  # statistics over the global batch: the world size does not change the model
-        module = DistributedDataParallel(model, device_ids=[setup.device.index] if setup.device.type == "cuda" else None)
+        module = DistributedDataParallel(
+            model, device_ids=[setup.device.index] if setup.device.type == "cuda" else None
+        )
     if cfg.compile and trainable:
         module = torch.compile(module)
     scaler = torch.amp.GradScaler(setup.device.type, enabled=cfg.precision == "fp16")
@@ -419,8 +475,10 @@ def fresh_state(setup: Setup) -> TrainState:
             model.fit(setup.train_set)
         setup.world.broadcast_state(model)
     if not setup.val_held_out:
-        setup.reporter.message(f"{setup.recipe.dataset}: its val split is not held out from train; "
-                               "the run selects last.pt and records val_held_out: false")
+        setup.reporter.message(
+            f"{setup.recipe.dataset}: its val split is not held out from train; "
+            "the run selects last.pt and records val_held_out: false"
+        )
     meta = run_meta(setup.recipe, setup.world.size, setup.val_held_out)
     if setup.world.is_main:
         write_json(setup.run_dir / "run.json", meta)
@@ -431,8 +489,10 @@ def resume_state(setup: Setup) -> TrainState:
     """The state of ``last.pt``, under the (possibly extended) recipe."""
     checkpoint = load_checkpoint(setup.run_dir / "last.pt", setup.device)
     if "rng" not in checkpoint or "meta" not in checkpoint:
-        raise SvqbenchError(f"{setup.run_dir / 'last.pt'} was written by an svqbench older than exact resume; "
-                            "train the recipe again (--force replaces the run)")
+        raise SvqbenchError(
+            f"{setup.run_dir / 'last.pt'} was written by an svqbench older than exact resume; "
+            "train the recipe again (--force replaces the run)"
+        )
     check_same_run(checkpoint["recipe"], setup.recipe, setup.run_dir)
     model = create_model(setup.recipe.model_name, setup.info, **setup.recipe.model_args).to(setup.device)
     model.load_state_dict(checkpoint["model"])
@@ -451,7 +511,9 @@ def resume_state(setup: Setup) -> TrainState:
         save_recipe(setup.run_dir, setup.recipe)  # with its extension, for the next resume
         forget_log_after(setup.run_dir / "log.jsonl", state.step)
     saved_world = checkpoint["meta"].get("world_size", 1)
-    across = f", with {setup.world.size} process(es) instead of {saved_world}" if saved_world != setup.world.size else ""
+    across = (
+        f", with {setup.world.size} process(es) instead of {saved_world}" if saved_world != setup.world.size else ""
+    )
     setup.reporter.message(f"resuming {setup.run_dir} at epoch {state.epoch + 1}, step {state.step}{across}")
     return state
 
@@ -474,8 +536,10 @@ def check_same_run(saved: dict[str, Any], recipe: Recipe, run_dir: Path) -> None
         if isinstance(old_value, dict):
             for key in sorted(set(old_value) | set(new_value)):
                 if old_value.get(key) != new_value.get(key):
-                    raise SvqbenchError(f"{section}.{key} differs from the run in {run_dir} ({old_value.get(key)!r} "
-                                        f"there, {new_value.get(key)!r} now); resume it unchanged or start a new run")
+                    raise SvqbenchError(
+                        f"{section}.{key} differs from the run in {run_dir} ({old_value.get(key)!r} "
+                        f"there, {new_value.get(key)!r} now); resume it unchanged or start a new run"
+                    )
         elif old_value != new_value:
             raise SvqbenchError(f"{section} differs from the run in {run_dir} ({old_value!r} there, {new_value!r} now)")
 

@@ -70,8 +70,12 @@ class World:
 
 def launched_world() -> World:
     """The world described by torchrun's environment variables."""
-    return World(int(os.environ.get("RANK", 0)), int(os.environ.get("WORLD_SIZE", 1)),
-                 int(os.environ.get("LOCAL_RANK", 0)), launched="RANK" in os.environ)
+    return World(
+        int(os.environ.get("RANK", 0)),
+        int(os.environ.get("WORLD_SIZE", 1)),
+        int(os.environ.get("LOCAL_RANK", 0)),
+        launched="RANK" in os.environ,
+    )
 
 
 def join_world(device: torch.device) -> tuple[World, torch.device]:
@@ -85,9 +89,11 @@ def join_world(device: torch.device) -> tuple[World, torch.device]:
     if device.type == "cuda":
         if world.local_rank >= torch.cuda.device_count():
             visible = torch.cuda.device_count()
-            raise SvqbenchError(f"local rank {world.local_rank} has no GPU: only {visible} visible; start torchrun with "
-                                f"--nproc_per_node {visible} (a run resumes at any world size that divides "
-                                "train.batch_size)")
+            raise SvqbenchError(
+                f"local rank {world.local_rank} has no GPU: only {visible} visible; start torchrun with "
+                f"--nproc_per_node {visible} (a run resumes at any world size that divides "
+                "train.batch_size)"
+            )
         device = torch.device("cuda", world.local_rank)
         torch.cuda.set_device(device)
     if not dist.is_initialized():
@@ -119,8 +125,13 @@ def rng_state(device: torch.device) -> dict[str, Any]:
     kind, keys, position, has_gauss, gauss = np.random.get_state()
     return {
         "python": random.getstate(),
-        "numpy": {"kind": kind, "keys": torch.from_numpy(keys.astype(np.int64)), "position": int(position),
-                  "has_gauss": int(has_gauss), "gauss": float(gauss)},
+        "numpy": {
+            "kind": kind,
+            "keys": torch.from_numpy(keys.astype(np.int64)),
+            "position": int(position),
+            "has_gauss": int(has_gauss),
+            "gauss": float(gauss),
+        },
         "torch": torch.get_rng_state(),
         "cuda": [torch.cuda.get_rng_state(device)] if device.type == "cuda" else [],
     }
@@ -132,8 +143,9 @@ def restore_rng_state(state: dict[str, Any], device: torch.device) -> None:
     python = state["python"]
     random.setstate((python[0], tuple(python[1]), python[2]))
     numpy = state["numpy"]
-    np.random.set_state((numpy["kind"], numpy["keys"].numpy().astype(np.uint32), numpy["position"],
-                         numpy["has_gauss"], numpy["gauss"]))
+    np.random.set_state(
+        (numpy["kind"], numpy["keys"].numpy().astype(np.uint32), numpy["position"], numpy["has_gauss"], numpy["gauss"])
+    )
     torch.set_rng_state(state["torch"].cpu())
     saved = state["cuda"]
     if saved and device.type == "cuda":

@@ -3,7 +3,8 @@
 It prepares the embedded ``digits_small`` dataset (one digit in 32x32, 10 -> 10 frames), trains
 and evaluates ``blank``, ``persistence`` and a small SimVP with SVQ (1,000 steps: the budget that
 plain SimVP and SVQ shared before, spent on SVQ alone; the comparison between them is the committed
-study's, `svqbench sweep recipes/studies/digits_small.yaml`), and renders the SVQ model's prediction. Everything it writes goes into one new
+study's, `svqbench sweep recipes/studies/digits_small.yaml`), and renders the SVQ model's prediction. Everything it
+writes goes into one new
 working folder (``./quickstart-YYYYmmdd-HHMMSS/``: ``runs/``, ``leaderboards/``, the GIF and a PNG
 strip); the repository's ``assets/quickstart.gif`` and ``leaderboards/digits_small.*`` change only
 with ``refresh_assets``.
@@ -25,15 +26,15 @@ from rich.table import Table
 
 from svqbench import data
 from svqbench.config import load_recipe
-from svqbench.errors import SvqbenchError
 from svqbench.engine.evaluate import evaluate
-from svqbench.results.directions import LOWER_IS_BETTER
 from svqbench.engine.machine import bf16_support
 from svqbench.engine.predict import predict_sample
-from svqbench.progress import Reporter
-from svqbench.render import comparison_frames, strip, write_gif, write_png
 from svqbench.engine.runs import LoadedRun
 from svqbench.engine.train import train
+from svqbench.errors import SvqbenchError
+from svqbench.progress import Reporter
+from svqbench.render import comparison_frames, strip, write_gif, write_png
+from svqbench.results.directions import LOWER_IS_BETTER
 
 DATASET = "digits_small"
 RECIPES = ("blank", "persistence", "simvp_svq")  # the floors first, SVQ last
@@ -142,7 +143,9 @@ def results_table(result: QuickstartResult) -> Table:
     """Overall and first-predicted-frame metrics per recipe. No value is marked best: one seed each
     cannot tell close values apart (the study, `svqbench sweep`, can)."""
     minutes, seconds = divmod(round(result.seconds), 60)
-    table = Table(title=f"{DATASET} test set (standard convention, {result.precision}): {minutes} min {seconds:02d} s in all")
+    table = Table(
+        title=f"{DATASET} test set (standard convention, {result.precision}): {minutes} min {seconds:02d} s in all"
+    )
     table.add_column("recipe")
     table.add_column("params", justify="right")
     columns = [(m, False) for m in METRICS] + [(m, True) for m in METRICS]

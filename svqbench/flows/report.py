@@ -23,19 +23,23 @@ import pandas as pd
 import torch
 
 from svqbench import __version__
-from svqbench.results import leaderboard
 from svqbench.errors import SvqbenchError
 from svqbench.fileio import write_text
+from svqbench.results import leaderboard
 from svqbench.results.views import analyse, plot
 
 FLOOR_MODELS = ("blank", "persistence")  # what a learned model has to beat: a black frame, the last frame repeated
 STYLE = """
-body{font-family:system-ui,-apple-system,'Segoe UI',sans-serif;margin:2em auto;max-width:1400px;padding:0 1em;color:#1b1b1b}
+body{font-family:system-ui,-apple-system,'Segoe UI',sans-serif;margin:2em auto;max-width:1400px;padding:0
+1em;color:#1b1b1b}
 h1{font-size:1.6em;margin-bottom:.2em} h2{border-bottom:2px solid #ddd;padding-bottom:.2em;margin-top:1.6em}
 h3{font-size:1.05em;margin-bottom:.4em} .meta,.note{color:#555;font-size:.9em}
-div.wide{overflow-x:auto} table{border-collapse:collapse;margin:.5em 0 1em;font-size:.82em} th,td{border:1px solid #ccc;padding:.2em .45em;text-align:right}
-th{background:#f1f3f5} td{white-space:nowrap} td:first-child,th:first-child{text-align:left} tr.floor td{background:#fff8e1}
-td.best{font-weight:700;background:#e6f4ea} .badge{font-size:.75em;background:#f0ad4e;color:#fff;border-radius:3px;padding:0 .35em;margin-left:.4em}
+div.wide{overflow-x:auto} table{border-collapse:collapse;margin:.5em 0 1em;font-size:.82em} th,td{border:1px solid
+#ccc;padding:.2em .45em;text-align:right}
+th{background:#f1f3f5} td{white-space:nowrap} td:first-child,th:first-child{text-align:left} tr.floor
+td{background:#fff8e1}
+td.best{font-weight:700;background:#e6f4ea}
+.badge{font-size:.75em;background:#f0ad4e;color:#fff;border-radius:3px;padding:0 .35em;margin-left:.4em}
 ul.tests{font-size:.85em;color:#333} img{max-width:100%;border:1px solid #ddd} details{margin:.2em 0}
 pre{background:#f6f8fa;padding:.6em;font-size:.8em;overflow-x:auto}
 """
@@ -50,8 +54,10 @@ def load_source(source: str) -> tuple[str, str, pd.DataFrame, pd.DataFrame]:
         try:
             table = leaderboard.read(study.name, study.out)
         except SvqbenchError:
-            raise SvqbenchError(f"{source}: no study leaderboard {study.out / (study.name + '.csv')}; "
-                                f"run `svqbench sweep {source}` first") from None
+            raise SvqbenchError(
+                f"{source}: no study leaderboard {study.out / (study.name + '.csv')}; "
+                f"run `svqbench sweep {source}` first"
+            ) from None
         return f"study {study.name}", study.dataset, table, leaderboard.reported(study.dataset)
     return f"{source} leaderboard", source, leaderboard.read(source), leaderboard.reported(source)
 
@@ -95,19 +101,29 @@ def leaderboard_html(table: pd.DataFrame) -> str:
         for index, group in summary.iterrows():
             floor = group["model"] in FLOOR_MODELS
             name = html.escape(group["recipe"]) + ('<span class="badge">floor</span>' if floor else "")
-            cells = "".join(f'<td class="best">{_mean_std(group, m)}</td>' if section["best"].get(m) == index
-                            else f"<td>{_mean_std(group, m)}</td>" for m in metrics)
-            rows.append(f'<tr class="{"floor" if floor else ""}"><td>{name}</td><td>{_e(group["overrides"])}</td>'
-                        f'<td>{_e(group["model"])}</td><td>{group["n"]}</td><td>{_e(group["seeds"])}</td>{cells}</tr>')
+            cells = "".join(
+                f'<td class="best">{_mean_std(group, m)}</td>'
+                if section["best"].get(m) == index
+                else f"<td>{_mean_std(group, m)}</td>"
+                for m in metrics
+            )
+            rows.append(
+                f'<tr class="{"floor" if floor else ""}"><td>{name}</td><td>{_e(group["overrides"])}</td>'
+                f"<td>{_e(group['model'])}</td><td>{group['n']}</td><td>{_e(group['seeds'])}</td>{cells}</tr>"
+            )
         tests = "".join(f"<li>{html.escape(t)}</li>" for t in section["tests"])
-        parts.append(f"<h3>{html.escape(section['title'])}</h3><div class=\"wide\"><table><thead><tr>{head}</tr>"
-                     f"</thead><tbody>{''.join(rows)}</tbody></table></div><ul class=\"tests\">{tests}</ul>")
+        parts.append(
+            f'<h3>{html.escape(section["title"])}</h3><div class="wide"><table><thead><tr>{head}</tr>'
+            f'</thead><tbody>{"".join(rows)}</tbody></table></div><ul class="tests">{tests}</ul>'
+        )
     return "".join(parts)
 
 
 def frame_html(frame: pd.DataFrame) -> str:
     head = "".join(f"<th>{html.escape(str(c))}</th>" for c in frame.columns)
-    body = "".join("<tr>" + "".join(f"<td>{_e(v)}</td>" for v in row) + "</tr>" for row in frame.itertuples(index=False))
+    body = "".join(
+        "<tr>" + "".join(f"<td>{_e(v)}</td>" for v in row) + "</tr>" for row in frame.itertuples(index=False)
+    )
     return f'<div class="wide"><table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table></div>'
 
 
@@ -145,13 +161,18 @@ def horizon_png(groups: dict[str, list[Path]]) -> bytes | None:
     for axis, metric in zip(axes, metrics):
         for label, values in curves.items():
             if metric in values:
-                axis.plot(range(1, len(values[metric]) + 1), values[metric], marker="o", markersize=2.5,
-                          linestyle="--" if label.split("/")[-1].rstrip("*") in FLOOR_MODELS else "-",
-                          label=label.split("/")[-1])
+                axis.plot(
+                    range(1, len(values[metric]) + 1),
+                    values[metric],
+                    marker="o",
+                    markersize=2.5,
+                    linestyle="--" if label.split("/")[-1].rstrip("*") in FLOOR_MODELS else "-",
+                    label=label.split("/")[-1],
+                )
         axis.set_title(metric, fontsize=10)
         axis.set_xlabel("predicted frame", fontsize=8)
         axis.grid(alpha=0.3)
-    for axis in axes[len(metrics):]:
+    for axis in axes[len(metrics) :]:
         axis.set_visible(False)
     axes[0].legend(fontsize=7)
     return _figure_png(figure)
@@ -172,17 +193,24 @@ def runs_html(table: pd.DataFrame) -> str:
     for row in table.itertuples(index=False):
         path = Path(str(getattr(row, "path", "") or ""))
         recipe_file = path / "recipe.yaml"
-        recipe = (f"<details><summary>recipe</summary><pre>{html.escape(recipe_file.read_text())}</pre></details>"
-                  if str(path) and recipe_file.is_file() else "")
+        recipe = (
+            f"<details><summary>recipe</summary><pre>{html.escape(recipe_file.read_text())}</pre></details>"
+            if str(path) and recipe_file.is_file()
+            else ""
+        )
         commit = str(getattr(row, "git_commit", "") or "")
         seconds = getattr(row, "train_seconds", float("nan"))
-        lines.append(f"<tr><td>{_e(str(row.run))}</td><td>{_e(str(row.recipe))}</td>"
-                     f"<td>{_e(leaderboard.group_overrides(getattr(row, 'overrides', '') or ''))}</td>"
-                     f"<td>{_e(getattr(row, 'seed', ''))}</td><td>{html.escape(commit[:10] if commit != 'nan' else '')}</td>"
-                     f"<td>{_e(seconds)}</td><td>{_e(getattr(row, 'steps_trained', ''))}</td>"
-                     f"<td>{_e(str(getattr(row, 'precision', '')))}</td><td>{recipe}</td></tr>")
-    head = "".join(f"<th>{h}</th>" for h in ("run", "recipe", "overrides", "seed", "commit", "training s", "steps",
-                                              "precision", "resolved recipe"))
+        lines.append(
+            f"<tr><td>{_e(str(row.run))}</td><td>{_e(str(row.recipe))}</td>"
+            f"<td>{_e(leaderboard.group_overrides(getattr(row, 'overrides', '') or ''))}</td>"
+            f"<td>{_e(getattr(row, 'seed', ''))}</td><td>{html.escape(commit[:10] if commit != 'nan' else '')}</td>"
+            f"<td>{_e(seconds)}</td><td>{_e(getattr(row, 'steps_trained', ''))}</td>"
+            f"<td>{_e(str(getattr(row, 'precision', '')))}</td><td>{recipe}</td></tr>"
+        )
+    head = "".join(
+        f"<th>{h}</th>"
+        for h in ("run", "recipe", "overrides", "seed", "commit", "training s", "steps", "precision", "resolved recipe")
+    )
     return f'<div class="wide"><table><thead><tr>{head}</tr></thead><tbody>{"".join(lines)}</tbody></table></div>'
 
 
@@ -192,37 +220,53 @@ def build_report(source: str, device: torch.device, data_root: Path | None = Non
     if table.empty:
         raise SvqbenchError(f"{source}: the leaderboard has no rows; evaluate a run first (`svqbench eval RUN`)")
     groups, missing = reachable_runs(table)
-    body = [f"<h1>svqbench: {html.escape(title)}</h1>",
-            f'<p class="meta">dataset {html.escape(dataset)}, {len(table)} evaluations; generated '
-            f"{datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M} UTC by svqbench {__version__}. "
-            "Mean ± std over n runs (seeds); bold: the best group of its section where its 95% interval against "
-            "the runner-up excludes 0 (the test under each table); highlighted rows: floors.</p>",
-            "<h2>Leaderboard</h2>", leaderboard_html(table)]
+    body = [
+        f"<h1>svqbench: {html.escape(title)}</h1>",
+        f'<p class="meta">dataset {html.escape(dataset)}, {len(table)} evaluations; generated '
+        f"{datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M} UTC by svqbench {__version__}. "
+        "Mean ± std over n runs (seeds); bold: the best group of its section where its 95% interval against "
+        "the runner-up excludes 0 (the test under each table); highlighted rows: floors.</p>",
+        "<h2>Leaderboard</h2>",
+        leaderboard_html(table),
+    ]
     with tempfile.TemporaryDirectory() as folder:  # views.plot writes a file
         chart = plot(dataset, table, Path(folder) / "chart.png")
         body.append(f'<img alt="bar chart of every metric" src="{png_data_uri(chart.read_bytes())}">')
     body.append("<h2>Published numbers</h2>")
-    body.append(frame_html(reported) + '<p class="note">In their own convention and protocol; never ranked with '
-                "measured rows.</p>" if not reported.empty else '<p class="note">None recorded for this dataset.</p>')
+    body.append(
+        frame_html(reported) + '<p class="note">In their own convention and protocol; never ranked with '
+        "measured rows.</p>"
+        if not reported.empty
+        else '<p class="note">None recorded for this dataset.</p>'
+    )
     body.append("<h2>Per predicted frame</h2>")
     curves = horizon_png(groups) if groups else None
-    body.append(f'<img alt="metric per predicted frame" src="{png_data_uri(curves)}">' if curves
-                else '<p class="note">No run folder with metrics.json is reachable from here.</p>')
+    body.append(
+        f'<img alt="metric per predicted frame" src="{png_data_uri(curves)}">'
+        if curves
+        else '<p class="note">No run folder with metrics.json is reachable from here.</p>'
+    )
     body.append(f"<h2>Test sample {index}, every group side by side</h2>")
     if groups:
         try:
-            body.append(f'<img alt="input, truth, and each run\'s prediction and error" '
-                        f'src="{png_data_uri(sample_png(groups, device, index, data_root))}">')
+            body.append(
+                f'<img alt="input, truth, and each run\'s prediction and error" '
+                f'src="{png_data_uri(sample_png(groups, device, index, data_root))}">'
+            )
         except SvqbenchError as error:
             body.append(f'<p class="note">Not drawn: {html.escape(str(error))}</p>')
     else:
         body.append('<p class="note">No run folder is reachable from here.</p>')
     body.append("<h2>Runs</h2>" + runs_html(table))
     if missing:
-        body.append(f'<p class="note">Run folders not found from {html.escape(str(Path.cwd()))} (their rows are in the '
-                    f"tables, not in the curves or the sample): {html.escape(', '.join(missing))}</p>")
-    return (f'<!DOCTYPE html><html lang="en"><head><meta charset="utf-8"><title>svqbench: {html.escape(title)}</title>'
-            f"<style>{STYLE}</style></head><body>{''.join(body)}</body></html>\n")
+        body.append(
+            f'<p class="note">Run folders not found from {html.escape(str(Path.cwd()))} (their rows are in the '
+            f"tables, not in the curves or the sample): {html.escape(', '.join(missing))}</p>"
+        )
+    return (
+        f'<!DOCTYPE html><html lang="en"><head><meta charset="utf-8"><title>svqbench: {html.escape(title)}</title>'
+        f"<style>{STYLE}</style></head><body>{''.join(body)}</body></html>\n"
+    )
 
 
 def write_report(source: str, out: Path, device: torch.device, data_root: Path | None = None, index: int = 0) -> Path:

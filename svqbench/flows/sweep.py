@@ -18,7 +18,8 @@ A study file (YAML)::
 With an ``axis``, the study's plot shows the metrics against that setting per model, and its Markdown adds the
 curves and the changes from the first setting with their across-seed intervals (:mod:`svqbench.results.study_axis`).
 
-The sweep can span several sittings: a run whose per-window file (``eval/SPLIT-CONVENTION.npz``) matches the planned recipe and
+The sweep can span several sittings: a run whose per-window file (``eval/SPLIT-CONVENTION.npz``) matches the planned
+recipe and
 evaluation is skipped; a run with a ``last.pt`` is resumed; anything else is trained from scratch.
 
 Several sweeps of one study (``--shard K/N`` slices, or plain duplicates; on one machine or on several
@@ -40,14 +41,14 @@ import torch
 from filelock import FileLock, Timeout
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from svqbench.results import leaderboard, per_window, study_axis
 from svqbench.config import EvalConfig, Recipe, find_recipe, load_recipe, read_yaml_file, with_defaults, with_seed
-from svqbench.errors import SvqbenchError
 from svqbench.engine.evaluate import evaluate
-from svqbench.fileio import write_text
-from svqbench.results.views import plot, to_markdown
-from svqbench.progress import Reporter
 from svqbench.engine.train import train
+from svqbench.errors import SvqbenchError
+from svqbench.fileio import write_text
+from svqbench.progress import Reporter
+from svqbench.results import leaderboard, per_window, study_axis
+from svqbench.results.views import plot, to_markdown
 
 
 class StudyEval(BaseModel):
@@ -135,11 +136,15 @@ def plan(study: Study) -> list[PlannedRun]:
         except SvqbenchError:
             missing.append(entry.name)
     if missing:
-        raise SvqbenchError(f"study {study.name}: unknown recipe{'s' if len(missing) > 1 else ''} "
-                            f"{', '.join(missing)} (see `svqbench recipes`)")
+        raise SvqbenchError(
+            f"study {study.name}: unknown recipe{'s' if len(missing) > 1 else ''} "
+            f"{', '.join(missing)} (see `svqbench recipes`)"
+        )
     if study.axis and not any(part.startswith(f"{study.axis.key}=") for e in entries for part in (*study.set, *e.set)):
-        raise SvqbenchError(f"study {study.name}: axis.key {study.axis.key!r}: no entry sets it; give the entries "
-                            f"`set: [{study.axis.key}=VALUE]`")
+        raise SvqbenchError(
+            f"study {study.name}: axis.key {study.axis.key!r}: no entry sets it; give the entries "
+            f"`set: [{study.axis.key}=VALUE]`"
+        )
     recipes = {}
     for entry in entries:
         try:
@@ -147,17 +152,28 @@ def plan(study: Study) -> list[PlannedRun]:
         except SvqbenchError as e:
             raise SvqbenchError(f"study {study.name}: recipe {entry.name!r} cannot be used: {e}") from None
         if recipes[entry.folder_label].dataset != study.dataset:
-            raise SvqbenchError(f"study {study.name}: recipe {entry.name!r} trains on "
-                                f"{recipes[entry.folder_label].dataset!r}, not {study.dataset!r}")
+            raise SvqbenchError(
+                f"study {study.name}: recipe {entry.name!r} trains on "
+                f"{recipes[entry.folder_label].dataset!r}, not {study.dataset!r}"
+            )
     if study.axis:
         evaluated = set.intersection(*(set(_eval_settings(study, r)["metrics"]) for r in recipes.values()))
         unknown = [m for m in study.axis.metrics if m not in evaluated]
         if unknown:
-            raise SvqbenchError(f"study {study.name}: axis.metrics {', '.join(unknown)}: not evaluated by every run; "
-                                f"valid: {', '.join(sorted(evaluated))} (or add them to eval.metrics)")
-    return [PlannedRun(entry.name if not entry.set else f"{entry.name} ({entry.folder_label})", seed,
-                       with_seed(recipes[entry.folder_label], seed), study.run_dir(entry, seed))
-            for seed in study.seeds for entry in entries]  # seed-major: a partial study covers every recipe
+            raise SvqbenchError(
+                f"study {study.name}: axis.metrics {', '.join(unknown)}: not evaluated by every run; "
+                f"valid: {', '.join(sorted(evaluated))} (or add them to eval.metrics)"
+            )
+    return [
+        PlannedRun(
+            entry.name if not entry.set else f"{entry.name} ({entry.folder_label})",
+            seed,
+            with_seed(recipes[entry.folder_label], seed),
+            study.run_dir(entry, seed),
+        )
+        for seed in study.seeds
+        for entry in entries
+    ]  # seed-major: a partial study covers every recipe
 
 
 def _eval_settings(study: Study, recipe: Recipe) -> dict[str, Any]:
@@ -175,8 +191,10 @@ def run_state(recipe: Recipe, run_dir: Path, settings: dict[str, Any]) -> str:
     try:
         same_recipe = stored.is_file() and with_defaults(read_yaml_file(stored, "recipe")) == recipe.to_dict()
     except SvqbenchError as error:
-        raise SvqbenchError(f"{stored}: not a readable recipe ({error}); move the run folder {run_dir} aside and the "
-                            "sweep trains it again") from None
+        raise SvqbenchError(
+            f"{stored}: not a readable recipe ({error}); move the run folder {run_dir} aside and the "
+            "sweep trains it again"
+        ) from None
     if same_recipe and per_window.available(run_dir, settings["split"], settings["convention"]):
         try:
             report = per_window.read(run_dir, settings["split"], settings["convention"]).report
@@ -248,13 +266,16 @@ def sweep(
     total = time.perf_counter() - started
     ordered = [done[position] for position in sorted(done)]
     part = f" (shard {index}/{count} of {len(planned)})" if count > 1 else ""
-    echo(f"study {study.name}: {len(runs)} runs{part} ({sum(d['state'] == 'done' for d in ordered)} already done) "
-         f"in {_clock(total)}; leaderboard {outputs['markdown']}")
+    echo(
+        f"study {study.name}: {len(runs)} runs{part} ({sum(d['state'] == 'done' for d in ordered)} already done) "
+        f"in {_clock(total)}; leaderboard {outputs['markdown']}"
+    )
     return {"runs": ordered, "seconds": round(total, 1), **{k: str(v) for k, v in outputs.items()}}
 
 
-def sweep_run(study: Study, run: PlannedRun, device: torch.device, data_root: Path | None,
-              quiet_training: bool) -> dict[str, Any]:
+def sweep_run(
+    study: Study, run: PlannedRun, device: torch.device, data_root: Path | None, quiet_training: bool
+) -> dict[str, Any]:
     """Train (or resume) and evaluate one run unless it is done; the caller holds its lock."""
     name, seed, recipe, run_dir = run.label, run.seed, run.recipe, run.run_dir
     settings = _eval_settings(study, recipe)
@@ -262,21 +283,43 @@ def sweep_run(study: Study, run: PlannedRun, device: torch.device, data_root: Pa
     run_started = time.perf_counter()
     if state != "done":
         # "new" also covers a folder a killed run left before its first checkpoint: nothing in it to keep
-        train(recipe, run_dir, device, data_root=data_root, resume=state == "resume", force=state == "new",
-              reporter=Reporter(quiet_training))
+        train(
+            recipe,
+            run_dir,
+            device,
+            data_root=data_root,
+            resume=state == "resume",
+            force=state == "new",
+            reporter=Reporter(quiet_training),
+        )
     report = per_window.read(run_dir, settings["split"], settings["convention"]).report if state == "done" else {}
     if state != "done" or not _has_row(study.dataset, report.get("run_id")):
-        report = evaluate(run_dir, device, tuple(settings["metrics"]), settings["split"], settings["convention"],
-                          data_root, study.eval.batch_size)
-    return {"recipe": name, "seed": seed, "run_dir": str(run_dir), "state": state,
-            "seconds": round(time.perf_counter() - run_started, 1), "run_id": report.get("run_id"),
-            "headline": ", ".join(f"{k} {v:.4g}" for k, v in list(report["overall"].items())[:3])}
+        report = evaluate(
+            run_dir,
+            device,
+            tuple(settings["metrics"]),
+            settings["split"],
+            settings["convention"],
+            data_root,
+            study.eval.batch_size,
+        )
+    return {
+        "recipe": name,
+        "seed": seed,
+        "run_dir": str(run_dir),
+        "state": state,
+        "seconds": round(time.perf_counter() - run_started, 1),
+        "run_id": report.get("run_id"),
+        "headline": ", ".join(f"{k} {v:.4g}" for k, v in list(report["overall"].items())[:3]),
+    }
 
 
 def progress_line(run: dict[str, Any], position: int, total: int, started: float) -> str:
     action = {"done": "already done", "resume": "resumed", "new": "trained"}[run["state"]]
-    return (f"[{position}/{total}] {run['recipe']} seed {run['seed']}: {action} in {run['seconds']:.0f} s; "
-            f"{run['headline']} ({run['run_dir']}); {_clock(time.perf_counter() - started)} elapsed")
+    return (
+        f"[{position}/{total}] {run['recipe']} seed {run['seed']}: {action} in {run['seconds']:.0f} s; "
+        f"{run['headline']} ({run['run_dir']}); {_clock(time.perf_counter() - started)} elapsed"
+    )
 
 
 def finished_run_ids(study: Study, planned: list[PlannedRun]) -> list[str]:
@@ -313,16 +356,20 @@ def _write_study_leaderboard(study: Study, run_ids: list[str]) -> dict[str, Path
     table = table[table["run_id"].astype(str).isin(run_ids)]
     if table.empty:
         raise SvqbenchError(f"study {study.name}: none of its runs is in the {study.dataset!r} leaderboard")
-    out = {"csv": study.out / f"{study.name}.csv", "markdown": study.out / f"{study.name}.md",
-           "plot": study.out / f"{study.name}.png"}
+    out = {
+        "csv": study.out / f"{study.name}.csv",
+        "markdown": study.out / f"{study.name}.md",
+        "plot": study.out / f"{study.name}.png",
+    }
     write_text(out["csv"], leaderboard.to_csv_text(table, study.out))
     markdown = to_markdown(study.name, table, leaderboard.reported(study.dataset))
     if study.axis is None:
         plot(study.name, table, out["plot"])
     else:
         head, runs_marker, runs = markdown.partition("\n## Runs")
-        axis = study_axis.report(study.name, table, study.axis.key, study.axis.metrics, study.axis.reference,
-                                 out["plot"])
+        axis = study_axis.report(
+            study.name, table, study.axis.key, study.axis.metrics, study.axis.reference, out["plot"]
+        )
         markdown = head + "\n" + axis + runs_marker + runs
     write_text(out["markdown"], markdown)
     return out
@@ -332,5 +379,3 @@ def _clock(seconds: float) -> str:
     minutes, secs = divmod(int(round(seconds)), 60)
     hours, minutes = divmod(minutes, 60)
     return f"{hours}h{minutes:02d}m{secs:02d}s" if hours else f"{minutes}m{secs:02d}s"
-
-

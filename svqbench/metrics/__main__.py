@@ -13,8 +13,9 @@ from svqbench.metrics.lpips_weights import ensure_lpips_weights
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m svqbench.metrics", description=__doc__.split(": ", 1)[1])
-    parser.add_argument("path", nargs="?",
-                        help="an alexnet.ckpt or converted LPIPS weight file to use instead of the cache")
+    parser.add_argument(
+        "path", nargs="?", help="an alexnet.ckpt or converted LPIPS weight file to use instead of the cache"
+    )
     parser.add_argument("--fvd", metavar="PATH", help="an i3d-kinetics-400.ckpt or converted I3D weight file")
     parser.add_argument("--only", choices=("lpips", "fvd"), help="fetch only these weights")
     args = parser.parse_args(argv)

@@ -55,14 +55,17 @@ def _sum_per_frame_channel(values: torch.Tensor) -> torch.Tensor:
     return values.sum(dim=(3, 4)).double()
 
 
-def check_value_range(value_range: Sequence[float] | None, physical: bool, metrics: Sequence[str]) -> tuple[float, float] | None:
+def check_value_range(
+    value_range: Sequence[float] | None, physical: bool, metrics: Sequence[str]
+) -> tuple[float, float] | None:
     """The declared (LO, HI) of physical fields, required when image metrics are asked of them."""
     image_metrics = [name for name in metrics if name in IMAGE_METRICS + SET_METRICS]
     if value_range is None:
         if physical and image_metrics:
             raise SvqbenchError(
-                f"{', '.join(image_metrics)} need images in [0, 1], but these are physical fields: declare their range with "
-                f"--range LO,HI (physical units; or eval.value_range in the recipe), or leave {', '.join(image_metrics)} out"
+                f"{', '.join(image_metrics)} need images in [0, 1], but these are physical fields: declare their "
+                f"range with --range LO,HI (physical units; or eval.value_range in the recipe), "
+                f"or leave {', '.join(image_metrics)} out"
             )
         return None
     if not physical:
@@ -125,8 +128,9 @@ class MetricAccumulator:
         self.latitudes = latitudes
         self._lat_weights = None if latitudes is None else latitude_weights(latitudes, self.device)
         self._lpips = load_lpips(self.device, lpips_weights) if "lpips" in self.metrics else None
-        self.fvd = FvdFeatures(fvd or FvdProtocol(), self.device, fvd_weights, fvd_windows) \
-            if "fvd" in self.metrics else None
+        self.fvd = (
+            FvdFeatures(fvd or FvdProtocol(), self.device, fvd_weights, fvd_windows) if "fvd" in self.metrics else None
+        )
         self._sums: dict[str, torch.Tensor] = {}
         self._windows: dict[str, list[torch.Tensor]] = {}  # metric -> per-batch (B,) float64 values
         self._count = 0
@@ -135,16 +139,22 @@ class MetricAccumulator:
     def _check(self, pred: torch.Tensor, true: torch.Tensor) -> None:
         if pred.ndim != 5 or pred.shape != true.shape:
             raise SvqbenchError(
-                f"metrics need pred and true of the same (B,T,C,H,W) shape; got {tuple(pred.shape)} and {tuple(true.shape)}"
+                f"metrics need pred and true of the same (B,T,C,H,W) shape; got {tuple(pred.shape)} and "
+                f"{tuple(true.shape)}"
             )
         if pred.shape[1] != self.frames_out:
             raise SvqbenchError(f"metrics expected {self.frames_out} predicted frames, got {pred.shape[1]}")
         if self._frame_shape is not None and tuple(pred.shape[2:]) != self._frame_shape:
-            raise SvqbenchError(f"frame shape changed from {self._frame_shape} to {tuple(pred.shape[2:])} between batches")
+            raise SvqbenchError(
+                f"frame shape changed from {self._frame_shape} to {tuple(pred.shape[2:])} between batches"
+            )
         if self.latitudes is not None and len(self.latitudes) != pred.shape[3]:
             raise SvqbenchError(f"got {len(self.latitudes)} latitudes for frames of height {pred.shape[3]}")
         if self.variables and pred.shape[2] % len(self.variables):
-            raise SvqbenchError(f"{pred.shape[2]} channels do not split into the {len(self.variables)} variables {', '.join(self.variables)}")
+            raise SvqbenchError(
+                f"{pred.shape[2]} channels do not split into the {len(self.variables)} variables "
+                f"{', '.join(self.variables)}"
+            )
 
     def _add(self, name: str, value: torch.Tensor) -> None:
         if name in self._sums:
@@ -299,7 +309,8 @@ class MetricAccumulator:
         return [slice(c, c + 1) for c in channels]
 
     def _rmse_of_groups(self, squared_sums: torch.Tensor, groups: list[slice]) -> tuple[torch.Tensor, torch.Tensor]:
-        """(T, C) squared-error sums -> per-frame and overall RMSE: root of each group's pooled mean, mean over groups."""
+        """(T, C) squared-error sums -> per-frame and overall RMSE: root of each group's pooled mean, mean over
+        groups."""
         per_frame, overall = [], []
         for group in groups:
             sums = squared_sums[:, group]
@@ -360,7 +371,12 @@ def compute(
     if pred.ndim != 5:
         raise SvqbenchError(f"metrics need (B,T,C,H,W) tensors; got shape {tuple(pred.shape)}")
     accumulator = MetricAccumulator(
-        metrics, convention, frames_out=pred.shape[1], device=pred.device, denormalise=denormalise, latitudes=latitudes,
+        metrics,
+        convention,
+        frames_out=pred.shape[1],
+        device=pred.device,
+        denormalise=denormalise,
+        latitudes=latitudes,
         **options,
     )
     accumulator.update(pred, true)

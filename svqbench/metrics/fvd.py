@@ -59,9 +59,17 @@ class FvdProtocol:
         """The protocol as recorded in metrics.json; ``id`` is the leaderboard's fvd_protocol column."""
         videos = "all" if self.videos is None else f"{self.videos} (seed {self.seed})"
         identifier = f"i3d-k400/{self.frames}/{clip_frames}f/{SIZE}bilinear/grey2rgb/videos={videos}"
-        return {"id": identifier, "frames": self.frames, "clip_frames": clip_frames, "min_frames": MIN_FRAMES,
-                "resize": f"{SIZE}x{SIZE} bilinear (half-pixel centres, no antialiasing)",
-                "grey": "repeated to RGB", "scale": "[0, 1] -> [-1, 1]", "videos": videos, "network": NETWORK_ID}
+        return {
+            "id": identifier,
+            "frames": self.frames,
+            "clip_frames": clip_frames,
+            "min_frames": MIN_FRAMES,
+            "resize": f"{SIZE}x{SIZE} bilinear (half-pixel centres, no antialiasing)",
+            "grey": "repeated to RGB",
+            "scale": "[0, 1] -> [-1, 1]",
+            "videos": videos,
+            "network": NETWORK_ID,
+        }
 
     def chosen_windows(self, windows: int) -> np.ndarray | None:
         """Sorted indices of the windows used, or None for every window; refuses more videos than windows."""
@@ -87,8 +95,10 @@ def check_clip_shape(shape: tuple[int, ...]) -> None:
     if len(shape) != 5 or shape[2] not in (1, 3):
         raise SvqbenchError(f"FVD needs (N, T, C, H, W) clips with 1 (grey) or 3 (RGB) channels; got {shape}")
     if shape[1] < MIN_FRAMES:
-        raise SvqbenchError(f"FVD needs clips of at least {MIN_FRAMES} frames (the shortest I3D accepts); got "
-                            f"{shape[1]}: use --fvd-frames all (context + predicted) or longer windows")
+        raise SvqbenchError(
+            f"FVD needs clips of at least {MIN_FRAMES} frames (the shortest I3D accepts); got "
+            f"{shape[1]}: use --fvd-frames all (context + predicted) or longer windows"
+        )
 
 
 def network_input(clips: torch.Tensor) -> torch.Tensor:
@@ -103,8 +113,9 @@ def network_input(clips: torch.Tensor) -> torch.Tensor:
 
 
 @torch.no_grad()
-def i3d_logits(clips: torch.Tensor, network: I3D | None = None,
-               weights: str | os.PathLike | None = None) -> torch.Tensor:
+def i3d_logits(
+    clips: torch.Tensor, network: I3D | None = None, weights: str | os.PathLike | None = None
+) -> torch.Tensor:
     """(N, T, C, H, W) in [0, 1] -> (N, 400) float32 I3D logits, on ``clips``' device, a few clips per pass."""
     network = network if network is not None else load_i3d(clips.device, weights)
     per_pass = _CLIPS_PER_PASS.get(clips.device.type, 4)
@@ -152,8 +163,15 @@ def frechet_distance(features_a: np.ndarray | torch.Tensor, features_b: np.ndarr
     return float(max(shift + traces - 2.0 * cross, 0.0))
 
 
-def bootstrap_interval(features_pred: np.ndarray, features_true: np.ndarray, units: np.ndarray, unit: str,
-                       resamples: int = BOOTSTRAP_RESAMPLES, seed: int = 0, level: float = BOOTSTRAP_LEVEL) -> dict:
+def bootstrap_interval(
+    features_pred: np.ndarray,
+    features_true: np.ndarray,
+    units: np.ndarray,
+    unit: str,
+    resamples: int = BOOTSTRAP_RESAMPLES,
+    seed: int = 0,
+    level: float = BOOTSTRAP_LEVEL,
+) -> dict:
     """Percentile interval of FVD over resamples of whole independent units (N,), pred and true clips drawn together.
 
     FVD is not a mean over windows, so each resample recomputes it from the drawn clips' features (N, 400).
@@ -181,8 +199,13 @@ class FvdFeatures:
     windows: (index of this process's first window, windows in the whole split), for ``protocol.videos``.
     """
 
-    def __init__(self, protocol: FvdProtocol, device: torch.device, weights: str | os.PathLike | None = None,
-                 windows: tuple[int, int] | None = None):
+    def __init__(
+        self,
+        protocol: FvdProtocol,
+        device: torch.device,
+        weights: str | os.PathLike | None = None,
+        windows: tuple[int, int] | None = None,
+    ):
         self.protocol = protocol
         self.network = load_i3d(device, weights)
         self._next_window = windows[0] if windows else 0
@@ -236,5 +259,9 @@ class FvdFeatures:
         """{"value", "low", "high", "level", "method", "videos_used", "protocol"}; units (N_windows,) of the split."""
         found = self.arrays()
         interval = bootstrap_interval(found["pred"], found["true"], np.asarray(units)[found["window"]], unit)
-        return {"value": self.value(), **interval, "videos_used": int(len(found["window"])),
-                "protocol": self.protocol.describe(self.clip_frames)}
+        return {
+            "value": self.value(),
+            **interval,
+            "videos_used": int(len(found["window"])),
+            "protocol": self.protocol.describe(self.clip_frames),
+        }

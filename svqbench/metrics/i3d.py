@@ -45,8 +45,11 @@ INCEPTION_BLOCKS = (
     ("Mixed_5c", (384, 192, 384, 48, 128, 128)),
 )
 # max pools (window, stride) placed before these blocks
-_POOL_BEFORE = {"Mixed_3b": ((1, 3, 3), (1, 2, 2)), "Mixed_4b": ((3, 3, 3), (2, 2, 2)),
-                "Mixed_5b": ((2, 2, 2), (2, 2, 2))}
+_POOL_BEFORE = {
+    "Mixed_3b": ((1, 3, 3), (1, 2, 2)),
+    "Mixed_4b": ((3, 3, 3), (2, 2, 2)),
+    "Mixed_5b": ((2, 2, 2), (2, 2, 2)),
+}
 
 
 def same_padding(size: tuple[int, ...], kernel: tuple[int, ...], stride: tuple[int, ...]) -> list[int]:
@@ -92,8 +95,15 @@ class Inception(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         pooled = max_pool_same(x, (3, 3, 3), (1, 1, 1))
-        return torch.cat([self.branch_0(x), self.branch_1b(self.branch_1a(x)), self.branch_2b(self.branch_2a(x)),
-                          self.branch_3(pooled)], dim=1)
+        return torch.cat(
+            [
+                self.branch_0(x),
+                self.branch_1b(self.branch_1a(x)),
+                self.branch_2b(self.branch_2a(x)),
+                self.branch_3(pooled),
+            ],
+            dim=1,
+        )
 
 
 def out_channels(widths: tuple[int, ...]) -> int:
@@ -133,5 +143,7 @@ def check_clips(clips: torch.Tensor) -> None:
     if clips.ndim != 5 or clips.shape[1] != 3 or tuple(clips.shape[3:]) != (SIZE, SIZE):
         raise SvqbenchError(f"I3D takes (N, 3, T, {SIZE}, {SIZE}) clips; got {tuple(clips.shape)}")
     if clips.shape[2] < MIN_FRAMES:
-        raise SvqbenchError(f"FVD needs clips of at least {MIN_FRAMES} frames (I3D's shortest input); got "
-                            f"{clips.shape[2]}: evaluate context + predicted frames (--fvd-frames all) or longer clips")
+        raise SvqbenchError(
+            f"FVD needs clips of at least {MIN_FRAMES} frames (I3D's shortest input); got "
+            f"{clips.shape[2]}: evaluate context + predicted frames (--fvd-frames all) or longer clips"
+        )

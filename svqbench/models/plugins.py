@@ -74,8 +74,10 @@ def load_factory(name: str) -> Callable[..., nn.Module]:
     if not callable(factory):
         found = sorted(k for k, v in vars(module).items() if isinstance(v, type) and issubclass(v, nn.Module))
         problem = "is not callable" if hasattr(module, attr) else "does not exist"
-        raise SvqbenchError(f"model.name={name!r}: {attr!r} in {where} {problem}; expected a model class or function "
-                            f"taking the clip shape (nn.Module classes there: {', '.join(found) or 'none'})")
+        raise SvqbenchError(
+            f"model.name={name!r}: {attr!r} in {where} {problem}; expected a model class or function "
+            f"taking the clip shape (nn.Module classes there: {', '.join(found) or 'none'})"
+        )
     _factories[name] = factory
     return factory
 
@@ -89,8 +91,10 @@ def _import_module(module_name: str, name: str) -> Any:
         return importlib.import_module(module_name)
     except ModuleNotFoundError as e:
         if e.name and module_name.startswith(e.name):
-            raise SvqbenchError(f"model.name={name!r}: no module named {e.name!r}; expected an installed or "
-                                "importable module (on PYTHONPATH), a path/to/file.py, or a built-in model") from None
+            raise SvqbenchError(
+                f"model.name={name!r}: no module named {e.name!r}; expected an installed or "
+                "importable module (on PYTHONPATH), a path/to/file.py, or a built-in model"
+            ) from None
         raise SvqbenchError(f"model.name={name!r}: importing {module_name} failed ({_first_line(e)})") from None
     except (Exception, SystemExit) as e:  # the plugin's own error or sys.exit at import time, whatever its type
         raise SvqbenchError(f"model.name={name!r}: importing {module_name} failed ({_first_line(e)})") from None
@@ -150,18 +154,24 @@ def check_output(name: str, model: nn.Module, shape: Any) -> bool:
     except Exception as e:  # the plugin's own error, whatever its type
         if device.type == "meta" or "meta" in str(e).lower():
             return False  # a limit of meta tensors (an op needing values), not of the plugin
-        raise SvqbenchError(f"model.name={name!r}: a forward pass on zeros of shape {tuple(inputs.shape)} "
-                            f"(B, T_in, C, H, W) raised {_first_line(e)}") from None
+        raise SvqbenchError(
+            f"model.name={name!r}: a forward pass on zeros of shape {tuple(inputs.shape)} "
+            f"(B, T_in, C, H, W) raised {_first_line(e)}"
+        ) from None
     finally:
         model.train(training)
     frames = out if isinstance(out, torch.Tensor) else out[0] if isinstance(out, tuple) and out else None
     if not isinstance(frames, torch.Tensor):
-        raise SvqbenchError(f"model.name={name!r}: forward returned {type(out).__name__}; expected frames {expected} "
-                            "(a tensor, or Forecast(frames, aux_loss))")
+        raise SvqbenchError(
+            f"model.name={name!r}: forward returned {type(out).__name__}; expected frames {expected} "
+            "(a tensor, or Forecast(frames, aux_loss))"
+        )
     got = tuple(frames.shape)
     if len(got) != 5 or got[0] != 1 or got[1] < 1 or got[2:] != tuple(inputs.shape[2:]):
-        raise SvqbenchError(f"model.name={name!r}: forward on input {tuple(inputs.shape)} returned frames of shape "
-                            f"{got}; expected {expected} (B, T, C, H, W)")
+        raise SvqbenchError(
+            f"model.name={name!r}: forward on input {tuple(inputs.shape)} returned frames of shape "
+            f"{got}; expected {expected} (B, T, C, H, W)"
+        )
     return True
 
 
@@ -172,8 +182,14 @@ def plugin_record(name: str) -> dict[str, Any] | None:
 
     if is_file_path(name):
         file = Path(name.rpartition(":")[0])
-        return {"kind": "file", "name": name, "import": name, "file": str(file), "sha256": file_sha256(file),
-                "copy": f"{PLUGIN_DIR}/{file.name}"}
+        return {
+            "kind": "file",
+            "name": name,
+            "import": name,
+            "file": str(file),
+            "sha256": file_sha256(file),
+            "copy": f"{PLUGIN_DIR}/{file.name}",
+        }
     if is_import_path(name):
         load_factory(name)
         return {"kind": "module", "name": name, "import": name, **_module_source(name.rpartition(":")[0])}
@@ -181,8 +197,13 @@ def plugin_record(name: str) -> dict[str, Any] | None:
         return None
     entry = MODELS.plugin(name)
     dist = f"{entry.dist.name} {entry.dist.version}" if entry.dist else ""
-    return {"kind": "entry_point", "name": name, "import": entry.value, "distribution": dist,
-            **_module_source(entry.module)}
+    return {
+        "kind": "entry_point",
+        "name": name,
+        "import": entry.value,
+        "distribution": dist,
+        **_module_source(entry.module),
+    }
 
 
 def _module_source(module_name: str) -> dict[str, Any]:
@@ -194,8 +215,11 @@ def label(record: dict[str, Any] | None, name: str) -> str:
     """How tables name the model: the built-in name, or the plugin with the first 12 hex of its sha256."""
     if not record:
         return name
-    short = name if record["kind"] == "entry_point" else (
-        f"{Path(record['file']).name}:{name.rpartition(':')[2]}" if record["kind"] == "file" else name)
+    short = (
+        name
+        if record["kind"] == "entry_point"
+        else (f"{Path(record['file']).name}:{name.rpartition(':')[2]}" if record["kind"] == "file" else name)
+    )
     return f"{short}@{record['sha256'][:12]}" if record.get("sha256") else short
 
 
@@ -220,11 +244,17 @@ def activate_run_plugin(run_dir: Path, meta: dict[str, Any]) -> None:
         return
     copy, original = Path(run_dir) / record["copy"], Path(record["file"])
     if original.is_file():
-        _warn_if_changed(original, record, f"model plugin file {original}", f"; {run_dir} uses its copy {record['copy']}"
-                         if copy.is_file() else "")
+        _warn_if_changed(
+            original,
+            record,
+            f"model plugin file {original}",
+            f"; {run_dir} uses its copy {record['copy']}" if copy.is_file() else "",
+        )
     if not copy.is_file() and not original.is_file():
-        raise SvqbenchError(f"{run_dir}: the model plugin file is missing: neither the run's copy {copy} nor {original} "
-                            f"exists; restore one (sha256 {record['sha256']})")
+        raise SvqbenchError(
+            f"{run_dir}: the model plugin file is missing: neither the run's copy {copy} nor {original} "
+            f"exists; restore one (sha256 {record['sha256']})"
+        )
     used = copy if copy.is_file() else original
     if used == copy:
         _warn_if_changed(copy, record, f"the run's copy of its model plugin {copy}")

@@ -83,7 +83,8 @@ class SamplingSchedule:
         if not 0 <= self.r_sampling_step_1 <= self.r_sampling_step_2 or self.r_exp_alpha <= 0:
             raise SvqbenchError(
                 f"model.r_sampling_step_1={self.r_sampling_step_1}, r_sampling_step_2={self.r_sampling_step_2}, "
-                f"r_exp_alpha={self.r_exp_alpha}; valid: 0 <= step_1 <= step_2 and r_exp_alpha > 0")
+                f"r_exp_alpha={self.r_exp_alpha}; valid: 0 <= step_1 <= step_2 and r_exp_alpha > 0"
+            )
 
     def true_frame_probabilities(self, step: int) -> tuple[float, float]:
         """(for input steps, for output steps) at training step ``step`` (0-based, as OpenSTL's iteration)."""
@@ -109,8 +110,9 @@ class SamplingSchedule:
         return (coins < probability).float()
 
 
-def gate_conv(in_channels: int, out_channels: int, filter_size: int, layer_norm: bool,
-              grid: tuple[int, int]) -> nn.Sequential:
+def gate_conv(
+    in_channels: int, out_channels: int, filter_size: int, layer_norm: bool, grid: tuple[int, int]
+) -> nn.Sequential:
     """A bias-free, size-keeping convolution, then LayerNorm over (out_channels, h, w) when ``layer_norm``."""
     conv = nn.Conv2d(in_channels, out_channels, filter_size, padding=filter_size // 2, bias=False)
     return nn.Sequential(conv, nn.LayerNorm([out_channels, *grid])) if layer_norm else nn.Sequential(conv)
@@ -125,18 +127,21 @@ class ConvLSTMCell(nn.Module):
     They are kept here, frozen, so that the parameter count is the published one.
     """
 
-    def __init__(self, in_channels: int, hidden: int, grid: tuple[int, int], filter_size: int, layer_norm: bool,
-                 form: str):
+    def __init__(
+        self, in_channels: int, hidden: int, grid: tuple[int, int], filter_size: int, layer_norm: bool, form: str
+    ):
         super().__init__()
         self.hidden = hidden
         self.form = form
         self.conv_x = gate_conv(in_channels, 4 * hidden, filter_size, layer_norm, grid)
         self.conv_h = gate_conv(hidden, 4 * hidden, filter_size, layer_norm, grid)
         if form == "openstl":
-            self.unused = nn.ModuleDict({
-                "conv_o": gate_conv(2 * hidden, hidden, filter_size, layer_norm, grid),
-                "conv_last": nn.Conv2d(2 * hidden, hidden, 1, bias=False),
-            }).requires_grad_(False)
+            self.unused = nn.ModuleDict(
+                {
+                    "conv_o": gate_conv(2 * hidden, hidden, filter_size, layer_norm, grid),
+                    "conv_last": nn.Conv2d(2 * hidden, hidden, 1, bias=False),
+                }
+            ).requires_grad_(False)
 
     def forward(self, x: Tensor, h: Tensor, c: Tensor) -> tuple[Tensor, Tensor]:
         """x (B, K_in, h, w), h and c (B, N, h, w) -> new (h, c)."""
@@ -189,8 +194,14 @@ class RecurrentForecaster(nn.Module):
 
     trains_with_targets = True
 
-    def __init__(self, shape: ClipShape, num_hidden: Sequence[int], patch_size: int, schedule: SamplingSchedule,
-                 readout: nn.Module | None = None):
+    def __init__(
+        self,
+        shape: ClipShape,
+        num_hidden: Sequence[int],
+        patch_size: int,
+        schedule: SamplingSchedule,
+        readout: nn.Module | None = None,
+    ):
         super().__init__()
         self.frames_in = shape.frames_in
         self.frames_out = shape.frames_out
@@ -249,8 +260,16 @@ class RecurrentForecaster(nn.Module):
 
 
 class ConvLSTM(RecurrentForecaster):
-    def __init__(self, shape: ClipShape, num_hidden: Sequence[int], filter_size: int, layer_norm: bool,
-                 patch_size: int, schedule: SamplingSchedule, form: str):
+    def __init__(
+        self,
+        shape: ClipShape,
+        num_hidden: Sequence[int],
+        filter_size: int,
+        layer_norm: bool,
+        patch_size: int,
+        schedule: SamplingSchedule,
+        form: str,
+    ):
         super().__init__(shape, num_hidden, patch_size, schedule)
         self.cells = nn.ModuleList(
             ConvLSTMCell(k, n, self.grid, filter_size, layer_norm, form)
@@ -270,8 +289,15 @@ class ConvLSTM(RecurrentForecaster):
 
 
 class PredRNN(RecurrentForecaster):
-    def __init__(self, shape: ClipShape, num_hidden: Sequence[int], filter_size: int, layer_norm: bool,
-                 patch_size: int, schedule: SamplingSchedule):
+    def __init__(
+        self,
+        shape: ClipShape,
+        num_hidden: Sequence[int],
+        filter_size: int,
+        layer_norm: bool,
+        patch_size: int,
+        schedule: SamplingSchedule,
+    ):
         super().__init__(shape, num_hidden, patch_size, schedule)
         self.cells = nn.ModuleList(
             SpatioTemporalLSTMCell(k, n, self.grid, filter_size, layer_norm)
@@ -319,21 +345,23 @@ class PredRNNv2(PredRNN):
         return self.decouple_beta * torch.stack(training_terms).mean()
 
 
-def check_options(shape: ClipShape, num_hidden: Sequence[int], filter_size: int, stride: int, patch_size: int,
-                  same_widths: bool) -> list[int]:
+def check_options(
+    shape: ClipShape, num_hidden: Sequence[int], filter_size: int, stride: int, patch_size: int, same_widths: bool
+) -> list[int]:
     widths = list(num_hidden)
     if not widths or any(not isinstance(n, int) or n < 1 for n in widths):
         raise SvqbenchError(f"model.num_hidden={num_hidden!r}; valid: a list of positive integers, one per layer")
     if same_widths and len(set(widths)) > 1:
-        raise SvqbenchError(f"model.num_hidden={widths}: the spatiotemporal memory passes through every layer, "
-                            "so all layers need the same width")
+        raise SvqbenchError(
+            f"model.num_hidden={widths}: the spatiotemporal memory passes through every layer, "
+            "so all layers need the same width"
+        )
     if filter_size < 1 or filter_size % 2 == 0:
         raise SvqbenchError(f"model.filter_size={filter_size}; valid: an odd integer >= 1 (the state keeps its size)")
     if stride != 1:
         raise SvqbenchError(f"model.stride={stride}; valid: 1 (a strided cell would shrink its own state)")
     if patch_size < 1 or shape.height % patch_size or shape.width % patch_size:
-        raise SvqbenchError(f"model.patch_size={patch_size}: must divide the frame size "
-                            f"{shape.height}x{shape.width}")
+        raise SvqbenchError(f"model.patch_size={patch_size}: must divide the frame size {shape.height}x{shape.width}")
     return widths
 
 
@@ -344,8 +372,12 @@ def with_sampling_options(**defaults: object) -> Callable[[Callable[..., nn.Modu
 
     def decorate(build: Callable[..., nn.Module]) -> Callable[..., nn.Module]:
         own = [p for p in inspect.signature(build).parameters.values() if p.name != "schedule"]
-        sampling = [inspect.Parameter(f.name, inspect.Parameter.KEYWORD_ONLY, default=defaults.get(f.name, f.default),
-                                      annotation=f.type) for f in fields(SamplingSchedule)]
+        sampling = [
+            inspect.Parameter(
+                f.name, inspect.Parameter.KEYWORD_ONLY, default=defaults.get(f.name, f.default), annotation=f.type
+            )
+            for f in fields(SamplingSchedule)
+        ]
         signature = inspect.Signature(own + sampling)
 
         @functools.wraps(build)

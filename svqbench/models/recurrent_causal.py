@@ -54,11 +54,13 @@ class CausalLSTMCell(nn.Module):
         i_h, f_h, g_h, o_h = torch.split(self.conv_h(h), self.hidden, dim=1)
         i_m, f_m, m_m = torch.split(self.conv_m(m), self.hidden, dim=1)
         i_c, f_c, g_c = torch.split(self.conv_c(c), self.hidden, dim=1)
-        c_new = (torch.sigmoid(f_x + f_h + f_c + FORGET_BIAS) * c
-                 + torch.sigmoid(i_x + i_h + i_c) * torch.tanh(g_x + g_h + g_c))
+        c_new = torch.sigmoid(f_x + f_h + f_c + FORGET_BIAS) * c + torch.sigmoid(i_x + i_h + i_c) * torch.tanh(
+            g_x + g_h + g_c
+        )
         i_cm, g_cm, f_cm, o_c = torch.split(self.conv_c2m(c_new), self.hidden, dim=1)
-        m_new = (torch.sigmoid(f_xm + f_m + f_cm + FORGET_BIAS) * torch.tanh(m_m)
-                 + torch.sigmoid(i_xm + i_m + i_cm) * torch.tanh(g_xm + g_cm))
+        m_new = torch.sigmoid(f_xm + f_m + f_cm + FORGET_BIAS) * torch.tanh(m_m) + torch.sigmoid(
+            i_xm + i_m + i_cm
+        ) * torch.tanh(g_xm + g_cm)
         o = torch.tanh(o_x + o_h + o_c + self.conv_om(m_new))
         h_new = o * torch.tanh(self.conv_memory(torch.cat([c_new, m_new], dim=1)))
         return h_new, c_new, m_new
@@ -85,8 +87,15 @@ class GradientHighwayUnit(nn.Module):
 class PredRNNpp(RecurrentForecaster):
     """Causal LSTM stack; the highway sits between the first and the second layer."""
 
-    def __init__(self, shape: ClipShape, num_hidden: Sequence[int], filter_size: int, layer_norm: bool,
-                 patch_size: int, schedule: SamplingSchedule):
+    def __init__(
+        self,
+        shape: ClipShape,
+        num_hidden: Sequence[int],
+        filter_size: int,
+        layer_norm: bool,
+        patch_size: int,
+        schedule: SamplingSchedule,
+    ):
         super().__init__(shape, num_hidden, patch_size, schedule)
         self.cells = nn.ModuleList(
             CausalLSTMCell(k, n, self.grid, filter_size, layer_norm)
@@ -127,8 +136,9 @@ class StationaryMemory(nn.Module):
         i_h, g_h, f_h, o_h = torch.split(self.conv_h(h), self.hidden, dim=1)
         i_c, f_c = torch.split(c.repeat(1, 2, 1, 1) * self.ct_weight, self.hidden, dim=1)
         i_x, g_x, f_x, o_x = torch.split(self.conv_x(x), self.hidden, dim=1)
-        c_new = (torch.sigmoid(f_h + f_c + f_x + FORGET_BIAS) * c
-                 + torch.sigmoid(i_h + i_c + i_x) * torch.tanh(g_h + g_x))
+        c_new = torch.sigmoid(f_h + f_c + f_x + FORGET_BIAS) * c + torch.sigmoid(i_h + i_c + i_x) * torch.tanh(
+            g_h + g_x
+        )
         h_new = torch.sigmoid(o_h + o_x + c_new * self.oc_weight) * torch.tanh(c_new)
         return h_new, c_new
 
@@ -145,14 +155,14 @@ class MIMBlock(nn.Module):
         self.conv_memory = nn.Conv2d(2 * hidden, hidden, 1, bias=False)
         self.stationary = StationaryMemory(hidden, hidden, grid, filter_size, layer_norm)
 
-    def forward(self, x: Tensor, difference: Tensor, h: Tensor, c: Tensor, m: Tensor,
-                inner: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    def forward(
+        self, x: Tensor, difference: Tensor, h: Tensor, c: Tensor, m: Tensor, inner: Tensor
+    ) -> tuple[Tensor, Tensor, Tensor, Tensor]:
         """x, difference, h, c, m, inner (B, N, h, w) -> new (h, c, m, inner)."""
         i_t, g_t, o_t = torch.split(self.conv_h(h), self.hidden, dim=1)
         i_s, g_s, f_s, o_s = torch.split(self.conv_m(m), self.hidden, dim=1)
         i_x, g_x, f_x, o_x = torch.split(self.conv_x(x), self.hidden, dim=1)
-        m_new = (torch.sigmoid(f_x + f_s + FORGET_BIAS) * m
-                 + torch.sigmoid(i_x + i_s) * torch.tanh(g_x + g_s))
+        m_new = torch.sigmoid(f_x + f_s + FORGET_BIAS) * m + torch.sigmoid(i_x + i_s) * torch.tanh(g_x + g_s)
         stationary_c, inner_new = self.stationary(difference, c, inner.detach())
         c_new = stationary_c + torch.sigmoid(i_x + i_t) * torch.tanh(g_x + g_t)
         o = torch.sigmoid(o_x + o_t + o_s)
@@ -164,23 +174,40 @@ class MIM(RecurrentForecaster):
     """An ST-LSTM first layer, MIM blocks above it; a MIMN per block turns the change of the hidden state
     below into the block's non-stationary input."""
 
-    def __init__(self, shape: ClipShape, num_hidden: Sequence[int], filter_size: int, layer_norm: bool,
-                 patch_size: int, schedule: SamplingSchedule):
+    def __init__(
+        self,
+        shape: ClipShape,
+        num_hidden: Sequence[int],
+        filter_size: int,
+        layer_norm: bool,
+        patch_size: int,
+        schedule: SamplingSchedule,
+    ):
         super().__init__(shape, num_hidden, patch_size, schedule)
         first, *others = self.cell_inputs()
         self.first = SpatioTemporalLSTMCell(first, self.num_hidden[0], self.grid, filter_size, layer_norm)
-        self.blocks = nn.ModuleList(MIMBlock(k, n, self.grid, filter_size, layer_norm)
-                                    for k, n in zip(others, self.num_hidden[1:]))
-        self.differences = nn.ModuleList(StationaryMemory(k, n, self.grid, filter_size, layer_norm)
-                                         for k, n in zip(self.num_hidden[:-1], self.num_hidden[1:]))
+        self.blocks = nn.ModuleList(
+            MIMBlock(k, n, self.grid, filter_size, layer_norm) for k, n in zip(others, self.num_hidden[1:])
+        )
+        self.differences = nn.ModuleList(
+            StationaryMemory(k, n, self.grid, filter_size, layer_norm)
+            for k, n in zip(self.num_hidden[:-1], self.num_hidden[1:])
+        )
         # OpenSTL's MIMN also builds a 1x1 readout its forward never calls; kept, frozen, for the published count
         self.unused = nn.ModuleList(nn.Conv2d(2 * n, n, 1, bias=False) for n in self.num_hidden[1:])
         self.unused.requires_grad_(False)
 
     def initial_state(self, batch: int, like: Tensor) -> dict[str, list[Tensor]]:
         zeros = [like.new_zeros(batch, n, *self.grid) for n in self.num_hidden]
-        return {"h": list(zeros), "c": list(zeros), "m": [zeros[0]], "diff_h": list(zeros[1:]),
-                "diff_c": list(zeros[1:]), "inner": list(zeros[1:]), "started": []}
+        return {
+            "h": list(zeros),
+            "c": list(zeros),
+            "m": [zeros[0]],
+            "diff_h": list(zeros[1:]),
+            "diff_c": list(zeros[1:]),
+            "inner": list(zeros[1:]),
+            "started": [],
+        }
 
     def advance(self, x: Tensor, state: dict[str, list[Tensor]], training_terms: list[Tensor]) -> Tensor:
         before = state["h"][0]
@@ -191,18 +218,25 @@ class MIM(RecurrentForecaster):
             if started:
                 change = h - before if layer == 0 else state["diff_h"][layer - 1]
                 state["diff_h"][layer], state["diff_c"][layer] = self.differences[layer](
-                    change, state["diff_h"][layer], state["diff_c"][layer])
+                    change, state["diff_h"][layer], state["diff_c"][layer]
+                )
             above = layer + 1
             state["h"][above], state["c"][above], memory, state["inner"][layer] = block(
-                state["h"][layer], state["diff_h"][layer], state["h"][above], state["c"][above], memory,
-                state["inner"][layer])
+                state["h"][layer],
+                state["diff_h"][layer],
+                state["h"][above],
+                state["c"][above],
+                memory,
+                state["inner"][layer],
+            )
         state["m"][0] = memory
         state["started"] = [x]
         return state["h"][-1]
 
 
-def check_stack(shape: ClipShape, num_hidden: Sequence[int], filter_size: int, stride: int, patch_size: int,
-                name: str) -> list[int]:
+def check_stack(
+    shape: ClipShape, num_hidden: Sequence[int], filter_size: int, stride: int, patch_size: int, name: str
+) -> list[int]:
     widths = check_options(shape, num_hidden, filter_size, stride, patch_size, same_widths=True)
     if len(widths) < 2:
         raise SvqbenchError(f"model.num_hidden={widths}: {name} needs at least 2 layers")

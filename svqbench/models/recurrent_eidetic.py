@@ -41,16 +41,30 @@ class SizeKeepingConv3d(nn.Conv3d):
         return F.interpolate(super().forward(x), size=x.shape[-3:], mode="nearest")
 
 
-def gate_conv3d(in_channels: int, out_channels: int, kernel: tuple[int, int, int], stride: int, layer_norm: bool,
-                volume: tuple[int, int, int]) -> nn.Sequential:
-    conv = SizeKeepingConv3d(in_channels, out_channels, kernel, stride=stride,
-                             padding=(0, kernel[1] // 2, kernel[2] // 2), bias=False)
+def gate_conv3d(
+    in_channels: int,
+    out_channels: int,
+    kernel: tuple[int, int, int],
+    stride: int,
+    layer_norm: bool,
+    volume: tuple[int, int, int],
+) -> nn.Sequential:
+    conv = SizeKeepingConv3d(
+        in_channels, out_channels, kernel, stride=stride, padding=(0, kernel[1] // 2, kernel[2] // 2), bias=False
+    )
     return nn.Sequential(conv, nn.LayerNorm([out_channels, *volume])) if layer_norm else nn.Sequential(conv)
 
 
 class EideticLSTMCell(nn.Module):
-    def __init__(self, in_channels: int, hidden: int, volume: tuple[int, int, int], kernel: tuple[int, int, int],
-                 stride: int, layer_norm: bool):
+    def __init__(
+        self,
+        in_channels: int,
+        hidden: int,
+        volume: tuple[int, int, int],
+        kernel: tuple[int, int, int],
+        stride: int,
+        layer_norm: bool,
+    ):
         super().__init__()
         self.hidden = hidden
         self.norm_cell = nn.LayerNorm([hidden, *volume])
@@ -77,8 +91,9 @@ class EideticLSTMCell(nn.Module):
         recalled = c + self.recall(torch.sigmoid(r_x + r_h), history)
         c_new = self.norm_cell(recalled) + torch.sigmoid(i_x + i_h) * torch.tanh(g_x + g_h)
         i_m, f_m, g_m, m_m = torch.split(self.conv_gm(memory), self.hidden, dim=1)
-        memory_new = (torch.sigmoid(f_xm + f_m + FORGET_BIAS) * torch.tanh(m_m)
-                      + torch.sigmoid(i_xm + i_m) * torch.tanh(g_xm + g_m))
+        memory_new = torch.sigmoid(f_xm + f_m + FORGET_BIAS) * torch.tanh(m_m) + torch.sigmoid(i_xm + i_m) * torch.tanh(
+            g_xm + g_m
+        )
         gate = torch.tanh(o_x + o_h + self.conv_new_cell(c_new) + self.conv_new_gm(memory_new))
         h_new = torch.tanh(self.conv_memory(torch.cat([c_new, memory_new], dim=1))) * torch.sigmoid(gate)
         return h_new, c_new
@@ -89,45 +104,65 @@ class WindowReadout(nn.Module):
 
     def __init__(self, hidden: int, patch_channels: int, window_length: int):
         super().__init__()
-        self.conv = nn.Conv3d(hidden, patch_channels, (window_length, 1, 1), stride=(window_length, 1, 1),
-                              bias=False)
+        self.conv = nn.Conv3d(hidden, patch_channels, (window_length, 1, 1), stride=(window_length, 1, 1), bias=False)
 
     def forward(self, h: Tensor) -> Tensor:
         return self.conv(h).squeeze(2)
 
 
 class E3DLSTM(RecurrentForecaster):
-    def __init__(self, shape: ClipShape, num_hidden: Sequence[int], filter_size: int, stride: int, layer_norm: bool,
-                 patch_size: int, window_length: int, window_stride: int, schedule: SamplingSchedule):
+    def __init__(
+        self,
+        shape: ClipShape,
+        num_hidden: Sequence[int],
+        filter_size: int,
+        stride: int,
+        layer_norm: bool,
+        patch_size: int,
+        window_length: int,
+        window_stride: int,
+        schedule: SamplingSchedule,
+    ):
         k = patch_size * patch_size * shape.channels
-        super().__init__(shape, num_hidden, patch_size, schedule,
-                         readout=WindowReadout(num_hidden[-1], k, window_length))
+        super().__init__(
+            shape, num_hidden, patch_size, schedule, readout=WindowReadout(num_hidden[-1], k, window_length)
+        )
         self.window_length = window_length
         self.window_advance = window_length - window_stride
         volume = (window_length, *self.grid)
         kernel = (window_length, filter_size, filter_size)
-        self.cells = nn.ModuleList(EideticLSTMCell(k_in, n, volume, kernel, stride, layer_norm)
-                                   for k_in, n in zip(self.cell_inputs(), self.num_hidden))
+        self.cells = nn.ModuleList(
+            EideticLSTMCell(k_in, n, volume, kernel, stride, layer_norm)
+            for k_in, n in zip(self.cell_inputs(), self.num_hidden)
+        )
 
     def initial_state(self, batch: int, like: Tensor) -> dict[str, list]:
         """Zero states, the window's leading zero frames, and the step count (which steps move the window)."""
         zeros = [like.new_zeros(batch, n, self.window_length, *self.grid) for n in self.num_hidden]
         empty = like.new_zeros(batch, self.patch_channels, *self.grid)
-        return {"h": list(zeros), "c": list(zeros), "history": [], "memory": [zeros[0]],
-                "fed": [empty] * (self.window_length - 1), "window": [], "step": [0]}
+        return {
+            "h": list(zeros),
+            "c": list(zeros),
+            "history": [],
+            "memory": [zeros[0]],
+            "fed": [empty] * (self.window_length - 1),
+            "window": [],
+            "step": [0],
+        }
 
     def advance(self, x: Tensor, state: dict[str, list[Tensor]], training_terms: list[Tensor]) -> Tensor:
         step = state["step"][0]
         state["step"][0] = step + 1
-        state["fed"] = (state["fed"] + [x])[-self.window_length:]
+        state["fed"] = (state["fed"] + [x])[-self.window_length :]
         if step % self.window_advance == 0:
             state["window"] = [torch.stack(state["fed"], dim=2)]  # (B, K, L, h, w)
         below = state["window"][0]
         for layer, cell in enumerate(self.cells):
             past = state["c"][layer] if step == 0 else torch.cat([state["history"][layer], state["c"][layer]], 1)
-            state["history"][layer:layer + 1] = [past]
-            state["h"][layer], state["c"][layer] = cell(below, state["h"][layer], state["c"][layer],
-                                                        state["memory"][0], past)
+            state["history"][layer : layer + 1] = [past]
+            state["h"][layer], state["c"][layer] = cell(
+                below, state["h"][layer], state["c"][layer], state["memory"][0], past
+            )
             below = state["h"][layer]
         return below
 
@@ -151,7 +186,8 @@ def e3d_lstm(
     if stride < 1:
         raise SvqbenchError(f"model.stride={stride}; valid: an integer >= 1 (outputs are resized back)")
     if not 1 <= window_stride < window_length:
-        raise SvqbenchError(f"model.window_length={window_length}, window_stride={window_stride}; "
-                            "valid: 1 <= window_stride < window_length")
-    return E3DLSTM(shape, widths, filter_size, stride, layer_norm, patch_size, window_length, window_stride,
-                   schedule)
+        raise SvqbenchError(
+            f"model.window_length={window_length}, window_stride={window_stride}; "
+            "valid: 1 <= window_stride < window_length"
+        )
+    return E3DLSTM(shape, widths, filter_size, stride, layer_norm, patch_size, window_length, window_stride, schedule)

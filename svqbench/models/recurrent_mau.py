@@ -29,8 +29,9 @@ from svqbench.models.shape import ClipShape
 
 def normed_conv(in_channels: int, out_channels: int, filter_size: int, grid: tuple[int, int]) -> nn.Sequential:
     """A size-keeping convolution with bias, then LayerNorm over (out_channels, h, w), as MAU's cells use."""
-    return nn.Sequential(nn.Conv2d(in_channels, out_channels, filter_size, padding=filter_size // 2),
-                         nn.LayerNorm([out_channels, *grid]))
+    return nn.Sequential(
+        nn.Conv2d(in_channels, out_channels, filter_size, padding=filter_size // 2), nn.LayerNorm([out_channels, *grid])
+    )
 
 
 class MAUCell(nn.Module):
@@ -46,8 +47,9 @@ class MAUCell(nn.Module):
         self.conv_s = normed_conv(hidden, 3 * hidden, filter_size, grid)
         self.conv_s_next = normed_conv(hidden, hidden, filter_size, grid)
 
-    def forward(self, temporal: Tensor, spatial: Tensor, past_temporal: Tensor,
-                past_spatial: Tensor) -> tuple[Tensor, Tensor]:
+    def forward(
+        self, temporal: Tensor, spatial: Tensor, past_temporal: Tensor, past_spatial: Tensor
+    ) -> tuple[Tensor, Tensor]:
         """temporal, spatial (B, N, h, w); past_* (tau, B, N, h, w) -> new (temporal, spatial)."""
         s_next = self.conv_s_next(spatial)
         t_next = self.conv_t_next(temporal)
@@ -68,8 +70,10 @@ class MAUCell(nn.Module):
 
 def encoder_stages(patch_channels: int, hidden: int, downsamplings: int) -> nn.ModuleList:
     stages = [nn.Sequential(nn.Conv2d(patch_channels, hidden, 1), nn.LeakyReLU(0.2))]
-    stages += [nn.Sequential(nn.Conv2d(hidden, hidden, 3, stride=2, padding=1), nn.LeakyReLU(0.2))
-               for _ in range(downsamplings)]
+    stages += [
+        nn.Sequential(nn.Conv2d(hidden, hidden, 3, stride=2, padding=1), nn.LeakyReLU(0.2))
+        for _ in range(downsamplings)
+    ]
     return nn.ModuleList(stages)
 
 
@@ -83,8 +87,18 @@ def decoder_stages(hidden: int, upsamplings: int) -> nn.ModuleList:
 
 
 class MAU(RecurrentForecaster):
-    def __init__(self, shape: ClipShape, num_hidden: Sequence[int], filter_size: int, patch_size: int,
-                 sr_size: int, tau: int, cell_mode: str, model_mode: str, schedule: SamplingSchedule):
+    def __init__(
+        self,
+        shape: ClipShape,
+        num_hidden: Sequence[int],
+        filter_size: int,
+        patch_size: int,
+        sr_size: int,
+        tau: int,
+        cell_mode: str,
+        model_mode: str,
+        schedule: SamplingSchedule,
+    ):
         k = patch_size * patch_size * shape.channels
         super().__init__(shape, num_hidden, patch_size, schedule, readout=nn.Conv2d(num_hidden[-1], k, 1))
         self.tau = tau
@@ -95,11 +109,14 @@ class MAU(RecurrentForecaster):
         self.decoders = decoder_stages(self.num_hidden[-1], downsamplings)
         self.cells = nn.ModuleList(
             MAUCell(self.num_hidden[i - 1], n, self.state_grid, filter_size, cell_mode == "residual")
-            for i, n in enumerate(self.num_hidden))
-        self.unused = nn.ModuleDict({
-            "merge": nn.Conv2d(2 * self.num_hidden[-1], self.num_hidden[-1], 1),
-            "conv_last_sr": nn.Conv2d(2 * k, k, 1),
-        }).requires_grad_(False)
+            for i, n in enumerate(self.num_hidden)
+        )
+        self.unused = nn.ModuleDict(
+            {
+                "merge": nn.Conv2d(2 * self.num_hidden[-1], self.num_hidden[-1], 1),
+                "conv_last_sr": nn.Conv2d(2 * k, k, 1),
+            }
+        ).requires_grad_(False)
 
     def initial_state(self, batch: int, like: Tensor) -> dict[str, list[Tensor]]:
         zeros = [like.new_zeros(batch, n, *self.state_grid) for n in self.num_hidden]
@@ -117,11 +134,11 @@ class MAU(RecurrentForecaster):
             spatial = stage(spatial)
             features.append(spatial)
         for layer, cell in enumerate(self.cells):
-            past_t = torch.stack(state[f"past_T{layer}"][-self.tau:])
-            past_s = torch.stack(state[f"past_S{layer}"][-self.tau:])
-            state[f"past_S{layer}"] = (state[f"past_S{layer}"] + [spatial])[-self.tau:]
+            past_t = torch.stack(state[f"past_T{layer}"][-self.tau :])
+            past_s = torch.stack(state[f"past_S{layer}"][-self.tau :])
+            state[f"past_S{layer}"] = (state[f"past_S{layer}"] + [spatial])[-self.tau :]
             state["T"][layer], spatial = cell(state["T"][layer], spatial, past_t, past_s)
-            state[f"past_T{layer}"] = (state[f"past_T{layer}"] + [state["T"][layer]])[-self.tau:]
+            state[f"past_T{layer}"] = (state[f"past_T{layer}"] + [state["T"][layer]])[-self.tau :]
         out = spatial
         for i, stage in enumerate(self.decoders):
             out = stage(out)
@@ -157,6 +174,7 @@ def mau(
         raise SvqbenchError(f"model.tau={tau}; valid: an integer >= 1 (the number of past states attended)")
     grid = (shape.height // patch_size, shape.width // patch_size)
     if sr_size < 1 or sr_size & (sr_size - 1) or grid[0] % sr_size or grid[1] % sr_size:
-        raise SvqbenchError(f"model.sr_size={sr_size}: must be a power of 2 dividing the patch grid "
-                            f"{grid[0]}x{grid[1]}")
+        raise SvqbenchError(
+            f"model.sr_size={sr_size}: must be a power of 2 dividing the patch grid {grid[0]}x{grid[1]}"
+        )
     return MAU(shape, widths, filter_size, patch_size, sr_size, tau, cell_mode, model_mode, schedule)

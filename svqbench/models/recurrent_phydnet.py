@@ -37,8 +37,7 @@ RESIDUAL_HIDDEN = (128, 128, 64)
 
 
 def conv_stage(nin: int, nout: int, stride: int) -> nn.Sequential:
-    return nn.Sequential(nn.Conv2d(nin, nout, 3, stride=stride, padding=1), nn.GroupNorm(16, nout),
-                         nn.LeakyReLU(0.2))
+    return nn.Sequential(nn.Conv2d(nin, nout, 3, stride=stride, padding=1), nn.GroupNorm(16, nout), nn.LeakyReLU(0.2))
 
 
 def upconv_stage(nin: int, nout: int, stride: int) -> nn.Sequential:
@@ -53,7 +52,9 @@ class PhyCell(nn.Module):
         super().__init__()
         self.physics = nn.Sequential(
             nn.Conv2d(ENCODED, PHYSICS_FILTERS, PHYSICS_KERNEL, padding=PHYSICS_KERNEL // 2),
-            nn.GroupNorm(7, PHYSICS_FILTERS), nn.Conv2d(PHYSICS_FILTERS, ENCODED, 1))
+            nn.GroupNorm(7, PHYSICS_FILTERS),
+            nn.Conv2d(PHYSICS_FILTERS, ENCODED, 1),
+        )
         self.gate = nn.Conv2d(2 * ENCODED, ENCODED, 3, padding=1)
 
     def forward(self, x: Tensor, hidden: Tensor) -> Tensor:
@@ -80,21 +81,24 @@ class ResidualLSTMCell(nn.Module):
 def moment_matrix(size: int) -> Tensor:
     """(size, size): M[i, j] = (j - (size - 1) // 2)^i / i!, float64."""
     offsets = torch.arange(size, dtype=torch.float64) - (size - 1) // 2
-    return torch.stack([offsets ** i / math.factorial(i) for i in range(size)])
+    return torch.stack([offsets**i / math.factorial(i) for i in range(size)])
 
 
 class PhyDNet(RecurrentForecaster):
     def __init__(self, shape: ClipShape, patch_size: int, schedule: SamplingSchedule):
         channels = shape.channels
-        decoder = nn.Sequential(upconv_stage(2 * 32, 32, 2), upconv_stage(32, 32, 1),
-                                nn.ConvTranspose2d(32, channels, 3, stride=patch_size // 2, padding=1,
-                                                   output_padding=patch_size // 2 - 1),
-                                nn.Sigmoid())  # inside the loop: the fed-back prediction is in [0, 1] too
+        decoder = nn.Sequential(
+            upconv_stage(2 * 32, 32, 2),
+            upconv_stage(32, 32, 1),
+            nn.ConvTranspose2d(32, channels, 3, stride=patch_size // 2, padding=1, output_padding=patch_size // 2 - 1),
+            nn.Sigmoid(),
+        )  # inside the loop: the fed-back prediction is in [0, 1] too
         # the frames enter whole (patch 1): the encoder does the downsampling
         super().__init__(shape, [ENCODED], 1, schedule, readout=decoder)
         self.grid = (shape.height // patch_size, shape.width // patch_size)
-        self.encoder = nn.Sequential(conv_stage(channels, 32, 2), conv_stage(32, 32, 1),
-                                     conv_stage(32, ENCODED, patch_size // 2))
+        self.encoder = nn.Sequential(
+            conv_stage(channels, 32, 2), conv_stage(32, 32, 1), conv_stage(32, ENCODED, patch_size // 2)
+        )
         self.encoder_physics = nn.Sequential(conv_stage(ENCODED, ENCODED, 1), conv_stage(ENCODED, ENCODED, 1))
         self.encoder_residual = nn.Sequential(conv_stage(ENCODED, ENCODED, 1), conv_stage(ENCODED, ENCODED, 1))
         self.decoder_physics = nn.Sequential(upconv_stage(ENCODED, ENCODED, 1), upconv_stage(ENCODED, ENCODED, 1))
@@ -136,6 +140,7 @@ class PhyDNet(RecurrentForecaster):
 def phydnet(shape: ClipShape, patch_size: int = 4, *, schedule: SamplingSchedule) -> PhyDNet:
     """PhyDNet (OpenSTL's fixed widths); ``patch_size`` 2 or 4 is the encoder's downsampling."""
     if patch_size not in (2, 4) or shape.height % patch_size or shape.width % patch_size:
-        raise SvqbenchError(f"model.patch_size={patch_size}; valid: 2 or 4, dividing the frame size "
-                            f"{shape.height}x{shape.width}")
+        raise SvqbenchError(
+            f"model.patch_size={patch_size}; valid: 2 or 4, dividing the frame size {shape.height}x{shape.width}"
+        )
     return PhyDNet(shape, patch_size, schedule)

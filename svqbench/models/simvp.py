@@ -21,8 +21,8 @@ from torch import nn
 from svqbench.errors import SvqbenchError
 from svqbench.models.base import MODELS, Forecast
 from svqbench.models.bottleneck import BottleneckMLP
-from svqbench.models.shape import ClipShape
 from svqbench.models.quantizers import build_quantizer
+from svqbench.models.shape import ClipShape
 from svqbench.models.svq import SVQ
 from svqbench.models.translators import TRANSLATORS
 
@@ -173,8 +173,9 @@ def simvp(
     spatio_kernel_dec: int = 3,
 ) -> SimVP:
     """SimVP with the given translator (defaults as OpenSTL's SimVP)."""
-    return SimVP(shape, hid_S, hid_T, N_S, N_T, translator, mlp_ratio, drop, drop_path,
-                 spatio_kernel_enc, spatio_kernel_dec)
+    return SimVP(
+        shape, hid_S, hid_T, N_S, N_T, translator, mlp_ratio, drop, drop_path, spatio_kernel_enc, spatio_kernel_dec
+    )
 
 
 def with_simvp_arguments(factory: Callable[..., SimVP]) -> Callable[..., SimVP]:
@@ -204,8 +205,16 @@ def simvp_svq(
 ) -> SimVP:
     """SimVP with SVQ on every latent vector (before the translator, or after it with ``post_vq``)."""
     model = simvp(shape, **backbone)
-    quantizer = SVQ(model.latent_dim, codebook_size, hidden_dim=svq_hidden, nonlinear=nonlinear,
-                    hid_relu=hid_relu, out_relu=out_relu, freeze_codebook=freeze_codebook, init=init)
+    quantizer = SVQ(
+        model.latent_dim,
+        codebook_size,
+        hidden_dim=svq_hidden,
+        nonlinear=nonlinear,
+        hid_relu=hid_relu,
+        out_relu=out_relu,
+        freeze_codebook=freeze_codebook,
+        init=init,
+    )
     return model.with_quantizer(quantizer, post_vq)
 
 

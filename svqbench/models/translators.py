@@ -24,6 +24,7 @@ from svqbench.registry import Registry
 
 TRANSLATORS: Registry[Callable[..., nn.Module]] = Registry("translator")
 
+
 class DropPath(nn.Module):
     """Stochastic depth: zero a whole sample's residual branch with probability p, rescale the rest.
 
@@ -183,7 +184,8 @@ class IncepUTranslator(nn.Module):
             if half % groups == 0 and width % groups:
                 raise SvqbenchError(
                     f"translator 'incepu': {name} = {width} channels do not split into its {groups} GroupNorm groups "
-                    f"(hid_T/2 = {half} does); valid: {name} a multiple of {groups}, or hid_T/2 not a multiple of {groups}"
+                    f"(hid_T/2 = {half} does); valid: {name} a multiple of {groups}, or hid_T/2 not a multiple of "
+                    f"{groups}"
                 )
         self.encoder = nn.ModuleList(
             InceptionBlock(channels_in if i == 0 else channels_hid, half, channels_hid, kernels, groups)
@@ -235,9 +237,7 @@ class MetaLayer(nn.Module):
 class MetaTranslator(nn.Module):
     """(B, channels_in, H, W) -> same: `depth` blocks, channels_in -> hid -> ... -> hid -> channels_in."""
 
-    def __init__(
-        self, channels_in: int, channels_hid: int, depth: int, drop_path: float, make_block: MakeLayerBlock
-    ):
+    def __init__(self, channels_in: int, channels_hid: int, depth: int, drop_path: float, make_block: MakeLayerBlock):
         super().__init__()
         # OpenSTL's schedule: linear from 0.01 to drop_path over the first depth-1 blocks' slots, the last
         # block at drop_path itself; so the early blocks use drop path even when drop_path is 0.
@@ -250,7 +250,6 @@ class MetaTranslator(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         return self.layers(x)
-
 
 
 class MixMlp(nn.Module):
@@ -457,8 +456,16 @@ class SwinBlock(nn.Module):
     around by the cyclic shift attend to each other.
     """
 
-    def __init__(self, channels: int, input_resolution: tuple[int, int], layer_index: int, mlp_ratio: float,
-                 drop: float, drop_path: float, heads: int = 8):
+    def __init__(
+        self,
+        channels: int,
+        input_resolution: tuple[int, int],
+        layer_index: int,
+        mlp_ratio: float,
+        drop: float,
+        drop_path: float,
+        heads: int = 8,
+    ):
         super().__init__()
         self.window, self.shift = swin_window(input_resolution, layer_index)
         self.norm1 = nn.LayerNorm(channels)
@@ -495,9 +502,7 @@ class SwinBlock(nn.Module):
         return tokens.permute(0, 3, 1, 2)
 
 
-register_meta_translator(
-    "swin", lambda c, i, rate, s: SwinBlock(c, s.input_resolution, i, s.mlp_ratio, s.drop, rate)
-)
+register_meta_translator("swin", lambda c, i, rate, s: SwinBlock(c, s.input_resolution, i, s.mlp_ratio, s.drop, rate))
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -512,9 +517,7 @@ class MultiOrderDepthwiseConv(nn.Module):
     def __init__(self, channels: int):
         super().__init__()
         if channels % 8 != 0:
-            raise SvqbenchError(
-                f"translator 'moganet': {channels} channels (T*hid_S or hid_T); valid: a multiple of 8"
-            )
+            raise SvqbenchError(f"translator 'moganet': {channels} channels (T*hid_S or hid_T); valid: a multiple of 8")
         self.split_1 = int(3 / 8 * channels)
         self.split_2 = int(4 / 8 * channels)
         self.split_0 = channels - self.split_1 - self.split_2

@@ -19,9 +19,9 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from svqbench.errors import SvqbenchError
 from svqbench.results import per_window
 from svqbench.results.directions import HIGHER_IS_BETTER, LOWER_IS_BETTER
-from svqbench.errors import SvqbenchError
 from svqbench.results.stats import RESAMPLES, Interval, paired_bootstrap, welch_interval
 
 _MATCHING = ("dataset", "split", "convention")
@@ -31,8 +31,9 @@ def has_per_window(run_dir: str | Path, split: str = "test", convention: str | N
     return bool(per_window.available(run_dir, split, convention))
 
 
-def _group_windows(runs: Sequence[Path], label: str, split: str, convention: str | None
-                   ) -> tuple[dict[str, np.ndarray], dict[str, Any], dict[str, np.ndarray], per_window.PerWindow]:
+def _group_windows(
+    runs: Sequence[Path], label: str, split: str, convention: str | None
+) -> tuple[dict[str, np.ndarray], dict[str, Any], dict[str, np.ndarray], per_window.PerWindow]:
     """Per-window values averaged over the runs of one group, the evaluation settings they share, each run's
     overall value per metric (mean over windows, shape (N_runs,)), and the first run's evaluation (its units)."""
     if not runs:
@@ -60,8 +61,10 @@ def _group_windows(runs: Sequence[Path], label: str, split: str, convention: str
 
 def _check_same_units(a: per_window.PerWindow, b: per_window.PerWindow) -> None:
     if len(a.units) == len(b.units) and not np.array_equal(a.units, b.units):
-        raise SvqbenchError(f"{a.path} and {b.path} group the test windows into different units; "
-                            "evaluate both on the same prepared data")
+        raise SvqbenchError(
+            f"{a.path} and {b.path} group the test windows into different units; "
+            "evaluate both on the same prepared data"
+        )
 
 
 def verdict(metric: str, low: float, high: float) -> str:

@@ -22,10 +22,9 @@ import pandas as pd
 from filelock import FileLock
 
 from svqbench.config import WATCHING_KEYS
-from svqbench.results.directions import HIGHER_IS_BETTER, LOWER_IS_BETTER, METRIC_ORDER  # noqa: F401  (public here too)
 from svqbench.errors import SvqbenchError
 from svqbench.fileio import write_text
-
+from svqbench.results.directions import HIGHER_IS_BETTER, LOWER_IS_BETTER, METRIC_ORDER  # noqa: F401  (public here too)
 
 # a run evaluated under two FVD protocols keeps both rows (tables written before FVD lack the column)
 ROW_KEY = ["run_id", "convention", "split", "fvd_protocol"]
@@ -33,10 +32,32 @@ ROW_KEY = ["run_id", "convention", "split", "fvd_protocol"]
 SECTION_KEYS = ["protocol", "val_held_out", "frames", "size", "convention", "split", "fvd_protocol"]
 GROUP_KEYS = ["recipe", "overrides", "model"]
 ID_COLUMNS = [
-    "run_id", "run", "recipe", "overrides", "model", "params", "seed",
-    "protocol", "val_held_out", "frames", "size", "data_options",
-    "selection", "selected_epoch", "selected_step", "epochs_trained", "steps_trained", "train_seconds",
-    "precision", "convention", "split", "fvd_protocol", "svqbench_version", "git_commit", "trained_at", "evaluated_at",
+    "run_id",
+    "run",
+    "recipe",
+    "overrides",
+    "model",
+    "params",
+    "seed",
+    "protocol",
+    "val_held_out",
+    "frames",
+    "size",
+    "data_options",
+    "selection",
+    "selected_epoch",
+    "selected_step",
+    "epochs_trained",
+    "steps_trained",
+    "train_seconds",
+    "precision",
+    "convention",
+    "split",
+    "fvd_protocol",
+    "svqbench_version",
+    "git_commit",
+    "trained_at",
+    "evaluated_at",
     "path",
 ]
 _LEGACY_NAMES = {"epochs": "selected_epoch"}  # rows written before 0.2 named the best checkpoint's epoch "epochs"
@@ -60,12 +81,16 @@ def _read_csv(path: Path) -> pd.DataFrame:
         table = pd.read_csv(path, dtype={"overrides": str, "git_commit": str, "run_id": str})
     except (pd.errors.ParserError, UnicodeDecodeError, ValueError) as error:
         detail = " ".join(str(error).split())
-        raise SvqbenchError(f"{path}: not a readable leaderboard table ({detail}); fix or remove that line, "
-                            "or move the file aside and evaluate the runs again") from None
+        raise SvqbenchError(
+            f"{path}: not a readable leaderboard table ({detail}); fix or remove that line, "
+            "or move the file aside and evaluate the runs again"
+        ) from None
     except pd.errors.EmptyDataError:
         raise SvqbenchError(f"{path}: empty, not a leaderboard table; remove it and evaluate the runs again") from None
     if "run_id" not in table and "run" not in table:
-        raise SvqbenchError(f"{path}: no run_id column, not a leaderboard table; move it aside and evaluate the runs again")
+        raise SvqbenchError(
+            f"{path}: no run_id column, not a leaderboard table; move it aside and evaluate the runs again"
+        )
     table = table.rename(columns={k: v for k, v in _LEGACY_NAMES.items() if k in table and v not in table})
     if "run_id" not in table:  # legacy rows: the folder name was the key
         table.insert(0, "run_id", table["run"].astype(str))
@@ -129,7 +154,8 @@ def locked(path: Path) -> Iterator[None]:
 
 def append_row(path: Path, row: dict[str, Any]) -> pd.DataFrame:
     """Append ``row`` to the CSV at ``path`` (replacing an earlier row of the same run id, convention, split and FVD
-    protocol) and return the whole table. The caller holds :func:`locked`; :func:`svqbench.results.views.publish` does."""
+    protocol) and return the whole table. The caller holds :func:`locked`; :func:`svqbench.results.views.publish`
+    does."""
     table = _read_csv(path) if path.is_file() else pd.DataFrame(columns=ROW_KEY)
     same = pd.Series(True, index=table.index)
     for key in ROW_KEY:

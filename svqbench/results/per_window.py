@@ -55,8 +55,9 @@ def available(run_dir: str | Path, split: str = "test", convention: str | None =
     return sorted((Path(run_dir) / FOLDER).glob(pattern))
 
 
-def write(run_dir: str | Path, values: dict[str, np.ndarray], units: np.ndarray, unit: str,
-          report: dict[str, Any]) -> Path:
+def write(
+    run_dir: str | Path, values: dict[str, np.ndarray], units: np.ndarray, unit: str, report: dict[str, Any]
+) -> Path:
     """Store one evaluation atomically; ``report`` names its ``split`` and ``convention``."""
     target = path(run_dir, report["split"], report["convention"])
     units = np.asarray(units, dtype=np.int64)
@@ -64,8 +65,11 @@ def write(run_dir: str | Path, values: dict[str, np.ndarray], units: np.ndarray,
         if len(array) != len(units):
             raise ValueError(f"{name}: {len(array)} per-window values for {len(units)} window units")
     with atomic_path(target) as tmp:
-        np.savez(tmp, **{name: np.asarray(v, dtype=np.float64) for name, v in values.items()},
-                 **{_UNITS: units, _UNIT: np.array(unit), _REPORT: np.array(json.dumps(report))})
+        np.savez(
+            tmp,
+            **{name: np.asarray(v, dtype=np.float64) for name, v in values.items()},
+            **{_UNITS: units, _UNIT: np.array(unit), _REPORT: np.array(json.dumps(report))},
+        )
     return target
 
 
@@ -81,25 +85,37 @@ def read(run_dir: str | Path, split: str = "test", convention: str | None = None
     if not found:
         which = f"{split} split" + (f", {convention} convention" if convention else "")
         base, _, ratio = split.partition("/perturb=")
-        flags = f" --split {base}" + (f" --perturb {ratio}" if ratio else "") + (
-            f" --convention {convention}" if convention else "")
-        raise SvqbenchError(f"{run_dir}: no per-window values for the {which} (no {FOLDER}/{_file_stem(split)}-*.npz); "
-                            f"evaluate it first with `svqbench eval {run_dir}{flags}`")
+        flags = (
+            f" --split {base}"
+            + (f" --perturb {ratio}" if ratio else "")
+            + (f" --convention {convention}" if convention else "")
+        )
+        raise SvqbenchError(
+            f"{run_dir}: no per-window values for the {which} (no {FOLDER}/{_file_stem(split)}-*.npz); "
+            f"evaluate it first with `svqbench eval {run_dir}{flags}`"
+        )
     if len(found) > 1:
         names = ", ".join(p.stem.split("-", 1)[1] for p in found)
-        raise SvqbenchError(f"{run_dir} was evaluated on the {split} split under several conventions ({names}); "
-                            "choose one with --convention")
+        raise SvqbenchError(
+            f"{run_dir} was evaluated on the {split} split under several conventions ({names}); "
+            "choose one with --convention"
+        )
     try:
         with np.load(found[0], allow_pickle=False) as arrays:
             values = {n: arrays[n].astype(np.float64) for n in arrays.files if not n.startswith("_")}
-            loaded = PerWindow(values, arrays[_UNITS].astype(np.int64), str(arrays[_UNIT]),
-                               json.loads(str(arrays[_REPORT])), found[0])
+            loaded = PerWindow(
+                values, arrays[_UNITS].astype(np.int64), str(arrays[_UNIT]), json.loads(str(arrays[_REPORT])), found[0]
+            )
     except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile, json.JSONDecodeError) as error:
-        raise SvqbenchError(f"{found[0]}: damaged ({str(error).splitlines()[0] if str(error) else type(error).__name__}); "
-                            f"evaluate the run again with `svqbench eval {run_dir} --split {split}`") from None
+        raise SvqbenchError(
+            f"{found[0]}: damaged ({str(error).splitlines()[0] if str(error) else type(error).__name__}); "
+            f"evaluate the run again with `svqbench eval {run_dir} --split {split}`"
+        ) from None
     for name, array in loaded.values.items():
         bad = int((~np.isfinite(array)).sum())
         if bad:
-            raise SvqbenchError(f"{found[0]}: {bad} of {len(array)} {name} values are not finite (NaN or infinite); "
-                                "a diverged run cannot be compared")
+            raise SvqbenchError(
+                f"{found[0]}: {bad} of {len(array)} {name} values are not finite (NaN or infinite); "
+                "a diverged run cannot be compared"
+            )
     return loaded

@@ -35,12 +35,24 @@ class Interval:
         return self.comparable and bool(self.low > 0 or self.high < 0)
 
     def to_dict(self) -> dict[str, float | str | bool]:
-        return {"mean": self.mean, "low": self.low, "high": self.high, "method": self.method,
-                "distinguishable": self.distinguishable, "comparable": self.comparable}
+        return {
+            "mean": self.mean,
+            "low": self.low,
+            "high": self.high,
+            "method": self.method,
+            "distinguishable": self.distinguishable,
+            "comparable": self.comparable,
+        }
 
 
-def paired_bootstrap(differences: np.ndarray, resamples: int = RESAMPLES, seed: int = 0, level: float = LEVEL,
-                     units: np.ndarray | None = None, unit: str = "window") -> Interval:
+def paired_bootstrap(
+    differences: np.ndarray,
+    resamples: int = RESAMPLES,
+    seed: int = 0,
+    level: float = LEVEL,
+    units: np.ndarray | None = None,
+    unit: str = "window",
+) -> Interval:
     """Percentile bootstrap of the mean of paired per-window differences, shape (N_windows,).
 
     Whole independent units are resampled with replacement: ``units`` (N_windows,) gives each window's unit
@@ -67,7 +79,7 @@ def paired_bootstrap(differences: np.ndarray, resamples: int = RESAMPLES, seed: 
     for start in range(0, resamples, _CHUNK):
         count = min(_CHUNK, resamples - start)
         drawn = rng.integers(0, k, size=(count, k))
-        means[start:start + count] = sums[drawn].sum(axis=1) / counts[drawn].sum(axis=1)
+        means[start : start + count] = sums[drawn].sum(axis=1) / counts[drawn].sum(axis=1)
     centre = differences.mean()
     means = centre + (means - centre) * math.sqrt(k / (k - 1))  # the bootstrap's (k-1)/k variance, corrected
     tail = (1.0 - level) / 2.0 * 100.0

@@ -23,9 +23,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from svqbench.results.directions import metric_title
 from svqbench.errors import SvqbenchError
 from svqbench.fileio import atomic_path
+from svqbench.results.directions import metric_title
 from svqbench.results.leaderboard import format_value
 from svqbench.results.stats import Interval, mean_interval, welch_interval
 
@@ -109,14 +109,21 @@ def _signed(interval: Interval) -> str:
     return f"{interval.mean:+.4g} [{interval.low:+.4g}, {interval.high:+.4g}] {verdict}"
 
 
-def report(name: str, table: pd.DataFrame, key: str, metrics: tuple[str, ...], reference: str | None,
-           plot_path: str | os.PathLike) -> str:
+def report(
+    name: str,
+    table: pd.DataFrame,
+    key: str,
+    metrics: tuple[str, ...],
+    reference: str | None,
+    plot_path: str | os.PathLike,
+) -> str:
     """A study's leaderboard rows against ``key``: the Markdown of every (split, convention) section the rows
     hold (clean test first, then e.g. ``test/perturb=0.3``), and the plot (one row of panels per section)."""
     missing = [m for m in metrics if m not in table]
     if missing:
-        raise SvqbenchError(f"study {name}: axis.metrics {list(metrics)}: the runs were not evaluated with "
-                            f"{', '.join(missing)}")
+        raise SvqbenchError(
+            f"study {name}: axis.metrics {list(metrics)}: the runs were not evaluated with {', '.join(missing)}"
+        )
     sections = axis_sections(table, key)
     plot(name, sections, key, metrics, plot_path)
     return "\n".join(to_markdown(rows, key, metrics, reference, title) for title, rows in sections)
@@ -128,31 +135,43 @@ def axis_sections(table: pd.DataFrame, key: str) -> list[tuple[str, pd.DataFrame
     columns = [c for c in ("split", "convention") if c in frame]
     if not columns:
         return [("", frame)]
-    groups = [(", ".join(map(str, k if isinstance(k, tuple) else (k,))), rows)
-              for k, rows in frame.fillna({c: "" for c in columns}).groupby(columns, sort=True)]
+    groups = [
+        (", ".join(map(str, k if isinstance(k, tuple) else (k,))), rows)
+        for k, rows in frame.fillna({c: "" for c in columns}).groupby(columns, sort=True)
+    ]
     return sorted(groups, key=lambda group: ("/" in group[0], group[0]))
 
 
-def to_markdown(frame: pd.DataFrame, key: str, metrics: tuple[str, ...], reference: str | None,
-                title: str = "") -> str:
+def to_markdown(frame: pd.DataFrame, key: str, metrics: tuple[str, ...], reference: str | None, title: str = "") -> str:
     """The curves as tables (model x setting, mean [95% interval across seeds]), the change from the first
     setting per model, and each model's change minus the reference model's."""
-    lines = [f"## Against {key}" + (f" ({title})" if title else ""), "",
-             "Mean over seeds [95% t interval across seeds].", ""]
+    lines = [
+        f"## Against {key}" + (f" ({title})" if title else ""),
+        "",
+        "Mean over seeds [95% t interval across seeds].",
+        "",
+    ]
     models = sorted(frame["axis_model"][frame["axis_setting"].notna()].unique())
     settings = sorted(frame["axis_setting"].dropna().unique())
     for metric in metrics:
         points = {(p.model, p.setting): p for p in curves(frame, metric)}
         flat = floors(frame, metric)
-        lines += [f"### {metric_title(metric)}", "",
-                  "| model | " + " | ".join(f"{key.split('.')[-1]}={s:g}" for s in settings) + " |",
-                  "|---|" + "---|" * len(settings)]
+        lines += [
+            f"### {metric_title(metric)}",
+            "",
+            "| model | " + " | ".join(f"{key.split('.')[-1]}={s:g}" for s in settings) + " |",
+            "|---|" + "---|" * len(settings),
+        ]
         for model in models:
             cells = [_span(points[(model, s)].interval) if (model, s) in points else "" for s in settings]
             lines.append(f"| {model} | " + " | ".join(cells) + " |")
         if flat:
-            lines += ["", "Floors (not trained with the setting): "
-                      + ", ".join(f"{m} {format_value(v)}" for m, v in flat.items()) + "."]
+            lines += [
+                "",
+                "Floors (not trained with the setting): "
+                + ", ".join(f"{m} {format_value(v)}" for m, v in flat.items())
+                + ".",
+            ]
         lines += ["", f"Change of {metric} from {key}={settings[0]:g}, paired by seed (mean [95% t interval]):", ""]
         reference_changes = changes(frame, reference, metric) if reference in models else {}
         for model in models:
@@ -167,8 +186,9 @@ def to_markdown(frame: pd.DataFrame, key: str, metrics: tuple[str, ...], referen
     return "\n".join(lines)
 
 
-def plot(name: str, sections: list[tuple[str, pd.DataFrame]], key: str, metrics: tuple[str, ...],
-         path: str | os.PathLike) -> Path:
+def plot(
+    name: str, sections: list[tuple[str, pd.DataFrame]], key: str, metrics: tuple[str, ...], path: str | os.PathLike
+) -> Path:
     """PNG: a row of panels per section, one panel per metric, a line per model against the setting with 95%
     across-seed intervals as error bars; the floors' values written under each panel."""
     from matplotlib.figure import Figure

@@ -20,15 +20,15 @@ from typing import Any
 
 import pandas as pd
 
-from svqbench.results.compare import compare_groups, has_per_window
 from svqbench.errors import SvqbenchError
 from svqbench.fileio import atomic_path, write_text
+from svqbench.results.compare import compare_groups, has_per_window
 from svqbench.results.directions import HIGHER_IS_BETTER, metric_title
 from svqbench.results.leaderboard import (
     append_row,
     csv_path,
-    locked,
     format_value,
+    locked,
     metric_columns,
     reported,
     sections,
@@ -37,16 +37,33 @@ from svqbench.results.leaderboard import (
 from svqbench.results.stats import Interval, welch_interval
 
 FORMATS = ("md", "csv", "json", "latex")
-RUN_COLUMNS = ["run", "run_id", "recipe", "seed", "selection", "selected_epoch", "selected_step", "steps_trained",
-               "train_seconds", "precision", "svqbench_version", "git_commit", "evaluated_at"]
-MARKING = ("Bold: the best group of its section, only where its 95% interval against the runner-up lies on the "
-           "better side of 0 (paired bootstrap over independent units of test windows when every run's per-window "
-           "file is reachable, and also a "
-           "Welch t interval across seeds when both groups have several; else Welch alone; stated under each table). * recipe changed by --set (overrides column).")
+RUN_COLUMNS = [
+    "run",
+    "run_id",
+    "recipe",
+    "seed",
+    "selection",
+    "selected_epoch",
+    "selected_step",
+    "steps_trained",
+    "train_seconds",
+    "precision",
+    "svqbench_version",
+    "git_commit",
+    "evaluated_at",
+]
+MARKING = (
+    "Bold: the best group of its section, only where its 95% interval against the runner-up lies on the "
+    "better side of 0 (paired bootstrap over independent units of test windows when every run's per-window "
+    "file is reachable, and also a "
+    "Welch t interval across seeds when both groups have several; else Welch alone; stated under each table). * "
+    "recipe changed by --set (overrides column)."
+)
 
 
-def _best_against_runner_up(summary: pd.DataFrame, rows: pd.DataFrame, metric: str,
-                            key: dict[str, str] | None = None) -> tuple[Any, str]:
+def _best_against_runner_up(
+    summary: pd.DataFrame, rows: pd.DataFrame, metric: str, key: dict[str, str] | None = None
+) -> tuple[Any, str]:
     """(index of the best group when its interval against the runner-up shows it better, else None; a one-line
     account of the test)."""
     means = pd.to_numeric(summary[f"{metric}_mean"], errors="coerce").dropna()
@@ -55,7 +72,8 @@ def _best_against_runner_up(summary: pd.DataFrame, rows: pd.DataFrame, metric: s
     ordered = means.sort_values(ascending=metric not in HIGHER_IS_BETTER).index
     best, runner = ordered[0], ordered[1]
     interval = _interval(summary.loc[best], summary.loc[runner], rows, metric, key or {})
-    names = f"{_group_name(summary.loc[best], summary.loc[runner])} vs {_group_name(summary.loc[runner], summary.loc[best])}"
+    best_name = _group_name(summary.loc[best], summary.loc[runner])
+    names = f"{best_name} vs {_group_name(summary.loc[runner], summary.loc[best])}"
     if interval is None:
         return None, f"{metric}: {names}: no interval (one run each and no per-window values)"
     better = interval.comparable and (interval.low > 0 if metric in HIGHER_IS_BETTER else interval.high < 0)
@@ -67,8 +85,10 @@ def _best_against_runner_up(summary: pd.DataFrame, rows: pd.DataFrame, metric: s
         outcome = "the interval disagrees with the ranking of the means"
     else:
         outcome = "not distinguishable"
-    account = (f"{metric}: {names}: {interval.mean:+.4g} [{interval.low:+.4g}, {interval.high:+.4g}] "
-               f"({interval.method}): {outcome}")
+    account = (
+        f"{metric}: {names}: {interval.mean:+.4g} [{interval.low:+.4g}, {interval.high:+.4g}] "
+        f"({interval.method}): {outcome}"
+    )
     return (best if better else None), account
 
 
@@ -80,30 +100,42 @@ def _group_name(group: pd.Series, other: pd.Series) -> str:
     return f"{group['recipe']} ({own})" if own else str(group["recipe"])
 
 
-def _interval(best: pd.Series, runner: pd.Series, rows: pd.DataFrame, metric: str,
-              key: dict[str, str]) -> Interval | None:
+def _interval(
+    best: pd.Series, runner: pd.Series, rows: pd.DataFrame, metric: str, key: dict[str, str]
+) -> Interval | None:
     paths_best, paths_runner = list(best["paths"]), list(runner["paths"])
     split, convention = key.get("split") or "test", key.get("convention") or None
     if paths_best and paths_runner and all(has_per_window(p, split, convention) for p in paths_best + paths_runner):
         try:
-            compared = compare_groups(paths_best, paths_runner, [metric], split=split,
-                                      convention=convention)["metrics"][metric]
+            compared = compare_groups(paths_best, paths_runner, [metric], split=split, convention=convention)[
+                "metrics"
+            ][metric]
             diff, seeds = compared["difference"], compared["seeds"]
             if seeds is not None and (not seeds["distinguishable"] or (seeds["low"] > 0) != (diff["low"] > 0)):
                 diff = seeds  # within the seed spread, or the seeds disagree: not a win
             return Interval(diff["mean"], diff["low"], diff["high"], diff["method"])
         except SvqbenchError:
             pass  # runs not comparable window by window: fall back to seeds
-    values = [pd.to_numeric(rows.loc[rows["run_id"].astype(str).isin(g["run_ids"].split()), metric], errors="coerce")
-              .dropna().to_numpy() for g in (best, runner)]
+    values = [
+        pd.to_numeric(rows.loc[rows["run_id"].astype(str).isin(g["run_ids"].split()), metric], errors="coerce")
+        .dropna()
+        .to_numpy()
+        for g in (best, runner)
+    ]
     return welch_interval(*values)
 
 
 def section_title(key: dict[str, str]) -> str:
     held = {"True": "val held out", "False": "val overlaps train"}.get(key["val_held_out"], "")
-    parts = [f"protocol {key['protocol'] or 'default'}", held, f"{key['frames']} frames" if key["frames"] else "",
-             key["size"], f"{key['convention']} convention", f"{key['split']} split",
-             f"FVD protocol {key['fvd_protocol']}" if key.get("fvd_protocol") else ""]
+    parts = [
+        f"protocol {key['protocol'] or 'default'}",
+        held,
+        f"{key['frames']} frames" if key["frames"] else "",
+        key["size"],
+        f"{key['convention']} convention",
+        f"{key['split']} split",
+        f"FVD protocol {key['fvd_protocol']}" if key.get("fvd_protocol") else "",
+    ]
     return ", ".join(p for p in parts if p)
 
 
@@ -131,8 +163,17 @@ def analyse(table: pd.DataFrame) -> list[dict[str, Any]]:
                 best[metric] = index
             if account:
                 tests.append(account)
-        out.append({"key": key, "title": section_title(key), "summary": summary, "rows": rows, "metrics": metrics,
-                    "best": best, "tests": tests})
+        out.append(
+            {
+                "key": key,
+                "title": section_title(key),
+                "summary": summary,
+                "rows": rows,
+                "metrics": metrics,
+                "best": best,
+                "tests": tests,
+            }
+        )
     return out
 
 
@@ -148,14 +189,18 @@ def to_markdown(dataset: str, table: pd.DataFrame, reported: pd.DataFrame | None
         body = []
         for index, group in summary.iterrows():
             cells = [f"**{_cell(group, m)}**" if section["best"].get(m) == index else _cell(group, m) for m in metrics]
-            body.append([_display_recipe(group), group["overrides"], group["model"], str(group["n"]), group["seeds"], *cells])
+            body.append(
+                [_display_recipe(group), group["overrides"], group["model"], str(group["n"]), group["seeds"], *cells]
+            )
         lines += [f"## {section['title']}", ""]
         lines += _markdown_table(["recipe", "overrides", "model", "n", "seeds", *metrics], body)
         lines += [""] + [f"- {t}" for t in section["tests"]] + ([""] if section["tests"] else [])
     lines += reported_markdown(reported)
     runs = table[[c for c in RUN_COLUMNS if c in table]]
     lines += ["## Runs", ""]
-    lines += _markdown_table(list(runs.columns), [[format_value(v) for v in row] for row in runs.itertuples(index=False)])
+    lines += _markdown_table(
+        list(runs.columns), [[format_value(v) for v in row] for row in runs.itertuples(index=False)]
+    )
     return "\n".join(lines) + "\n"
 
 
@@ -163,8 +208,9 @@ def reported_markdown(reported: pd.DataFrame | None) -> list[str]:
     if reported is None or reported.empty:
         return []
     lines = ["## Reported (published numbers in their own convention; never ranked with measured rows)", ""]
-    lines += _markdown_table(list(reported.columns),
-                             [[format_value(v) for v in row] for row in reported.itertuples(index=False)])
+    lines += _markdown_table(
+        list(reported.columns), [[format_value(v) for v in row] for row in reported.itertuples(index=False)]
+    )
     return lines + [""]
 
 
@@ -192,17 +238,29 @@ def to_latex(dataset: str, table: pd.DataFrame, reported: pd.DataFrame | None = 
     out = [f"% {dataset} leaderboard, generated by svqbench. {MARKING}"]
     for section in analyse(table):
         metrics = section["metrics"]
-        out += [f"% {section['title']}", r"\begin{tabular}{l" + "r" * (len(metrics) + 1) + "}", r"\toprule",
-                " & ".join(["recipe", "n", *metrics]) + r" \\", r"\midrule"]
+        out += [
+            f"% {section['title']}",
+            r"\begin{tabular}{l" + "r" * (len(metrics) + 1) + "}",
+            r"\toprule",
+            " & ".join(["recipe", "n", *metrics]) + r" \\",
+            r"\midrule",
+        ]
         for index, group in section["summary"].iterrows():
             cells = [_cell(group, m).replace("±", r"$\pm$") for m in metrics]
             cells = [rf"\textbf{{{c}}}" if section["best"].get(m) == index else c for c, m in zip(cells, metrics)]
             out.append(" & ".join([_latex_escape(_display_recipe(group)), str(group["n"]), *cells]) + r" \\")
         out += [r"\bottomrule", r"\end{tabular}", ""]
     if reported is not None and not reported.empty:
-        out += ["% reported (published; not ranked)", r"\begin{tabular}{" + "l" * len(reported.columns) + "}",
-                r"\toprule", " & ".join(_latex_escape(c) for c in reported.columns) + r" \\", r"\midrule"]
-        out += [" & ".join(_latex_escape(format_value(v)) for v in row) + r" \\" for row in reported.itertuples(index=False)]
+        out += [
+            "% reported (published; not ranked)",
+            r"\begin{tabular}{" + "l" * len(reported.columns) + "}",
+            r"\toprule",
+            " & ".join(_latex_escape(c) for c in reported.columns) + r" \\",
+            r"\midrule",
+        ]
+        out += [
+            " & ".join(_latex_escape(format_value(v)) for v in row) + r" \\" for row in reported.itertuples(index=False)
+        ]
         out += [r"\bottomrule", r"\end{tabular}", ""]
     return "\n".join(out)
 
@@ -218,7 +276,9 @@ def _jsonable(value: Any) -> Any:
 def to_json(dataset: str, table: pd.DataFrame, reported: pd.DataFrame | None = None) -> str:
     sections_out = []
     for section in analyse(table):
-        groups = [{k: _jsonable(v) for k, v in g.items() if k != "paths"} for g in section["summary"].to_dict("records")]
+        groups = [
+            {k: _jsonable(v) for k, v in g.items() if k != "paths"} for g in section["summary"].to_dict("records")
+        ]
         best = {m: section["summary"].loc[i, "recipe"] for m, i in section["best"].items()}
         sections_out.append({**section["key"], "groups": groups, "best": best, "tests": section["tests"]})
     records = [] if reported is None else [{k: _jsonable(v) for k, v in r.items()} for r in reported.to_dict("records")]
@@ -261,8 +321,9 @@ def plot(dataset: str, table: pd.DataFrame, path: str | os.PathLike) -> Path:
             stds = pd.to_numeric(summary[f"{metric}_std"], errors="coerce").fillna(0.0)
             colours = ["tab:orange" if section["best"].get(metric) == i else "tab:blue" for i in summary.index]
             axis.bar(range(len(summary)), means, yerr=stds, capsize=3, color=colours)
-            axis.set_xticks(range(len(summary)), [label.split("/")[-1] for label in labels], rotation=45, ha="right",
-                            fontsize=8)
+            axis.set_xticks(
+                range(len(summary)), [label.split("/")[-1] for label in labels], rotation=45, ha="right", fontsize=8
+            )
             axis.set_title(metric_title(metric), fontsize=9)
             axis.grid(axis="y", alpha=0.3)
         key = section["key"]
