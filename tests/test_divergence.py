@@ -12,6 +12,7 @@ from conftest import TINY_MODEL
 from test_cli import assert_one_line_error, invoke
 
 from svqbench.config import load_recipe
+from svqbench.engine import step as step_module
 from svqbench.engine import train as train_module
 from svqbench.engine.runs import LoadedRun, load_checkpoint
 from svqbench.errors import SvqbenchError
@@ -43,7 +44,7 @@ def recipe_file(folder: Path, **train_keys) -> Path:
 
 def infinite_gradient_at(step: int, monkeypatch) -> None:
     """From ``step`` on, the gradient reaching the model's output is +inf (the forward pass stays finite)."""
-    real = train_module.training_forecast
+    real = step_module.training_forecast
 
     def forcing(module, inputs, targets, at):
         out = real(module, inputs, targets, at)
@@ -51,7 +52,7 @@ def infinite_gradient_at(step: int, monkeypatch) -> None:
             out.frames.register_hook(lambda grad: torch.full_like(grad, math.inf))
         return out
 
-    monkeypatch.setattr(train_module, "training_forecast", forcing)
+    monkeypatch.setattr(step_module, "training_forecast", forcing)
 
 
 def predicts_finite(checkpoint: Path, digits_root: Path) -> bool:
