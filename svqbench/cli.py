@@ -248,15 +248,11 @@ def _parse_seeds(text: str) -> list[int]:
 
 
 def _parse_metrics(text: Optional[str]) -> Optional[tuple[str, ...]]:
-    from svqbench.metrics import METRIC_NAMES
+    from svqbench.metrics.conventions import check_metric_names
 
     if not text:
         return None
-    names = tuple(m.strip().lower() for m in text.split(",") if m.strip())
-    for name in names:
-        if name not in METRIC_NAMES:
-            raise SvqbenchError(f"--metrics: unknown metric {name!r}; valid: {', '.join(METRIC_NAMES)}")
-    return names
+    return check_metric_names(tuple(m.strip().lower() for m in text.split(",") if m.strip()), "--metrics")
 
 
 def _parse_range(text: str | None) -> tuple[float, float] | None:

@@ -273,7 +273,7 @@ def load_recipe(name_or_path: str, overrides: list[str] = ()) -> Recipe:
 
 
 def validate_recipe(raw: dict[str, Any], source: str = "recipe") -> Recipe:
-    from svqbench.metrics import CONVENTIONS, METRIC_NAMES
+    from svqbench.metrics.conventions import CONVENTIONS, check_metric_names
     from svqbench.models import check_model_args
 
     try:
@@ -287,9 +287,7 @@ def validate_recipe(raw: dict[str, Any], source: str = "recipe") -> Recipe:
     except SvqbenchError as e:
         raise SvqbenchError(str(e) if str(e).startswith(source) else f"{source}: {e}") from None
     check_model_builds(recipe, source)
-    for metric in recipe.eval.metrics:
-        if metric not in METRIC_NAMES:
-            raise SvqbenchError(f"{source}: eval.metrics: unknown metric {metric!r}; valid: {', '.join(METRIC_NAMES)}")
+    check_metric_names(recipe.eval.metrics, f"{source}: eval.metrics")
     if recipe.eval.convention not in CONVENTIONS:
         raise SvqbenchError(
             f"{source}: eval.convention: unknown {recipe.eval.convention!r}; valid: {', '.join(CONVENTIONS)}"

@@ -242,3 +242,14 @@ def test_compare_perturb_reads_the_evaluations_on_perturbed_inputs(tmp_path):
         "evaluate it first with `svqbench eval " in missing.output and "--split test --perturb 0.5`" in missing.output
     )
     assert "valid: the share" in runner.invoke(app, ["compare", str(a), str(b), "--perturb", "2"]).output
+
+
+@pytest.mark.parametrize(
+    "windows_low, seeds, overrules",
+    [(0.1, (0.05, 0.2), False), (0.1, (-0.05, 0.2), True), (0.1, (-0.3, -0.1), True), (-0.2, (-0.3, -0.1), False)],
+)
+def test_the_seed_spread_rule(windows_low, seeds, overrules):
+    """One rule for compare and the leaderboards: the across-seed interval must exclude 0 on the windows' side."""
+    from svqbench.results.stats import seed_spread_overrules
+
+    assert seed_spread_overrules(windows_low, *seeds) is overrules

@@ -23,7 +23,7 @@ from svqbench import __version__, data
 from svqbench.config import EvalConfig
 from svqbench.engine.batches import make_loader
 from svqbench.engine.machine import autocast, configure_backends
-from svqbench.engine.runs import LoadedRun, training_record
+from svqbench.engine.runs import LoadedRun, RunDir, training_record
 from svqbench.engine.world import World, join_world
 from svqbench.errors import SvqbenchError
 from svqbench.fileio import write_json
@@ -255,7 +255,7 @@ def write_evaluation(
     if update_leaderboard:
         leaderboard.check_table(dataset)
     per_window.write(run.dir, values, units, unit, report)  # first: it carries the report, so it is never stale
-    write_json(run.dir / "metrics.json", report)
+    write_json(RunDir(run.dir).metrics, report)
     if plot:
         plot_horizon(report["per_frame"], run.dir / "horizon.png")
     if row is not None:

@@ -21,15 +21,15 @@ from torch import nn
 
 from svqbench.config import Recipe, read_yaml_file, validate_recipe
 from svqbench.data.base import DatasetInfo
-from svqbench.engine.runs import LoadedRun, new_run_id, read_run_json, save_checkpoint, save_recipe
+from svqbench.engine.runs import LoadedRun, RunDir, new_run_id, read_run_json, save_checkpoint, save_recipe
 from svqbench.errors import SvqbenchError
 from svqbench.fileio import atomic_dir, write_json
 from svqbench.models import MODELS, count_parameters, create_model
 from svqbench.models.bottleneck import fold_svq
 from svqbench.models.simvp import CODEBOOK_ONLY_OPTIONS
 
-CHECKPOINTS = ("best.pt", "last.pt")
-COPIED_FILES = ("log.jsonl",)  # the training history of the weights; metrics and renders are redone by eval
+CHECKPOINTS = RunDir.CHECKPOINTS
+COPIED_FILES = (RunDir.LOG,)  # the training history of the weights; metrics and renders are redone by eval
 
 
 def fold_recipe(recipe: Recipe, source: str = "recipe") -> Recipe:
@@ -120,7 +120,7 @@ def fold_run(run_dir: Path, out_dir: Path, device: torch.device | str = "cpu", f
         state, parameters, measured = _fold_checkpoint(LoadedRun(run_dir, device, which=path.stem), run_id)
         difference = max(difference, measured)
         folded_states[path.name] = state
-    recipe_file = run_dir / "recipe.yaml"
+    recipe_file = RunDir(run_dir).recipe
     if recipe_file.is_file():
         saved = read_yaml_file(recipe_file, "recipe")
         recipe = fold_recipe(validate_recipe(saved, str(recipe_file)), str(run_dir))
@@ -180,7 +180,7 @@ def _write_folded(run_dir: Path, out_dir: Path, recipe: Recipe, states: dict[str
             save_checkpoint(tmp / name, **state)
         meta = read_run_json(run_dir)
         if meta is not None:
-            write_json(tmp / "run.json", _folded_meta(meta, run_id, run_dir, recipe.name))
+            write_json(RunDir(tmp).run_json, _folded_meta(meta, run_id, run_dir, recipe.name))
         for name in COPIED_FILES:
             if (run_dir / name).is_file():
                 shutil.copy2(run_dir / name, tmp / name)

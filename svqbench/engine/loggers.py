@@ -28,6 +28,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from svqbench.engine.runs import RunDir
 from svqbench.errors import SvqbenchError
 from svqbench.fileio import write_json
 
@@ -292,5 +293,5 @@ def open_loggers(setup: Any, state: Any, resumed: bool) -> TrainingLoggers:
             backend = MLflow(setup.run_dir, run_id, hparams, ids.get("mlflow") if continuing else None)
             ids["mlflow"] = backend.run_id
             backends.append(backend)
-    write_json(setup.run_dir / "run.json", meta)
+    write_json(RunDir(setup.run_dir).run_json, meta)
     return TrainingLoggers(backends, cfg.log_every)

@@ -32,13 +32,36 @@ from svqbench.fileio import atomic_path, write_text
 from svqbench.models import create_model
 from svqbench.models.plugins import PLUGIN_DIR, activate_run_plugin, plugin_record
 
+
+class RunDir:
+    """A run folder and the name of every file in it: the one place those names are spelled."""
+
+    LAST, BEST = "last.pt", "best.pt"
+    CHECKPOINTS = (BEST, LAST)  # the order a run's selection prefers them in
+    RUN_JSON, RECIPE, LOG, METRICS = "run.json", "recipe.yaml", "log.jsonl", "metrics.json"
+
+    def __init__(self, path: str | Path):
+        self.path = Path(path)
+
+    def __truediv__(self, name: str) -> Path:
+        return self.path / name
+
+    last = property(lambda self: self.path / RunDir.LAST)
+    best = property(lambda self: self.path / RunDir.BEST)
+    run_json = property(lambda self: self.path / RunDir.RUN_JSON)
+    recipe = property(lambda self: self.path / RunDir.RECIPE)
+    log = property(lambda self: self.path / RunDir.LOG)
+    metrics = property(lambda self: self.path / RunDir.METRICS)
+
+
+# what a run folder may hold (``train --force`` removes only these, and plugin copies)
 RUN_FILES = (
-    "recipe.yaml",
-    "run.json",
-    "log.jsonl",
-    "last.pt",
-    "best.pt",
-    "metrics.json",
+    RunDir.RECIPE,
+    RunDir.RUN_JSON,
+    RunDir.LOG,
+    RunDir.LAST,
+    RunDir.BEST,
+    RunDir.METRICS,
     "per_window.npz",
     "eval",
     "horizon.png",
@@ -64,7 +87,7 @@ def remove_run(run_dir: Path) -> None:
 
 def resumed_recipe(run_dir: Path, overrides: list[str] = ()) -> Recipe:
     """The recipe of the run in ``run_dir``, extended by ``overrides`` of :data:`RESUMABLE_KEYS` only."""
-    path = Path(run_dir) / "recipe.yaml"
+    path = RunDir(Path(run_dir)).recipe
     if not path.is_file():
         raise SvqbenchError(f"--resume {run_dir}: no run there (no recipe.yaml)")
     for text in overrides:
@@ -113,7 +136,7 @@ def run_meta(recipe: Recipe, world_size: int, val_held_out: bool) -> dict[str, A
 
 def read_run_json(run_dir: Path) -> dict[str, Any] | None:
     """``RUN/run.json`` (None when absent); one line naming the file when it is not a JSON object."""
-    path = Path(run_dir) / "run.json"
+    path = RunDir(Path(run_dir)).run_json
     if not path.is_file():
         return None
     try:
@@ -156,7 +179,7 @@ def run_selection(run_dir: Path) -> str:
     if meta is not None:
         return meta.get("selection", "best")
     try:
-        raw = read_yaml_file(Path(run_dir) / "recipe.yaml", "recipe") or {}
+        raw = read_yaml_file(RunDir(Path(run_dir)).recipe, "recipe") or {}
         return raw.get("train", {}).get("select", "best")
     except (OSError, SvqbenchError, AttributeError):
         return "best"
@@ -172,7 +195,7 @@ def new_run_dir(recipe: Recipe, base: Path = Path("runs")) -> Path:
 
 
 def save_recipe(run_dir: Path, recipe: Recipe) -> None:
-    write_text(run_dir / "recipe.yaml", yaml.safe_dump(recipe.to_dict(), sort_keys=False))
+    write_text(RunDir(run_dir).recipe, yaml.safe_dump(recipe.to_dict(), sort_keys=False))
 
 
 def save_checkpoint(path: Path, **state: Any) -> None:
@@ -189,7 +212,7 @@ def checkpoint_path(run_dir: Path, which: str = "best") -> Path:
     run_dir = Path(run_dir)
     if not run_dir.is_dir():
         raise SvqbenchError(f"run directory {run_dir} does not exist")
-    order = ["best.pt", "last.pt"] if which == "best" else [f"{which}.pt"]
+    order = list(RunDir.CHECKPOINTS) if which == "best" else [f"{which}.pt"]
     for name in order:
         if (run_dir / name).is_file():
             return run_dir / name
@@ -248,7 +271,7 @@ def training_record(run_dir: Path) -> dict[str, Any]:
     meta = read_run_json(run_dir)
     if meta is not None and "step" in meta:
         return {k: meta.get(k) for k in ("epoch", "step", "train_seconds")}
-    records = read_log(run_dir / "log.jsonl")
+    records = read_log(RunDir(run_dir).log)
     if not records:
         return {"epoch": None, "step": None, "train_seconds": None}
     return {

@@ -45,6 +45,7 @@ from svqbench.engine.losses import LOSSES
 from svqbench.engine.machine import autocast, configure_backends, is_out_of_memory
 from svqbench.engine.runs import (
     RESUMABLE_KEYS,
+    RunDir,
     holds_run,
     load_checkpoint,
     read_log,
@@ -144,7 +145,7 @@ def train(
     with open_loggers(setup, state, resume) as setup.loggers:
         if state.optimizer is None:  # nothing to optimise (persistence): its validation loss, once
             record(setup, state, validate(setup, state))
-            save(setup, state, "last.pt")
+            save(setup, state, RunDir.LAST)
             return run_dir
         with InterruptRequest().active() as interrupt:
             while state.step < setup.total_steps and not stopped_early(setup, state):
@@ -174,7 +175,7 @@ def run_epoch(setup: Setup, state: TrainState, interrupt: InterruptRequest) -> N
             if val is not None or boundary:
                 record(setup, state, val)
             if checkpoint_due or stopped_early(setup, state):
-                save(setup, state, "last.pt")
+                save(setup, state, RunDir.LAST)
             if os.environ.get(CRASH_AT_STEP) == str(state.step):
                 os.kill(os.getpid(), signal.SIGKILL)
             if stop:
@@ -246,7 +247,7 @@ def check_finite(setup: Setup, state: TrainState) -> None:
 
 def divergence(setup: Setup, step: int, cause: str) -> SvqbenchError:
     """The one-line error of a diverged run: the step, what was kept, the levers."""
-    kept = setup.run_dir / "last.pt"
+    kept = RunDir(setup.run_dir).last
     left = f"{kept} keeps the last finite state" if kept.is_file() else "no checkpoint was written"
     return SvqbenchError(
         f"training diverged at step {step} ({cause}); {left}; lower train.lr "
@@ -291,7 +292,7 @@ def validate(setup: Setup, state: TrainState) -> float:
         raise divergence(setup, state.step, f"validation loss {val}")
     if val < state.best_val:
         state.best_val, state.stale_validations = val, 0
-        save(setup, state, "best.pt")
+        save(setup, state, RunDir.BEST)
     else:
         state.stale_validations += 1
         if stopped_early(setup, state):
@@ -333,7 +334,7 @@ def record(setup: Setup, state: TrainState, val: float | None) -> None:
     }
     state.loss_sum, state.loss_samples, state.record_clock = 0.0, 0, now
     if setup.world.is_main:
-        with (setup.run_dir / "log.jsonl").open("a") as f:
+        with (RunDir(setup.run_dir).log).open("a") as f:
             f.write(json.dumps(line) + "\n")
         setup.reporter.epoch_done(line)
 
@@ -372,7 +373,7 @@ def save(setup: Setup, state: TrainState, name: str) -> None:
         info=setup.info.to_dict(),
         parameters=count_parameters(state.model),
     )
-    write_json(setup.run_dir / "run.json", state.meta)
+    write_json(RunDir(setup.run_dir).run_json, state.meta)
 
 
 def epoch_batches(setup: Setup, state: TrainState, count: int):
@@ -433,7 +434,7 @@ def make_setup(
 def claim_run_dir(setup: Setup, resume: bool, force: bool) -> None:
     """Refuse a folder holding another run (every rank checks before rank 0 writes anything)."""
     run_dir = setup.run_dir
-    if resume and not (run_dir / "last.pt").is_file():
+    if resume and not (RunDir(run_dir).last).is_file():
         raise SvqbenchError(f"--resume {run_dir}: no last.pt there to continue from")
     if not resume and not force and holds_run(run_dir):
         raise SvqbenchError(
@@ -481,13 +482,13 @@ def fresh_state(setup: Setup) -> TrainState:
         )
     meta = run_meta(setup.recipe, setup.world.size, setup.val_held_out)
     if setup.world.is_main:
-        write_json(setup.run_dir / "run.json", meta)
+        write_json(RunDir(setup.run_dir).run_json, meta)
     return build_state(setup, model, meta)
 
 
 def resume_state(setup: Setup) -> TrainState:
     """The state of ``last.pt``, under the (possibly extended) recipe."""
-    checkpoint = load_checkpoint(setup.run_dir / "last.pt", setup.device)
+    checkpoint = load_checkpoint(RunDir(setup.run_dir).last, setup.device)
     if "rng" not in checkpoint or "meta" not in checkpoint:
         raise SvqbenchError(
             f"{setup.run_dir / 'last.pt'} was written by an svqbench older than exact resume; "
@@ -509,7 +510,7 @@ def resume_state(setup: Setup) -> TrainState:
     restore_rng_state(saved_rng_state(checkpoint, setup.world), setup.device)
     if setup.world.is_main:
         save_recipe(setup.run_dir, setup.recipe)  # with its extension, for the next resume
-        forget_log_after(setup.run_dir / "log.jsonl", state.step)
+        forget_log_after(RunDir(setup.run_dir).log, state.step)
     saved_world = checkpoint["meta"].get("world_size", 1)
     across = (
         f", with {setup.world.size} process(es) instead of {saved_world}" if saved_world != setup.world.size else ""

@@ -23,6 +23,7 @@ import pandas as pd
 import torch
 
 from svqbench import __version__
+from svqbench.engine.runs import RunDir
 from svqbench.errors import SvqbenchError
 from svqbench.fileio import write_text
 from svqbench.results import leaderboard
@@ -135,7 +136,7 @@ def reachable_runs(table: pd.DataFrame) -> tuple[dict[str, list[Path]], list[str
         path = Path(str(getattr(row, "path", "") or ""))
         overrides = leaderboard.group_overrides(getattr(row, "overrides", "") or "")
         label = f"{row.recipe}*" if overrides else str(row.recipe)
-        if str(path) and (path / "metrics.json").is_file():
+        if str(path) and (RunDir(path).metrics).is_file():
             groups.setdefault(label, []).append(path)
         else:
             missing.append(str(row.run))
@@ -148,7 +149,7 @@ def horizon_png(groups: dict[str, list[Path]]) -> bytes | None:
 
     curves: dict[str, dict[str, np.ndarray]] = {}
     for label, runs in groups.items():
-        per_run = [json.loads((run / "metrics.json").read_text()).get("per_frame", {}) for run in runs]
+        per_run = [json.loads((RunDir(run).metrics).read_text()).get("per_frame", {}) for run in runs]
         names = set.intersection(*(set(p) for p in per_run)) if per_run else set()
         curves[label] = {name: np.mean([p[name] for p in per_run], axis=0) for name in names}
     metrics = [m for m in leaderboard.METRIC_ORDER if any(m in c for c in curves.values())]
@@ -192,7 +193,7 @@ def runs_html(table: pd.DataFrame) -> str:
     lines = []
     for row in table.itertuples(index=False):
         path = Path(str(getattr(row, "path", "") or ""))
-        recipe_file = path / "recipe.yaml"
+        recipe_file = RunDir(path).recipe
         recipe = (
             f"<details><summary>recipe</summary><pre>{html.escape(recipe_file.read_text())}</pre></details>"
             if str(path) and recipe_file.is_file()

@@ -43,6 +43,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from svqbench.config import EvalConfig, Recipe, find_recipe, load_recipe, read_yaml_file, with_defaults, with_seed
 from svqbench.engine.evaluate import evaluate
+from svqbench.engine.runs import RunDir
 from svqbench.engine.train import train
 from svqbench.errors import SvqbenchError
 from svqbench.fileio import write_text
@@ -187,7 +188,7 @@ def _eval_settings(study: Study, recipe: Recipe) -> dict[str, Any]:
 
 def run_state(recipe: Recipe, run_dir: Path, settings: dict[str, Any]) -> str:
     """'done' (evaluated as planned), 'resume' (a checkpoint to continue) or 'new'."""
-    stored = run_dir / "recipe.yaml"
+    stored = RunDir(run_dir).recipe
     try:
         same_recipe = stored.is_file() and with_defaults(read_yaml_file(stored, "recipe")) == recipe.to_dict()
     except SvqbenchError as error:
@@ -202,7 +203,7 @@ def run_state(recipe: Recipe, run_dir: Path, settings: dict[str, Any]) -> str:
             report = {}
         if set(settings["metrics"]) <= set(report.get("overall", {})):
             return "done"
-    return "resume" if (run_dir / "last.pt").is_file() else "new"
+    return "resume" if (RunDir(run_dir).last).is_file() else "new"
 
 
 def parse_shard(text: str) -> tuple[int, int]:

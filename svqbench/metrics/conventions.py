@@ -70,12 +70,14 @@ def get_convention(name: str) -> Convention:
         raise SvqbenchError(f"unknown metric convention {name!r}; valid: {', '.join(CONVENTIONS)}") from None
 
 
-def check_metric_names(metrics) -> tuple[str, ...]:
-    """Return ``metrics`` as a tuple, failing on any name not in METRIC_NAMES."""
+def check_metric_names(metrics, where: str = "") -> tuple[str, ...]:
+    """Return ``metrics`` as a tuple, failing on any name not in METRIC_NAMES: the one check of metric names
+    (``--metrics``, a recipe's ``eval.metrics``, :func:`compute`), with one message; ``where`` prefixes it."""
     metrics = (metrics,) if isinstance(metrics, str) else tuple(metrics)
+    prefix = f"{where}: " if where else ""
     for name in metrics:
         if name not in METRIC_NAMES:
-            raise SvqbenchError(f"unknown metric {name!r}; valid: {', '.join(METRIC_NAMES)}")
+            raise SvqbenchError(f"{prefix}unknown metric {name!r}; valid: {', '.join(METRIC_NAMES)}")
     if not metrics:
-        raise SvqbenchError(f"no metric requested; valid: {', '.join(METRIC_NAMES)}")
+        raise SvqbenchError(f"{prefix}no metric requested; valid: {', '.join(METRIC_NAMES)}")
     return metrics

@@ -22,7 +22,7 @@ import numpy as np
 from svqbench.errors import SvqbenchError
 from svqbench.results import per_window
 from svqbench.results.directions import HIGHER_IS_BETTER, LOWER_IS_BETTER
-from svqbench.results.stats import RESAMPLES, Interval, paired_bootstrap, welch_interval
+from svqbench.results.stats import RESAMPLES, Interval, paired_bootstrap, seed_spread_overrules, welch_interval
 
 _MATCHING = ("dataset", "split", "convention")
 
@@ -143,6 +143,6 @@ def combined_verdict(metric: str, windows: Interval, seeds: Interval | None) -> 
     by_windows = verdict(metric, windows.low, windows.high)
     if seeds is None or not by_windows.endswith("better") and not by_windows.endswith("larger"):
         return by_windows
-    if verdict(metric, seeds.low, seeds.high) != by_windows:
+    if seed_spread_overrules(windows.low, seeds.low, seeds.high):
         return "not distinguishable (seed spread)"
     return by_windows

@@ -117,3 +117,11 @@ def welch_interval(a: np.ndarray, b: np.ndarray, level: float = LEVEL) -> Interv
     half = float(t.ppf(0.5 + level / 2.0, dof)) * se
     diff = float(a.mean() - b.mean())
     return Interval(diff, diff - half, diff + half, f"Welch t across seeds ({len(a)} vs {len(b)} runs)")
+
+
+def seed_spread_overrules(windows_low: float, seeds_low: float, seeds_high: float) -> bool:
+    """The rule that a difference smaller than its seed-to-seed spread is not a win: True when the interval across
+    seeds covers 0, or lies on the other side of 0 than the interval over windows (whose low end is
+    ``windows_low``). ``compare`` and the leaderboards' bold both apply it, here only."""
+    seeds_exclude_zero = seeds_low > 0 or seeds_high < 0
+    return not seeds_exclude_zero or (seeds_low > 0) != (windows_low > 0)

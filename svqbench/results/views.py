@@ -34,7 +34,7 @@ from svqbench.results.leaderboard import (
     sections,
     summarise,
 )
-from svqbench.results.stats import Interval, welch_interval
+from svqbench.results.stats import Interval, seed_spread_overrules, welch_interval
 
 FORMATS = ("md", "csv", "json", "latex")
 RUN_COLUMNS = [
@@ -111,7 +111,7 @@ def _interval(
                 "metrics"
             ][metric]
             diff, seeds = compared["difference"], compared["seeds"]
-            if seeds is not None and (not seeds["distinguishable"] or (seeds["low"] > 0) != (diff["low"] > 0)):
+            if seeds is not None and seed_spread_overrules(diff["low"], seeds["low"], seeds["high"]):
                 diff = seeds  # within the seed spread, or the seeds disagree: not a win
             return Interval(diff["mean"], diff["low"], diff["high"], diff["method"])
         except SvqbenchError:
