@@ -596,6 +596,52 @@ def sweep(
 
 
 @command
+def tune(
+    study_file: Path = typer.Argument(..., help="a study YAML with a tune: section"),
+    recipe: Optional[str] = typer.Option(None, "--recipe", help="tune only this recipe of the study (name or label)"),
+    trials: Optional[int] = typer.Option(None, "--trials", help="trials per recipe (default: the study's tune.trials)"),
+    set_: List[str] = typer.Option([], "--set", help="override a key of every trial, e.g. train.num_workers=2"),
+    storage: Optional[str] = typer.Option(
+        None, "--storage", help="postgresql://USER@HOST/DB (many machines), or journal:PATH (default: a journal file)"
+    ),
+    status: bool = typer.Option(False, "--status", help="print the trials so far from the storage; run nothing"),
+    then_sweep: bool = typer.Option(False, "--then-sweep", help="then retrain the best recipes over the seeds (sweep)"),
+    root: Optional[Path] = ROOT,
+    device: str = DEVICE,
+) -> None:
+    """Tune every trainable recipe of a study with the same Optuna search (trials, steps, pruner) on validation.
+
+    Many workers (processes or machines) share one search through --storage; together they run exactly the
+    requested trials. Each recipe's best trial is written as a recipe (tune.best/LABEL.yaml).
+
+    Example: svqbench tune recipes/studies/digits_small_tuned.yaml --then-sweep
+    """
+    from svqbench.flows.sweep import load_study
+    from svqbench.flows.tune import open_storage, plan_search, status_lines
+    from svqbench.flows.tune import tune as run_tune
+
+    study = load_study(study_file)
+    echo = lambda line: out.print(line, highlight=False, markup=False)  # noqa: E731
+    if status:
+        searched = plan_search(study, recipe, tuple(set_))
+        for line in status_lines(study, open_storage(storage, study.tune.runs_dir(study.name)), searched):
+            echo(line)
+        return
+    from svqbench.engine.machine import resolve_device
+
+    result = run_tune(study, resolve_device(device), root, recipe, trials, tuple(set_), storage, echo)
+    for row in result["effort"]:
+        echo(
+            f"{row['label']}: {row['trials']} trials ({row['complete']} complete, {row['pruned']} pruned, "
+            f"{row['failed']} failed), {row['steps']} steps; best {row['best_value']} with {row['best_params']}"
+        )
+    if then_sweep:
+        from svqbench.flows.sweep import sweep as run_sweep
+
+        run_sweep(study, resolve_device(device), root, echo=echo)
+
+
+@command
 def quickstart(
     root: Optional[Path] = ROOT,
     device: str = DEVICE,

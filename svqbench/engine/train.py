@@ -91,6 +91,9 @@ class Setup:
     reporter: Reporter
     loss_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
     loggers: TrainingLoggers = field(default_factory=TrainingLoggers)  # train.loggers, opened once the run is known
+    # called after every validation with (step, validation loss, the bare model); may raise to stop the run
+    # (a tuning trial that its pruner stops)
+    on_validation: Callable[[int, float, nn.Module], None] | None = None
 
     @property
     def cfg(self) -> TrainConfig:
@@ -129,17 +132,20 @@ def train(
     resume: bool = False,
     reporter: Reporter | None = None,
     force: bool = False,
+    on_validation: Callable[[int, float, nn.Module], None] | None = None,
 ) -> Path:
     """Train ``recipe`` into ``run_dir``, or ``resume`` the run there; returns ``run_dir``.
 
     A folder that already holds a run is refused unless ``force`` (which replaces it). Ctrl-C writes
-    ``last.pt`` and raises :class:`TrainingInterrupted`.
+    ``last.pt`` and raises :class:`TrainingInterrupted`. ``on_validation(step, val_loss, model)`` runs after each
+    validation (rank 0 and every other rank alike); an exception it raises ends the run there.
     """
     run_dir = Path(run_dir)
     check_installed(recipe.train.loggers)
     world, device = join_world(device)
     configure_backends(recipe.train.deterministic)
     setup = make_setup(recipe, run_dir, device, world, data_root, reporter or Reporter())
+    setup.on_validation = on_validation
     claim_run_dir(setup, resume, force)
     state = resume_state(setup) if resume else fresh_state(setup)
     with open_loggers(setup, state, resume) as setup.loggers:
@@ -174,6 +180,8 @@ def run_epoch(setup: Setup, state: TrainState, interrupt: InterruptRequest) -> N
             val = validate(setup, state) if due or state.step == setup.total_steps else None
             if val is not None or boundary:
                 record(setup, state, val)
+            if val is not None and setup.on_validation is not None:
+                setup.on_validation(state.step, val, state.model)  # after the record: a pruned trial keeps its log
             if checkpoint_due or stopped_early(setup, state):
                 save(setup, state, RunDir.LAST)
             if os.environ.get(CRASH_AT_STEP) == str(state.step):

@@ -47,8 +47,9 @@ from svqbench.engine.runs import RunDir
 from svqbench.engine.train import train
 from svqbench.errors import SvqbenchError
 from svqbench.fileio import write_text
+from svqbench.flows.tune_space import TuneSpec
 from svqbench.progress import Reporter
-from svqbench.results import leaderboard, per_window, study_axis
+from svqbench.results import leaderboard, per_window, study_axis, tuning
 from svqbench.results.views import plot, to_markdown
 
 
@@ -94,6 +95,7 @@ class Study(BaseModel):
     runs: Path = Path("runs/studies")
     out: Path = Path("leaderboards/studies")
     axis: StudyAxis | None = None
+    tune: TuneSpec | None = None  # svqbench tune: the search (svqbench.flows.tune_space)
 
     @property
     def entries(self) -> list[StudyRecipe]:
@@ -114,6 +116,26 @@ def load_study(path: str | Path) -> Study:
         raise SvqbenchError(f"{path}: {'.'.join(map(str, first['loc']))}: {first['msg']}") from None
 
 
+def tuned_entries(study: Study) -> list[StudyRecipe]:
+    """The tuned recipes that a sweep of a tuned study trains beside the defaults: ``BEST/LABEL.yaml`` (written by
+    ``svqbench tune``) of every entry that has one, labelled ``LABEL_tuned``. A tuned study swept before any
+    tuning is refused."""
+    if study.tune is None:
+        return []
+    best = study.tune.best_dir(study.name)
+    tuned = [
+        StudyRecipe(name=str(best / f"{entry.folder_label}.yaml"), label=f"{entry.folder_label}_tuned")
+        for entry in study.entries
+        if (best / f"{entry.folder_label}.yaml").is_file()
+    ]
+    if not tuned:
+        raise SvqbenchError(
+            f"study {study.name}: no tuned recipe in {best} yet; run `svqbench tune` on the study first "
+            "(or `svqbench tune STUDY.yaml --then-sweep`)"
+        )
+    return tuned
+
+
 class PlannedRun(NamedTuple):
     """One run of a study: its display label, seed, seeded recipe and run folder."""
 
@@ -124,8 +146,9 @@ class PlannedRun(NamedTuple):
 
 
 def plan(study: Study) -> list[PlannedRun]:
-    """Every (recipe label, seed, seeded recipe, run folder), seed by seed, validated before anything runs."""
-    entries = study.entries
+    """Every (recipe label, seed, seeded recipe, run folder), seed by seed, validated before anything runs; a tuned
+    study's best recipes follow its own (:func:`tuned_entries`)."""
+    entries = [*study.entries, *tuned_entries(study)]
     labels = [e.folder_label for e in entries]
     if len(set(labels)) != len(labels):
         twice = next(label for label in labels if labels.count(label) > 1)
@@ -372,6 +395,22 @@ def _write_study_leaderboard(study: Study, run_ids: list[str]) -> dict[str, Path
             study.name, table, study.axis.key, study.axis.metrics, study.axis.reference, out["plot"]
         )
         markdown = head + "\n" + axis + runs_marker + runs
+    if study.tune is not None:
+        settings = _eval_settings(study, load_recipe(study.entries[0].name, list(study.set)))
+        head, runs_marker, runs = markdown.partition("\n## Runs")
+        markdown = (
+            head
+            + tuning.markdown(
+                table,
+                tuning.read_effort(study.tune.best_dir(study.name) / tuning.EFFORT_FILE),
+                [m for m in settings["metrics"] if m in table.columns],
+                study.tune.reference,
+                settings["split"],
+                settings["convention"],
+            )
+            + runs_marker
+            + runs
+        )
     write_text(out["markdown"], markdown)
     return out
 
