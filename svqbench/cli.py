@@ -624,7 +624,8 @@ def tune(
     echo = lambda line: out.print(line, highlight=False, markup=False)  # noqa: E731
     if status:
         searched = plan_search(study, recipe, tuple(set_))
-        for line in status_lines(study, open_storage(storage, study.tune.runs_dir(study.name)), searched):
+        tuning = study.tune
+        for line in status_lines(study, open_storage(storage or tuning.storage, tuning.runs_dir(study.name)), searched):
             echo(line)
         return
     from svqbench.engine.machine import resolve_device

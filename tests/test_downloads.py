@@ -26,6 +26,19 @@ class FlakyHandler(BaseHTTPRequestHandler):
         if self.path == "/busy.bin" and seen <= 2:
             self.send_error(503)
             return
+        if self.path.startswith("/loop/"):  # a server redirecting to itself
+            self.send_response(302)
+            self.send_header("Location", self.path)
+            self.end_headers()
+            return
+        if self.path in ("/cut.bin", "/whole.bin"):  # no Content-Length, closed early on the first request
+            body = GOOD[:100] if self.path == "/cut.bin" and seen == 1 else GOOD
+            self.send_response(200)
+            self.send_header("Connection", "close")
+            self.end_headers()
+            self.wfile.write(body)
+            self.close_connection = True
+            return
         if self.path in ("/busy.bin", "/flip.bin", "/bad.bin"):
             body = b"x" * len(GOOD) if self.path == "/bad.bin" or (self.path == "/flip.bin" and seen == 1) else GOOD
             self.send_response(200)
@@ -100,3 +113,28 @@ def test_a_src_file_with_another_checksum_needs_trust_src(tmp_path):
         assert trusted == [f"a.bin (sha256 {local}; published {SHA})"]
     with pytest.raises(SvqbenchError):  # trust ends with the prep
         fetch(source, tmp_path, tmp_path)
+
+
+def test_a_redirect_loop_is_one_line_naming_the_url(server, tmp_path):
+    """Fault 11: a server redirecting to itself."""
+    url = f"{server}/loop/taxibj.h5"
+    with pytest.raises(SvqbenchError, match="redirects in a loop") as error:
+        fetch(Source("taxibj.h5", "http://example.invalid/taxibj.h5"), tmp_path / ".a.partial", None, url)
+    assert url in str(error.value)
+
+
+def test_a_cut_download_without_checksum_is_fetched_again_under_force_or_another_url(server, tmp_path):
+    """Fault 21: a transfer cut off with no Content-Length looks complete; --force or another --url fetch it anew
+    instead of reusing it forever."""
+    from svqbench.data.download import refetching
+
+    source = Source("cut.bin", "http://example.invalid/cut.bin")  # no published checksum
+    path, _ = fetch(source, tmp_path / ".a.partial", None, f"{server}/cut.bin")
+    assert path.read_bytes() == GOOD[:100]  # nothing could tell it was cut
+    again, _ = fetch(source, tmp_path / ".a.partial", None, f"{server}/cut.bin")
+    assert FlakyHandler.counts["/cut.bin"] == 1  # the same address, no --force: the cache is reused
+    with refetching(True):
+        path, record = fetch(source, tmp_path / ".a.partial", None, f"{server}/cut.bin")
+    assert path.read_bytes() == GOOD and record["sha256"] == SHA and FlakyHandler.counts["/cut.bin"] == 2
+    path, record = fetch(source, tmp_path / ".a.partial", None, f"{server}/whole.bin")  # another mirror
+    assert path.read_bytes() == GOOD and FlakyHandler.counts["/whole.bin"] == 1

@@ -38,7 +38,7 @@ from svqbench.data import (  # noqa: F401
     weather,
 )
 from svqbench.data.base import DATASETS, MANIFEST, DatasetInfo, DatasetSpec, Normalisation, read_manifest
-from svqbench.data.download import trusting_src
+from svqbench.data.download import refetching, trusting_src
 from svqbench.errors import SvqbenchError
 from svqbench.fileio import atomic_dir, restore_replaced_dir, write_json
 
@@ -127,7 +127,7 @@ def prepare(
                 )
             return folder
         _remove_stale_partials(folder)
-        with atomic_dir(folder) as tmp, trusting_src(trust_src) as trusted:
+        with atomic_dir(folder) as tmp, trusting_src(trust_src) as trusted, refetching(force):
             extra = spec.prepare(tmp, src_path, **options)
             if trusted:
                 extra["trusted_src"] = list(trusted)
@@ -193,6 +193,7 @@ def load_manifest(name: str, root: str | os.PathLike | None = None) -> dict[str,
             DATASETS.get(name)  # raises: unknown dataset, with the valid names
         state = "is incomplete" if folder.exists() else "is not prepared"
         raise SvqbenchError(f"dataset {name!r} {state} in {folder}: run `svqbench prep {name} --root {root}`")
+    check_identity(name, folder, manifest)
     if _outdated(manifest):
         raise SvqbenchError(
             f"dataset {name!r} in {folder} was prepared by an older svqbench (its val split may overlap train): "
@@ -201,11 +202,40 @@ def load_manifest(name: str, root: str | os.PathLike | None = None) -> dict[str,
     return manifest
 
 
+def check_identity(name: str, folder: Path, manifest: dict[str, Any]) -> None:
+    """Refuse a prepared folder that holds another dataset (a folder copied or renamed into ``name``'s place):
+    its manifest must name ``name``, and for a registered dataset its spec and, where prep options cannot change
+    it, its clip shape."""
+    where = folder / MANIFEST
+    recorded = manifest.get("dataset")
+    if recorded is not None and recorded != name:
+        raise SvqbenchError(
+            f"{folder} holds the prepared dataset {recorded!r} ({where}: dataset), not {name!r}: move it back to "
+            f"{folder.parent / str(recorded)} or run `svqbench prep {name} --root {folder.parent} --force`"
+        )
+    if name in DATASETS and manifest.get("spec", name) != name:
+        raise SvqbenchError(
+            f"{folder} was prepared as {manifest.get('spec')!r} ({where}: spec), not as {name!r}; "
+            f"run `svqbench prep {name} --root {folder.parent} --force`"
+        )
+    if name in DATASETS and DATASETS.get(name).fixed_shape:
+        expected, found = DATASETS.get(name).info, manifest.get("info", {})
+        keys = ("frames_in", "frames_out", "channels", "height", "width")
+        if any(found.get(key) != getattr(expected, key) for key in keys):
+            shape = "x".join(str(found.get(key)) for key in keys)
+            raise SvqbenchError(
+                f"{where}: clip shape {shape} (frames in, out, channels, height, width) is not {name}'s "
+                f"{'x'.join(str(getattr(expected, key)) for key in keys)}; run `svqbench prep {name} --root "
+                f"{folder.parent} --force`"
+            )
+
+
 def info(name: str, root: str | os.PathLike | None = None) -> DatasetInfo:
     """Facts of a dataset: from its manifest when prepared, else from its registered module."""
     root = Path(root) if root is not None else default_root()
     manifest = read_manifest(root / name)
     if manifest is not None:
+        check_identity(name, root / name, manifest)
         return DatasetInfo.from_dict(manifest["info"])
     return DATASETS.get(name).info
 
@@ -287,7 +317,7 @@ def create(name: str, split: str, root: str | os.PathLike | None = None) -> Data
     checks.check_split(root / name, split, manifest)
     try:
         return spec.open(root / name, split, manifest)
-    except (ValueError, OSError, EOFError) as error:  # a damaged array in a folder prepared without records
+    except checks.HEADER_ERRORS as error:  # a damaged array in a folder prepared without records
         raise SvqbenchError(
             f"{root / name / split}: unreadable ({' '.join(str(error).split())[:100]}); "
             f"{checks.rebuild_hint(manifest, root / name)}"
@@ -299,3 +329,13 @@ def verify(name: str, root: str | os.PathLike | None = None, split: str | None =
     manifest: one line per problem, [] when all match."""
     root = Path(root) if root is not None else default_root()
     return checks.verify(root / checked_name(name), load_manifest(name, root), split)
+
+
+def check_checksums(name: str, root: str | os.PathLike | None, split: str) -> None:
+    """Recompute the checksums of ``split``'s files before anything reads them (``eval`` for its split, ``train`` for
+    train and val, once per run); the first problem as one line. Folders prepared before checksums have none."""
+    if "files" not in load_manifest(name, root):
+        return
+    problems = verify(name, root, split)
+    if problems:
+        raise SvqbenchError(problems[0] + (f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""))

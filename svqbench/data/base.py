@@ -163,6 +163,18 @@ def read_manifest(folder: Path) -> dict[str, Any] | None:
     return manifest
 
 
+def check_starts(path: Path, starts: np.ndarray, frames: int, window: int) -> None:
+    """Every window start of a split (N,) must be an integer with its whole window inside the frames."""
+    if starts.ndim != 1 or not np.issubdtype(starts.dtype, np.integer):
+        raise SvqbenchError(f"{path}: expected a 1-D integer array of window starts, got {starts.dtype} {starts.shape}")
+    if len(starts) and (starts.min() < 0 or starts.max() + window > frames):
+        bad = int(starts[(starts < 0) | (starts + window > frames)][0])
+        raise SvqbenchError(
+            f"{path}: window start {bad} with {window} frames reaches past the split's {frames} frames (the file was "
+            "altered or belongs to other frames); re-run the prep with --force"
+        )
+
+
 class WindowDataset(Dataset):
     """Windows of a prepared split, read lazily from a memory-mapped frame array.
 
@@ -177,6 +189,7 @@ class WindowDataset(Dataset):
         self.manifest = manifest or {}
         self.frames = np.load(split_dir / "frames.npy", mmap_mode="r")
         self.starts = np.load(split_dir / "starts.npy")
+        check_starts(split_dir / "starts.npy", self.starts, len(self.frames), info.window)
 
     def __len__(self) -> int:
         return len(self.starts)

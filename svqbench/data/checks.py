@@ -9,6 +9,7 @@ existed have none: nothing to compare, and ``--verify`` says so.
 from __future__ import annotations
 
 import hashlib
+import tokenize
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +19,8 @@ from svqbench.data.base import MANIFEST
 from svqbench.errors import SvqbenchError
 
 _CHUNK = 1 << 22
+# what numpy's header parser raises on damaged bytes (it tokenizes the header as a Python literal)
+HEADER_ERRORS = (ValueError, OSError, SyntaxError, tokenize.TokenError, TypeError, KeyError, EOFError)
 
 
 def file_digest(path: Path) -> str:
@@ -73,7 +76,7 @@ def _shape_problem(path: Path, record: dict[str, Any]) -> str:
     if "shape" in record:
         try:
             header = npy_header(path)
-        except (ValueError, OSError, SyntaxError) as error:
+        except HEADER_ERRORS as error:
             return f"damaged .npy header ({' '.join(str(error).split())[:80]})"
         if header != {"shape": record["shape"], "dtype": record["dtype"]}:
             return f"header says {header}, the manifest records shape {record['shape']} dtype {record['dtype']}"

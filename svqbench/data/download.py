@@ -1,7 +1,9 @@
 """Source files of a dataset: found in ``--src``, or downloaded with resume, retries and checksums.
 
 Downloads land in ``ROOT/downloads/`` (kept between preps, so an interrupted download resumes from
-its ``.part`` file and a forced re-prep does not download again). A file is accepted only when it
+its ``.part`` file and a forced re-prep does not download again a file that matched its published checksum; one
+without a published checksum is fetched again under ``--force`` or from another ``--url``, since nothing proves it
+whole). A file is accepted only when it
 matches its published checksum (a download that does not is deleted and fetched once more; a ``--src``
 file that does not is refused unless the user trusts it with ``--trust-src``, which the manifest and every
 leaderboard row then record); files without a published one get their sha256 printed and stored in a
@@ -63,6 +65,33 @@ def trusting_src(trust: bool) -> Iterator[list[str]]:
         yield _TRUSTED_FILES
     finally:
         _TRUSTED[0] = False
+
+
+_REFETCH: list[bool] = [False]  # set by refetching() while a prep runs with --force
+
+
+@contextmanager
+def refetching(force: bool) -> Iterator[None]:
+    """While active (with ``force``), cached downloads without a published checksum are fetched again: nothing
+    proves such a file complete (a transfer cut off without a Content-Length looks like a whole one)."""
+    _REFETCH[0] = force
+    try:
+        yield
+    finally:
+        _REFETCH[0] = False
+
+
+def _cached(path: Path, recorded: Path, source: Source, origin: str) -> str | None:
+    """The sha256 of a cached download that may be reused, else None: a file with a published checksum was
+    verified against it; one without is reused only when fetched from the same address and not under --force."""
+    if not (path.is_file() and recorded.is_file()):
+        return None
+    sha256, _, fetched_from = recorded.read_text().strip().partition(" ")
+    if source.sha256 or source.md5:
+        return sha256
+    if _REFETCH[0] or fetched_from.strip() != origin:
+        return None
+    return sha256
 
 
 def join_url(base: str, name: str) -> str:
@@ -130,10 +159,12 @@ def fetch(source: Source, target: Path, src: Path | None, url: str = "") -> tupl
     path = cache / source.filename
     recorded = path.with_name(path.name + ".sha256")
     origin = url or source.url
-    if path.is_file() and recorded.is_file():
-        sha256 = recorded.read_text().strip()
-    else:
+    sha256 = _cached(path, recorded, source, origin)
+    if sha256 is None:
         cache.mkdir(parents=True, exist_ok=True)
+        if path.is_file():  # a cached file not to reuse (--force, another --url): its part proves nothing either
+            path.unlink()
+            path.with_name(path.name + ".part").unlink(missing_ok=True)
         for attempt in (1, 2):  # a download that fails its checksum is deleted and fetched once more
             download(origin, path, mirror=bool(url))
             try:
@@ -144,7 +175,7 @@ def fetch(source: Source, target: Path, src: Path | None, url: str = "") -> tupl
                 if attempt == 2:
                     raise
                 console.print(f"{path.name}: checksum does not match the published one; fetching it again")
-        recorded.write_text(sha256 + "\n")
+        recorded.write_text(f"{sha256} {origin}\n")  # the address too: another --url fetches anew
     return path, {"file": source.filename, "sha256": sha256, "origin": origin}
 
 
@@ -167,6 +198,11 @@ def download(url: str, path: Path, mirror: bool = False) -> None:
             _download_once(url, part, mirror)
             part.replace(path)
             return
+        except requests.TooManyRedirects:
+            raise SvqbenchError(
+                f"{url}: the server redirects in a loop (over {requests.models.DEFAULT_REDIRECT_LIMIT} redirects); "
+                "check the --url address"
+            ) from None
         except (
             requests.ConnectionError,
             requests.Timeout,

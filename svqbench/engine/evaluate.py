@@ -147,11 +147,8 @@ def evaluate(
 
 def checked_split(dataset: str, split: str, data_root: Path | None, world: World) -> Dataset:
     """The split's windows, after its files passed their checksums and it holds a window per process."""
+    data.check_checksums(dataset, data_root, split)  # before anything parses the files
     test_set = data.create(dataset, split, data_root)
-    if "files" in data.load_manifest(dataset, data_root):  # folders prepared before checksums have none to compare
-        problems = data.verify(dataset, data_root, split)
-        if problems:
-            raise SvqbenchError(problems[0] + (f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""))
     if len(test_set) < world.size:
         raise SvqbenchError(f"the {split} split has {len(test_set)} windows, fewer than the {world.size} processes")
     return test_set

@@ -17,11 +17,13 @@ import shutil
 import subprocess
 import time
 import uuid
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 import torch
 import yaml
+from filelock import FileLock, Timeout
 from torch import nn
 
 from svqbench import __version__
@@ -74,8 +76,66 @@ def holds_run(run_dir: Path) -> bool:
     return any((Path(run_dir) / name).exists() for name in RUN_FILES)
 
 
+class RunHeld(SvqbenchError):
+    """Another process holds the run folder's lock."""
+
+
+LOCK = ".lock"  # RUN/.lock: held by the process that trains (or a sweep or tune worker that works on) the run
+_HELD: dict[str, int] = {}  # run folders this process holds, with how many holders nest
+
+
+@contextmanager
+def holding_run(run_dir: Path, wait: float = 0) -> Iterator[None]:
+    """Hold the run folder's lock (an ``flock`` the kernel releases when the process dies) while the block runs;
+    a second process is refused in one line (after ``wait`` seconds; -1 waits for ever). Re-entrant within a
+    process: a sweep or tune worker holds it, and the ``train`` it calls holds it again."""
+    run_dir = Path(run_dir)
+    key = str(run_dir.resolve())
+    if _HELD.get(key):
+        _HELD[key] += 1
+        try:
+            yield
+        finally:
+            _HELD[key] -= 1
+        return
+    run_dir.mkdir(parents=True, exist_ok=True)
+    lock = FileLock(str(run_dir / LOCK))
+    try:
+        lock.acquire(timeout=wait)
+    except Timeout:
+        raise RunHeld(
+            f"{run_dir}: another svqbench process is working on this run (it holds {run_dir / LOCK}); wait for it "
+            "to end, or give another --run-dir"
+        ) from None
+    _HELD[key] = 1
+    try:
+        yield
+    finally:
+        del _HELD[key]
+        lock.release()
+
+
+def refuse_links(run_dir: Path) -> None:
+    """A run folder, and the run files in it, must not be symbolic links: ``--force`` deletes run files, and a
+    link would point the deletion (or the writes) somewhere else."""
+    run_dir = Path(run_dir)
+    if run_dir.is_symlink():
+        raise SvqbenchError(
+            f"--run-dir {run_dir} is a symbolic link (to {run_dir.resolve()}); give the folder itself: "
+            f"--run-dir {run_dir.resolve()}"
+        )
+    for name in (*RUN_FILES, PLUGIN_DIR):
+        if (run_dir / name).is_symlink():
+            raise SvqbenchError(
+                f"{run_dir / name} is a symbolic link (to {(run_dir / name).resolve()}); a run's files are its own: "
+                "move it out of the run folder"
+            )
+
+
 def remove_run(run_dir: Path) -> None:
-    """Delete the files of a run (``--force``); anything else in the folder stays."""
+    """Delete the files of a run (``--force``); anything else in the folder stays. Links are refused first, before
+    anything is deleted."""
+    refuse_links(run_dir)
     for name in RUN_FILES:
         target = Path(run_dir) / name
         if target.is_dir():
@@ -143,12 +203,32 @@ def read_run_json(run_dir: Path) -> dict[str, Any] | None:
         meta = json.loads(path.read_text(encoding="utf-8"))
     except (ValueError, UnicodeDecodeError) as error:
         meta = error
+    remedy = "delete it (eval then reads the checkpoint and log.jsonl) or resume the run, which rewrites it"
     if not isinstance(meta, dict):
         raise SvqbenchError(
             f"{path}: not a run record ({'not valid JSON' if isinstance(meta, Exception) else 'not an object'}); "
-            "delete it (eval then reads the checkpoint and log.jsonl) or resume the run, which rewrites it"
+            + remedy
         )
+    for key, kinds in RUN_JSON_TYPES.items():
+        value = meta.get(key)
+        if value is not None and (not isinstance(value, kinds) or isinstance(value, bool) and bool not in kinds):
+            valid = " or ".join(kind.__name__ for kind in kinds)
+            raise SvqbenchError(f"{path}: {key} is {value!r} (expected {valid}): not a run record; {remedy}")
     return meta
+
+
+# the fields of run.json that eval, leaderboards and resume read, with their types
+RUN_JSON_TYPES: dict[str, tuple[type, ...]] = {
+    "run_id": (str,),
+    "step": (int,),
+    "epoch": (int,),
+    "world_size": (int,),
+    "train_seconds": (int, float),
+    "model_plugin": (dict,),
+    "selection": (str,),
+    "val_held_out": (bool,),
+    "git_commit": (str,),
+}
 
 
 def read_log(path: Path) -> list[dict[str, Any]]:

@@ -11,6 +11,7 @@ index of the sample in the global batch) through :mod:`svqbench.keyed`.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import os
@@ -46,9 +47,11 @@ from svqbench.engine.machine import autocast, configure_backends, is_out_of_memo
 from svqbench.engine.runs import (
     RESUMABLE_KEYS,
     RunDir,
+    holding_run,
     holds_run,
     load_checkpoint,
     read_log,
+    refuse_links,
     remove_run,
     run_meta,
     save_checkpoint,
@@ -146,6 +149,15 @@ def train(
     configure_backends(recipe.train.deterministic)
     setup = make_setup(recipe, run_dir, device, world, data_root, reporter or Reporter())
     setup.on_validation = on_validation
+    refuse_links(run_dir)
+    with contextlib.ExitStack() as held:
+        if world.is_main:  # one process trains a run folder at a time (under torchrun, rank 0 holds it)
+            held.enter_context(holding_run(run_dir))
+        return _claim_and_train(setup, resume, force)
+
+
+def _claim_and_train(setup: Setup, resume: bool, force: bool) -> Path:
+    run_dir = setup.run_dir
     claim_run_dir(setup, resume, force)
     state = resume_state(setup) if resume else fresh_state(setup)
     with open_loggers(setup, state, resume) as setup.loggers:
@@ -402,6 +414,8 @@ def make_setup(
     cfg = recipe.train
     if cfg.precision == "fp16" and device.type != "cuda":
         raise SvqbenchError(f"train.precision=fp16 needs a CUDA GPU (its grad scaler); on {device} use bf16 or fp32")
+    for split in ("train", "val"):  # once per run: flipped bytes are found before they become weights
+        data.check_checksums(recipe.dataset, data_root, split)
     train_set = data.create(recipe.dataset, "train", data_root)
     if cfg.train_samples:
         train_set = Subset(train_set, range(min(cfg.train_samples, len(train_set))))
@@ -503,6 +517,13 @@ def resume_state(setup: Setup) -> TrainState:
             "train the recipe again (--force replaces the run)"
         )
     check_same_run(checkpoint["recipe"], setup.recipe, setup.run_dir)
+    if checkpoint["step"] > setup.total_steps:  # before anything is rewritten: the checkpoint is past the new end
+        cfg = setup.cfg
+        raise SvqbenchError(
+            f"--resume {setup.run_dir}: the run has trained {checkpoint['step']} steps; train.max_steps="
+            f"{cfg.max_steps} and train.epochs={cfg.epochs} end it at step {setup.total_steps}, before that; resume "
+            f"with at least {checkpoint['step']} steps, or start a new run"
+        )
     model = create_model(setup.recipe.model_name, setup.info, **setup.recipe.model_args).to(setup.device)
     model.load_state_dict(checkpoint["model"])
     state = build_state(setup, model, {**checkpoint["meta"], "world_size": setup.world.size})

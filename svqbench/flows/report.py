@@ -188,17 +188,27 @@ def sample_png(groups: dict[str, list[Path]], device: torch.device, index: int, 
     return _image_png(compare_strip(inputs, truth, rows))
 
 
+def _recipe_details(run_dir: Path) -> str:
+    """The run's ``recipe.yaml`` as a collapsed block; only the run's own file (a symbolic link could point at any
+    file the reader can read, and the report is meant to be shared), and only text."""
+    recipe_file = RunDir(run_dir).recipe
+    if recipe_file.is_symlink():
+        return '<p class="note">recipe.yaml is a symbolic link; not embedded</p>'
+    if not recipe_file.is_file():
+        return ""
+    try:
+        text = recipe_file.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError):
+        return '<p class="note">recipe.yaml is not readable UTF-8 text; not embedded</p>'
+    return f"<details><summary>recipe</summary><pre>{html.escape(text)}</pre></details>"
+
+
 def runs_html(table: pd.DataFrame) -> str:
     """One line per run: recipe, seed, commit, training time; the resolved recipe when the folder is here."""
     lines = []
     for row in table.itertuples(index=False):
         path = Path(str(getattr(row, "path", "") or ""))
-        recipe_file = RunDir(path).recipe
-        recipe = (
-            f"<details><summary>recipe</summary><pre>{html.escape(recipe_file.read_text())}</pre></details>"
-            if str(path) and recipe_file.is_file()
-            else ""
-        )
+        recipe = _recipe_details(path) if str(path) else ""
         commit = str(getattr(row, "git_commit", "") or "")
         seconds = getattr(row, "train_seconds", float("nan"))
         lines.append(
@@ -213,6 +223,46 @@ def runs_html(table: pd.DataFrame) -> str:
         for h in ("run", "recipe", "overrides", "seed", "commit", "training s", "steps", "precision", "resolved recipe")
     )
     return f'<div class="wide"><table><thead><tr>{head}</tr></thead><tbody>{"".join(lines)}</tbody></table></div>'
+
+
+def tuning_html(study_file: str) -> str:
+    """A tuned study's search per model: optimisation history, parameter importances, best parameters."""
+    from svqbench.flows.sweep import load_study
+
+    study = load_study(study_file)
+    if study.tune is None:
+        return ""
+    from matplotlib import pyplot
+
+    from svqbench.flows.tune import tuning_plots
+
+    parts = ["<h2>Tuning</h2>"]
+    plots = tuning_plots(study)
+    if not plots:
+        return parts[0] + '<p class="note">No trials in the study\'s storage (run `svqbench tune` on it).</p>'
+    for found in plots:
+        best = found["best"]
+        parts.append(f"<h3>{html.escape(found['label'])}</h3>")
+        if best is not None:
+            params = ", ".join(f"{k} = {v}" for k, v in best["params"].items())
+            parts.append(
+                f"<p>Best: trial {best['trial']}, validation {html.escape(study.tune.objective.metric)} "
+                f"{best['value']:.5g}; {html.escape(params)}</p>"
+            )
+        for name in ("history", "importances"):
+            figure = found[name]
+            if figure is None:
+                parts.append(
+                    f'<p class="note">No parameter importances: {html.escape(found["importances_missing"])}</p>'
+                )
+                continue
+            figure.set_size_inches(6.4, 4.0)
+            figure.tight_layout()
+            parts.append(
+                f'<img alt="{name} of {html.escape(found["label"])}" src="{png_data_uri(_figure_png(figure))}">'
+            )
+            pyplot.close(figure)
+    return "".join(parts)
 
 
 def build_report(source: str, device: torch.device, data_root: Path | None = None, index: int = 0) -> str:
@@ -258,6 +308,8 @@ def build_report(source: str, device: torch.device, data_root: Path | None = Non
             body.append(f'<p class="note">Not drawn: {html.escape(str(error))}</p>')
     else:
         body.append('<p class="note">No run folder is reachable from here.</p>')
+    if source.endswith((".yaml", ".yml")):
+        body.append(tuning_html(source))
     body.append("<h2>Runs</h2>" + runs_html(table))
     if missing:
         body.append(

@@ -38,12 +38,12 @@ from pathlib import Path
 from typing import Any, Callable, NamedTuple
 
 import torch
-from filelock import FileLock, Timeout
+from filelock import FileLock
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from svqbench.config import EvalConfig, Recipe, find_recipe, load_recipe, read_yaml_file, with_defaults, with_seed
 from svqbench.engine.evaluate import evaluate
-from svqbench.engine.runs import RunDir
+from svqbench.engine.runs import LOCK, RunDir, RunHeld, holding_run
 from svqbench.engine.train import train
 from svqbench.errors import SvqbenchError
 from svqbench.fileio import write_text
@@ -245,9 +245,9 @@ def shard_runs(planned: list, shard: tuple[int, int]) -> list:
 
 
 def run_lock(run_dir: Path) -> FileLock:
-    """The lock a sweep holds while it trains or evaluates the run in ``run_dir``."""
+    """The lock a sweep holds while it trains or evaluates the run in ``run_dir`` (``RunDir`` names the file)."""
     run_dir.mkdir(parents=True, exist_ok=True)
-    return FileLock(str(run_dir / ".lock"))
+    return FileLock(str(run_dir / LOCK))
 
 
 def sweep(
@@ -270,20 +270,16 @@ def sweep(
     done: dict[int, dict[str, Any]] = {}
     held_elsewhere = []
     for position, run in enumerate(runs, 1):
-        lock = run_lock(run[3])
         try:
-            lock.acquire(timeout=0)
-        except Timeout:
+            with holding_run(run.run_dir):
+                done[position] = sweep_run(study, run, device, data_root, quiet_training)
+        except RunHeld:
             held_elsewhere.append((position, run))
             continue
-        try:
-            done[position] = sweep_run(study, run, device, data_root, quiet_training)
-        finally:
-            lock.release()
         echo(progress_line(done[position], position, len(runs), started))
     for position, run in held_elsewhere:
         echo(f"[{position}/{len(runs)}] {run[0]} seed {run[1]}: another sweep holds {run[3]}; waiting for it")
-        with run_lock(run[3]):
+        with holding_run(run.run_dir, wait=-1):
             done[position] = sweep_run(study, run, device, data_root, quiet_training)
         echo(progress_line(done[position], position, len(runs), started))
     outputs = write_study_leaderboard(study, finished_run_ids(study, planned))

@@ -40,7 +40,7 @@ from filelock import FileLock, Timeout
 
 from svqbench import data
 from svqbench.config import Recipe, load_recipe, with_seed
-from svqbench.engine.runs import RunDir, read_log
+from svqbench.engine.runs import LOCK, RunDir, RunHeld, holding_run, read_log
 from svqbench.engine.train import train
 from svqbench.errors import SvqbenchError
 from svqbench.fileio import write_json, write_text
@@ -332,7 +332,7 @@ class Worker:
             started = trial.datetime_start.timestamp() if trial.datetime_start else time.time()
             if time.time() - started < grace:
                 continue
-            lock = FileLock(str(self.run_dir(recipe, original_number(trial)) / ".lock"))
+            lock = FileLock(str(self.run_dir(recipe, original_number(trial)) / LOCK))
             try:
                 lock.acquire(timeout=0)
             except Timeout:
@@ -345,44 +345,37 @@ class Worker:
         return self.spec.runs_dir(self.study.name) / recipe.label / f"trial-{number}"
 
     def run_trial(self, study: Any, recipe: TunedRecipe, trial: Any) -> None:
-        """Train one trial in its run folder (resumed when a dead worker left a ``last.pt``), report each
-        validation to the pruner, and tell Optuna the outcome."""
-        optuna = optuna_module()
+        """Train one trial in its run folder (resumed when a dead worker left a ``last.pt``) while holding the
+        folder's lock, report each validation to the pruner, and tell Optuna the outcome."""
         number = original_number(self.storage.get_trial(trial._trial_id))
         run_dir = self.run_dir(recipe, number)
-        run_dir.mkdir(parents=True, exist_ok=True)
-        lock = FileLock(str(run_dir / ".lock"))
         try:
-            lock.acquire(timeout=float(os.environ.get(GRACE_ENV, "30")))
-        except Timeout:
+            with holding_run(run_dir, wait=float(os.environ.get(GRACE_ENV, "30"))), self._heartbeat(trial):
+                self._run_held_trial(study, recipe, trial, number, run_dir)
+        except RunHeld:  # acquiring it (the hold nests in this process, so nothing inside raises it)
             self.echo(f"{recipe.label} trial {number}: {run_dir} is held by another worker; leaving it")
-            return
+
+    def _run_held_trial(self, study: Any, recipe: TunedRecipe, trial: Any, number: int, run_dir: Path) -> None:
+        optuna = optuna_module()
         started = time.perf_counter()
+        dimensions = self.spec.dimensions_for(recipe.label, recipe.entry.name)
+        params = {key: dim.suggest(trial, key) for key, dim in dimensions.items()}
+        trial.set_user_attr("run_dir", str(run_dir))
         try:
-            with self._heartbeat(trial):
-                params = {
-                    key: dim.suggest(trial, key)
-                    for key, dim in self.spec.dimensions_for(recipe.label, recipe.entry.name).items()
-                }
-                trial.set_user_attr("run_dir", str(run_dir))
-                trial_recipe = self.trial_recipe(recipe, params)
-                try:
-                    value, run_id = self.train_and_score(trial, trial_recipe, run_dir)
-                except optuna.TrialPruned as pruned:
-                    trial.set_user_attr("run_id", run_id_of(run_dir))
-                    study.tell(trial, state=optuna.trial.TrialState.PRUNED)
-                    self.echo(self._line(recipe, number, f"pruned at step {pruned.args[0]}", started, params))
-                    return
-                except SvqbenchError as e:  # a diverged trial: recorded, counted, not retried
-                    trial.set_user_attr("error", str(e))
-                    study.tell(trial, state=optuna.trial.TrialState.FAIL)
-                    self.echo(self._line(recipe, number, f"failed: {e}", started, params))
-                    return
-                trial.set_user_attr("run_id", run_id)
-                study.tell(trial, value)
-                self.echo(self._line(recipe, number, f"{self.spec.objective.metric} {value:.5g}", started, params))
-        finally:
-            lock.release()
+            value, run_id = self.train_and_score(trial, self.trial_recipe(recipe, params), run_dir)
+        except optuna.TrialPruned as pruned:
+            trial.set_user_attr("run_id", run_id_of(run_dir))
+            study.tell(trial, state=optuna.trial.TrialState.PRUNED)
+            self.echo(self._line(recipe, number, f"pruned at step {pruned.args[0]}", started, params))
+            return
+        except SvqbenchError as e:  # a diverged trial: recorded, counted, not retried
+            trial.set_user_attr("error", str(e))
+            study.tell(trial, state=optuna.trial.TrialState.FAIL)
+            self.echo(self._line(recipe, number, f"failed: {e}", started, params))
+            return
+        trial.set_user_attr("run_id", run_id)
+        study.tell(trial, value)
+        self.echo(self._line(recipe, number, f"{self.spec.objective.metric} {value:.5g}", started, params))
 
     def _line(self, recipe: TunedRecipe, number: int, outcome: str, started: float, params: dict[str, Any]) -> str:
         shown = ", ".join(f"{k.split('.')[-1]}={_short(v)}" for k, v in params.items())
@@ -492,7 +485,8 @@ def same_recipe(run_dir: Path, recipe: Recipe) -> bool:
 def validation_metric(
     model: torch.nn.Module, recipe: Recipe, device: torch.device, metric: str, data_root: Path | None
 ) -> float:
-    """``metric`` of ``model`` over the validation split (as ``eval`` computes it on test)."""
+    """``metric`` of ``model`` over the validation windows training validates on (``train.val_samples`` of them,
+    evenly spaced, or all), computed as ``eval`` computes it on test."""
     from svqbench.engine.batches import make_loader
     from svqbench.engine.machine import autocast
     from svqbench.metrics import MetricAccumulator
@@ -513,7 +507,13 @@ def validation_metric(
     )
     was_training = model.training
     model.eval()
-    loader = make_loader(data.create(dataset, "val", data_root), recipe.eval.batch_size, 0, device)
+    from torch.utils.data import Subset
+
+    from svqbench.engine.batches import evenly_spaced
+
+    windows = data.create(dataset, "val", data_root)
+    windows = Subset(windows, evenly_spaced(len(windows), recipe.train.val_samples))  # those validations use
+    loader = make_loader(windows, recipe.eval.batch_size, 0, device)
     for inputs, targets in loader:
         inputs, targets = inputs.to(device), targets.to(device)
         with autocast(device, recipe.eval.precision):
@@ -543,7 +543,8 @@ def write_best_recipe(study: Study, recipe: TunedRecipe, storage: Any, echo: Cal
     if found is None:
         echo(f"{recipe.label}: no completed trial, so no best recipe")
         return None
-    chosen = [override(key, found.params[key]) for key in spec.dimensions_for(recipe.label, recipe.entry.name)]
+    dimensions = spec.dimensions_for(recipe.label, recipe.entry.name)
+    chosen = [override(key, dim.decode(found.params[key])) for key, dim in dimensions.items()]
     tuned = load_recipe(recipe.entry.name, [*recipe.entry.set, *chosen])
     content = tuned.to_dict()
     content["name"] = f"{recipe.entry.name}-tuned"
@@ -653,7 +654,7 @@ def tune(
     spec = _spec(study)
     searched = plan_search(study, only, extra)
     check_held_out(study.dataset, data_root)
-    storage = open_storage(storage_url, spec.runs_dir(study.name))
+    storage = open_storage(storage_url or spec.storage, spec.runs_dir(study.name))
     count = trials or spec.trials
     if trials is not None and trials < 1:
         raise SvqbenchError(f"--trials {trials}: valid: an integer >= 1")
@@ -664,3 +665,41 @@ def tune(
         spec.best_dir(study.name) / EFFORT_FILE, {"study": study.name, "spec": spec_summary(spec), "effort": rows}
     )
     return {"effort": rows, "best": {r.label: str(spec.best_dir(study.name) / f"{r.label}.yaml") for r in searched}}
+
+
+def tuning_plots(study: Study, storage_url: str | None = None) -> list[dict[str, Any]]:
+    """Per tuned recipe of the study: Optuna's optimisation history and parameter importances as matplotlib figures
+    (importances by PED-ANOVA, which needs no scikit-learn; None with the reason when too few trials finished),
+    and the best trial. Recipes without trials in the storage are left out."""
+    optuna = optuna_module()
+    from optuna.visualization import matplotlib as optuna_plots
+
+    spec = _spec(study)
+    storage = open_storage(storage_url or spec.storage, spec.runs_dir(study.name))
+    found = []
+    for entry in study.entries:
+        try:
+            search = optuna.load_study(study_name=f"{study.name}:{entry.folder_label}", storage=storage)
+        except KeyError:
+            continue
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # Optuna's "experimental" notes on its matplotlib plots
+            history = optuna_plots.plot_optimization_history(search).figure
+            try:
+                importances = optuna_plots.plot_param_importances(
+                    search, evaluator=optuna.importance.PedAnovaImportanceEvaluator()
+                ).figure
+                reason = ""
+            except (ValueError, RuntimeError) as e:
+                importances, reason = None, str(e).splitlines()[0] if str(e) else type(e).__name__
+        best = best_trial(search)
+        found.append(
+            {
+                "label": entry.folder_label,
+                "history": history,
+                "importances": importances,
+                "importances_missing": reason,
+                "best": None if best is None else {"trial": best.number, "value": best.value, "params": best.params},
+            }
+        )
+    return found

@@ -20,6 +20,7 @@ Torch-free and Optuna-free: it is validated with the rest of the study file, bef
       best: runs/tune/NAME/best  # default: RUNS/best; each recipe's best trial as best/R.yaml, the effort in
                                  # best/tuning.json
       reference: simvp_svq       # the model the tuned table compares the others with (default: the first)
+      storage: journal:PATH      # or postgresql://USER@HOST/DB; `--storage` overrides (default: RUNS/journal.log)
 
 Trials read only the train and validation splits; the test split is for the study's sweep of the best recipes.
 """
@@ -81,7 +82,19 @@ class Dimension(BaseModel):
             return trial.suggest_float(key, *self.uniform)
         if self.integer is not None:
             return trial.suggest_int(key, *self.integer, step=1 if self.log else self.step, log=self.log)
+        if self.structured:
+            return self.decode(trial.suggest_categorical(key, [_yaml_text(c) for c in self.choice]))
         return trial.suggest_categorical(key, list(self.choice))
+
+    @property
+    def structured(self) -> bool:
+        """Whether some choice is a list or mapping (``model.num_hidden: {choice: [[32, 32], [64, 64]]}``): Optuna
+        records those as their YAML text."""
+        return self.choice is not None and any(isinstance(c, (list, tuple, dict)) for c in self.choice)
+
+    def decode(self, recorded: Any) -> Any:
+        """A value as Optuna recorded it -> the recipe's value."""
+        return yaml.safe_load(recorded) if self.structured and isinstance(recorded, str) else recorded
 
 
 class Objective(BaseModel):
@@ -121,6 +134,7 @@ class TuneSpec(BaseModel):
     reference: str | None = None  # the model the others are compared with after tuning (default: the first)
     runs: Path | None = None
     best: Path | None = None
+    storage: str | None = None  # journal:PATH or postgresql://...; --storage overrides; default RUNS/journal.log
 
     @model_validator(mode="after")
     def _keys(self) -> "TuneSpec":
@@ -151,6 +165,10 @@ class TuneSpec(BaseModel):
 
     def dimensions_for(self, label: str, name: str) -> dict[str, Dimension]:
         return {key: dim for key, dim in self.space.items() if dim.applies_to(label, name)}
+
+
+def _yaml_text(value: Any) -> str:
+    return yaml.safe_dump(value, default_flow_style=True).strip().removesuffix("...").strip()
 
 
 def override(key: str, value: Any) -> str:

@@ -243,7 +243,7 @@ def activate_run_plugin(run_dir: Path, meta: dict[str, Any]) -> None:
             _warn_if_changed(Path(file), record, f"model plugin {record['name']!r} ({file})")
         return
     copy, original = Path(run_dir) / record["copy"], Path(record["file"])
-    if original.is_file():
+    if original.is_file() and copy.is_file():
         _warn_if_changed(
             original,
             record,
@@ -256,8 +256,12 @@ def activate_run_plugin(run_dir: Path, meta: dict[str, Any]) -> None:
             f"exists; restore one (sha256 {record['sha256']})"
         )
     used = copy if copy.is_file() else original
-    if used == copy:
-        _warn_if_changed(copy, record, f"the run's copy of its model plugin {copy}")
+    now = file_sha256(used)
+    if now != record["sha256"]:  # the file that builds the model is not the one the weights were trained with
+        raise SvqbenchError(
+            f"{used}: changed since the run trained (sha256 {now}, the run recorded {record['sha256']}); the run's "
+            f"model is that file as it was: restore it, or train a new run with the changed plugin"
+        )
     attr = record["name"].rpartition(":")[2]
     _factories.pop(record["name"], None)
     _factories[record["name"]] = load_factory(f"{used}:{attr}")

@@ -60,6 +60,9 @@ ID_COLUMNS = [
     "evaluated_at",
     "path",
 ]
+REQUIRED_COLUMNS = ("recipe", "model", "convention", "split")  # what every view of the rows reads
+# a text cell that a spreadsheet would run as a formula (=, +, -, @, tab, CR first) is stored behind a quote
+FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
 _LEGACY_NAMES = {"epochs": "selected_epoch"}  # rows written before 0.2 named the best checkpoint's epoch "epochs"
 
 
@@ -91,6 +94,13 @@ def _read_csv(path: Path) -> pd.DataFrame:
         raise SvqbenchError(
             f"{path}: no run_id column, not a leaderboard table; move it aside and evaluate the runs again"
         )
+    missing = [column for column in REQUIRED_COLUMNS if column not in table]
+    if missing:
+        raise SvqbenchError(
+            f"{path}: lacks the column{'s' if len(missing) > 1 else ''} {', '.join(missing)} that every leaderboard "
+            "row has; move the file aside and evaluate the runs again"
+        )
+    table = _unguarded(table)
     table = table.rename(columns={k: v for k, v in _LEGACY_NAMES.items() if k in table and v not in table})
     if "run_id" not in table:  # legacy rows: the folder name was the key
         table.insert(0, "run_id", table["run"].astype(str))
@@ -123,12 +133,49 @@ def metric_columns(table: pd.DataFrame) -> list[str]:
 def to_csv_text(table: pd.DataFrame, folder: Path) -> str:
     """``table`` as CSV text for a file in ``folder``: run paths relative to that folder when possible (the file
     then reads the same from any working folder, and after moving the tree together), else absolute."""
-    table = table.copy()
+    table = _guarded(table.copy())
     if "path" in table:
         table["path"] = [_relative(p, folder) for p in _text(table["path"])]
     buffer = io.StringIO()
     table.to_csv(buffer, index=False)
     return buffer.getvalue()
+
+
+def _guarded(table: pd.DataFrame) -> pd.DataFrame:
+    """Text cells that a spreadsheet would evaluate (``=HYPERLINK(...)``, ``+1``, ``@SUM``) get a leading ``'``,
+    which spreadsheets show as text; :func:`_unguarded` takes it off again on reading. Numbers are left alone."""
+    for column in _text_columns(table):
+        table[column] = [_guard(value) for value in table[column]]
+    return table
+
+
+def _guard(value: Any) -> Any:
+    if not isinstance(value, str) or not value.startswith(FORMULA_START) or _is_number(value):
+        return value
+    return "'" + value
+
+
+def _unguarded(table: pd.DataFrame) -> pd.DataFrame:
+    for column in _text_columns(table):
+        table[column] = [
+            value[1:]
+            if isinstance(value, str) and value.startswith("'") and value[1:].startswith(FORMULA_START)
+            else value
+            for value in table[column]
+        ]
+    return table
+
+
+def _text_columns(table: pd.DataFrame) -> list[str]:
+    return [c for c in table.columns if table[c].dtype == object or pd.api.types.is_string_dtype(table[c])]
+
+
+def _is_number(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
 
 
 def _relative(run_dir: str, folder: Path) -> str:

@@ -12,6 +12,7 @@ from any working folder.
 
 from __future__ import annotations
 
+import html
 import json
 import math
 import os
@@ -177,8 +178,20 @@ def analyse(table: pd.DataFrame) -> list[dict[str, Any]]:
     return out
 
 
+def markdown_text(text: Any) -> str:
+    """A table cell's text, inert in Markdown: HTML (``<script>``, ``<img onerror=...>``) escaped, ``|`` escaped, line
+    breaks as spaces; ``**`` bold markers that the table itself adds are written after this."""
+    escaped = html.escape(str(text), quote=False).replace("|", "\\|")
+    return " ".join(escaped.splitlines())
+
+
 def _markdown_table(header: list[str], body: list[list[str]]) -> list[str]:
-    return ["| " + " | ".join(header) + " |", "|" + "---|" * len(header), *("| " + " | ".join(r) + " |" for r in body)]
+    rows = [[markdown_text(cell) for cell in row] for row in body]
+    return [
+        "| " + " | ".join(markdown_text(h) for h in header) + " |",
+        "|" + "---|" * len(header),
+        *("| " + " | ".join(r) + " |" for r in rows),
+    ]
 
 
 def to_markdown(dataset: str, table: pd.DataFrame, reported: pd.DataFrame | None = None) -> str:
