@@ -291,6 +291,12 @@ def eval_(
         help="evaluate on inputs with this share of values multiplied by U[-2,2] (keyed by window: the same for every "
         "model)",
     ),
+    frames: Optional[int] = typer.Option(
+        None, "--frames", help="predict N frames, rolling out past the training horizon (windows need N targets)"
+    ),
+    dataset: Optional[str] = typer.Option(
+        None, "--dataset", help="evaluate on another prepared dataset of the run's clip shape (default: the run's)"
+    ),
     root: Optional[Path] = ROOT,
     device: str = DEVICE,
 ) -> None:
@@ -298,6 +304,8 @@ def eval_(
     torchrun too.
 
     Example: svqbench eval runs/digits-simvp_svq-20261124-120000 --metrics mae,mse,ssim,psnr,lpips
+    |   svqbench eval RUN --dataset digits_small_long --frames 30 --plot   (prep digits_small --frames 10:30 --name
+    digits_small_long)
     """
     from svqbench.engine.evaluate import evaluate
     from svqbench.engine.machine import resolve_device
@@ -326,6 +334,8 @@ def eval_(
         perturb_ratio=perturb_ratio,
         fvd=FvdProtocol(fvd_frames, fvd_videos),
         fvd_weights=fvd_weights,
+        dataset=dataset,
+        frames=frames,
     )
     if not launched_world().is_main:
         return

@@ -220,11 +220,13 @@ def check_identity(name: str, folder: Path, manifest: dict[str, Any]) -> None:
         )
     if name in DATASETS and DATASETS.get(name).fixed_shape:
         expected, found = DATASETS.get(name).info, manifest.get("info", {})
-        keys = ("frames_in", "frames_out", "channels", "height", "width")
+        # the frame size is the dataset's; the window lengths too, unless its prep was given --frames
+        frames = () if "frames" in manifest.get("options", {}) else ("frames_in", "frames_out")
+        keys = (*frames, "channels", "height", "width")
         if any(found.get(key) != getattr(expected, key) for key in keys):
             shape = "x".join(str(found.get(key)) for key in keys)
             raise SvqbenchError(
-                f"{where}: clip shape {shape} (frames in, out, channels, height, width) is not {name}'s "
+                f"{where}: clip shape {shape} ({', '.join(keys)}) is not {name}'s "
                 f"{'x'.join(str(getattr(expected, key)) for key in keys)}; run `svqbench prep {name} --root "
                 f"{folder.parent} --force`"
             )

@@ -12,6 +12,8 @@ prepares the same bytes.
 
 from __future__ import annotations
 
+import dataclasses
+
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +22,7 @@ import numpy as np
 
 from svqbench.data.base import DATASETS, DatasetInfo, DatasetSpec, open_frames_for_writing, write_starts
 from svqbench.errors import SvqbenchError
+from svqbench.data.videos import parse_frames
 
 SIZE = 64
 GLYPH = 28
@@ -108,14 +111,27 @@ class Digits(DatasetSpec):
         return np.arange(len(np.load(folder / split / "starts.npy")), dtype=np.int64), "sequence"
 
     def prepare(
-        self, target: Path, src: Path | None, *, train: int = 10000, val: int = 1000, test: int = 1000
+        self,
+        target: Path,
+        src: Path | None,
+        *,
+        train: int = 10000,
+        val: int = 1000,
+        test: int = 1000,
+        frames: str = "",
     ) -> dict[str, Any]:
+        """``frames`` ``IN:OUT`` (default the dataset's 10:10) sets the window: sequences of IN + OUT frames, so a
+        10 -> 10 model can be evaluated on ``--frames 10:30`` data over a 30-frame horizon."""
+        info = self.info
+        if frames:
+            frames_in, frames_out = parse_frames(frames)
+            info = dataclasses.replace(info, frames_in=frames_in, frames_out=frames_out)
         counts = {}
         for split, n in (("train", train), ("val", val), ("test", test)):
             if n < 1:
                 raise SvqbenchError(f"option {split}={n}: the number of sequences must be >= 1")
             rng = np.random.default_rng(SPLIT_SEEDS[split])
-            window, size = self.info.window, self.info.height
+            window, size = info.window, info.height
             frames = open_frames_for_writing(target, split, (n * window, 1, size, size), np.uint8)
             frames[:] = 0
             for i in range(n):
@@ -124,7 +140,7 @@ class Digits(DatasetSpec):
             del frames
             write_starts(target, split, np.arange(n) * window)
             counts[split] = {"sequences": n, "windows": n, "frames": n * window}
-        return {"splits": counts}
+        return {"splits": counts, "info": info}
 
 
 @DATASETS.register("digits_small")

@@ -52,6 +52,10 @@ class EvalSettings:
     lpips_weights: Path | None = None
     fvd: FvdProtocol | None = None
     fvd_weights: Path | None = None
+    dataset: str = ""  # the prepared dataset evaluated on (the run's own, or --dataset OTHER)
+    trained_on: str = ""  # the run's dataset
+    frames_out: int = 0  # frames predicted (rolled out beyond the training horizon when larger)
+    horizon: int = 0  # the frames the run was trained to predict
 
     @classmethod
     def resolve(
@@ -81,8 +85,43 @@ class EvalSettings:
 
     @property
     def split_name(self) -> str:
-        """The split as rows name it: ``test``, or ``test/perturb=0.3`` for perturbed inputs."""
-        return self.split if not self.perturb_ratio else f"{self.split}/perturb={self.perturb_ratio:g}"
+        """The split as rows name it: ``test``; ``OTHER:test`` on another dataset; ``test/perturb=0.3`` for perturbed
+        inputs; ``test/frames=30`` beyond the training horizon. Rows of different names never rank together."""
+        name = self.split if self.dataset == self.trained_on else f"{self.dataset}:{self.split}"
+        if self.perturb_ratio:
+            name += f"/perturb={self.perturb_ratio:g}"
+        return name if self.frames_out == self.horizon else f"{name}/frames={self.frames_out}"
+
+    def for_run(self, run: LoadedRun, dataset: str | None, frames: int | None, data_root: Path | None) -> "EvalSettings":
+        """These settings on ``dataset`` (default the run's) over ``frames`` predicted frames (default the run's
+        horizon), after checking that its clips fit the run: the same input frames and frame shape, and at least
+        ``frames`` targets per window."""
+        import dataclasses
+
+        dataset = dataset or run.recipe.dataset
+        trained = run.info
+        if frames is not None and frames < 1:
+            raise SvqbenchError(f"--frames {frames}: valid: an integer >= 1 (default: the run's {trained.frames_out})")
+        frames = frames or trained.frames_out
+        other = data.info(dataset, data_root) if dataset != run.recipe.dataset else trained
+        if dataset != run.recipe.dataset:
+            data.load_manifest(dataset, data_root)  # prepared, with a one-line hint when not
+            mine = (trained.frames_in, trained.channels, trained.height, trained.width)
+            theirs = (other.frames_in, other.channels, other.height, other.width)
+            if mine != theirs:
+                shape = "{} input frames of {}x{}x{}"
+                raise SvqbenchError(
+                    f"--dataset {dataset}: its clips are {shape.format(*theirs)} (CxHxW); the run {run.dir.name} takes "
+                    f"{shape.format(*mine)}: prepare it at the run's shape (e.g. --frames {trained.frames_in}:N)"
+                )
+        if frames > other.frames_out:
+            raise SvqbenchError(
+                f"--frames {frames}: dataset {dataset!r} has {other.frames_out} target frames per window; prepare one "
+                f"with more (svqbench prep ... --frames {trained.frames_in}:{frames} --name NAME) and pass --dataset NAME"
+            )
+        return dataclasses.replace(
+            self, dataset=dataset, trained_on=run.recipe.dataset, frames_out=frames, horizon=trained.frames_out
+        )
 
 
 @torch.no_grad()
@@ -102,6 +141,8 @@ def evaluate(
     perturb_ratio: float | None = None,
     fvd: FvdProtocol | None = None,
     fvd_weights: Path | None = None,
+    dataset: str | None = None,
+    frames: int | None = None,
 ) -> dict[str, Any]:
     """Evaluate the selected checkpoint (``train.select``) of ``run_dir`` on a split; writes ``run_dir/metrics.json``
     and ``run_dir/eval/SPLIT-CONVENTION.npz`` (:mod:`svqbench.results.per_window`: one float64 array (N_windows,) per
@@ -115,6 +156,9 @@ def evaluate(
     keyed by test window, so every model sees the same perturbed inputs; such rows name their split
     ``SPLIT/perturb=RATIO`` and never mix with clean ones. ``fvd`` (with "fvd" in ``metrics``) is its protocol,
     default predicted frames of every window; the report's ``"fvd"`` holds the value, its interval and protocol.
+    ``dataset`` evaluates on another prepared dataset of the run's clip shape (generalisation; default the run's),
+    ``frames`` over that many predicted frames, rolling the model out on its own predictions beyond its training
+    horizon (the windows need that many targets); the rows' split then says so (:attr:`EvalSettings.split_name`).
     """
     world, device = join_world(device)
     configure_backends()  # fp32 without TF32: a CUDA evaluation equals the CPU's
@@ -130,8 +174,8 @@ def evaluate(
         lpips_weights=lpips_weights,
         fvd=fvd,
         fvd_weights=fvd_weights,
-    )
-    test_set = checked_split(run.recipe.dataset, settings.split, data_root, world)
+    ).for_run(run, dataset, frames, data_root)
+    test_set = checked_split(settings.dataset, settings.split, data_root, world)
     shard = Subset(test_set, world.shard(len(test_set)))
     accumulator = make_accumulator(run, settings, data_root, (shard.indices.start, len(test_set)), device)
     stats = SVQStats() if svq_stats else None
@@ -158,11 +202,11 @@ def make_accumulator(
     run: LoadedRun, settings: EvalSettings, data_root: Path | None, fvd_windows: tuple[int, int], device: torch.device
 ) -> MetricAccumulator:
     """The streaming metrics of ``settings``, with the dataset's de-normalisation, range, variables, latitudes."""
-    dataset = run.recipe.dataset
+    dataset = settings.dataset
     return MetricAccumulator(
         settings.metrics,
         convention=settings.convention,
-        frames_out=run.info.frames_out,
+        frames_out=settings.frames_out,
         device=device,
         denormalise=data.denormaliser(dataset, data_root),
         physical=run.info.physical,
@@ -196,9 +240,9 @@ def stream(
             inputs = perturb(inputs, settings.perturb_ratio, key)
             first_window += len(inputs)
             with autocast(device, settings.precision):  # eval.precision: never the training precision
-                pred = forecast(run.model, inputs, run.info.frames_out).frames
+                pred = forecast(run.model, inputs, settings.frames_out).frames
             non_finite += (~torch.isfinite(pred)).sum()
-            accumulator.update(pred.float(), targets, inputs)
+            accumulator.update(pred.float(), targets[:, : settings.frames_out], inputs)
     if world.sum(non_finite).item():
         raise SvqbenchError(
             f"{run.checkpoint_file}: {int(non_finite.item())} predicted values are not finite "
@@ -215,7 +259,10 @@ def make_report(
     report = {
         "run": run.dir.name,
         "run_id": run.meta["run_id"],
-        "dataset": run.recipe.dataset,
+        "dataset": settings.dataset,
+        **({"trained_on": settings.trained_on} if settings.trained_on != settings.dataset else {}),
+        "frames_out": settings.frames_out,
+        "horizon": settings.horizon,
         "split": settings.split_name,
         "input_perturb": settings.perturb_ratio,
         "checkpoint": run.checkpoint_file.name,
@@ -244,17 +291,18 @@ def write_evaluation(
 ) -> None:
     """The per-window file, ``metrics.json``, the horizon plot and the leaderboard row, in that order; a damaged
     leaderboard is refused before anything is written."""
-    dataset = run.recipe.dataset
-    units, unit = data.window_units(dataset, settings.split, data_root)
+    dataset = run.recipe.dataset  # rows go to the run's leaderboard; their split names another dataset
+    units, unit = data.window_units(settings.dataset, settings.split, data_root)
     if accumulator.fvd is not None:
         report["fvd"] = accumulator.fvd.summary(units, unit)
-    row = leaderboard_row(run, report, data.load_manifest(dataset, data_root)) if update_leaderboard else None
+    manifest = data.load_manifest(settings.dataset, data_root)
+    row = leaderboard_row(run, report, manifest) if update_leaderboard else None
     if update_leaderboard:
         leaderboard.check_table(dataset)
     per_window.write(run.dir, values, units, unit, report)  # first: it carries the report, so it is never stale
     write_json(RunDir(run.dir).metrics, report)
     if plot:
-        plot_horizon(report["per_frame"], run.dir / "horizon.png")
+        plot_horizon(report["per_frame"], run.dir / "horizon.png", trained=settings.horizon)
     if row is not None:
         publish(dataset, row)
 
@@ -283,7 +331,9 @@ def leaderboard_row(run: LoadedRun, report: dict[str, Any], manifest: dict[str, 
         "seed": meta.get("seed", recipe.train.seed),
         "protocol": protocol_name(manifest),
         "val_held_out": bool(meta.get("val_held_out", manifest.get("val_held_out", True))),
-        "frames": f"{info.frames_in}->{info.frames_out}",
+        "frames": f"{info.frames_in}->{report.get('frames_out', info.frames_out)}",
+        "horizon": report.get("horizon", info.frames_out),
+        **({"eval_dataset": report["dataset"]} if report.get("trained_on") else {}),
         "size": f"{info.channels}x{info.height}x{info.width}",
         "data_options": " ".join(f"{k}={v}" for k, v in sorted(options.items())),
         "selection": run.selection,

@@ -391,6 +391,8 @@ class Worker:
             f"train.max_steps={spec.steps}",
             f"train.epochs={spec.steps}",
             f"train.val_every={spec.validation_interval}",
+            # a checkpoint at every validation: a trial whose worker dies resumes there, not from its start
+            f"train.checkpoint_every={spec.validation_interval}",
         ]
         chosen = [override(key, value) for key, value in params.items()]
         tuned = load_recipe(recipe.entry.name, [*recipe.overrides, *spec.set, *budget, *chosen])
@@ -408,7 +410,9 @@ class Worker:
                 if objective.metric == "val_loss"
                 else validation_metric(model, recipe, self.device, objective.metric, self.data_root)
             )
-            trial.report(value, step)
+            with warnings.catch_warnings():  # a resumed trial reports its last steps again: Optuna keeps the first
+                warnings.filterwarnings("ignore", message="The reported value is ignored")
+                trial.report(value, step)
             if trial.should_prune():
                 raise optuna.TrialPruned(step)
 

@@ -13,8 +13,9 @@ from svqbench.fileio import atomic_path
 _COLUMNS = 3
 
 
-def plot_horizon(per_frame: dict[str, list[float]], path: str | os.PathLike) -> None:
-    """Write a PNG of ``per_frame`` ({metric: [value per predicted frame]}) to ``path`` atomically."""
+def plot_horizon(per_frame: dict[str, list[float]], path: str | os.PathLike, trained: int | None = None) -> None:
+    """Write a PNG of ``per_frame`` ({metric: [value per predicted frame]}) to ``path`` atomically; ``trained``: the
+    horizon the model was trained to predict, marked when the curve runs beyond it (a rollout)."""
     names = list(per_frame)
     columns = max(1, min(_COLUMNS, len(names)))
     rows = max(1, math.ceil(len(names) / columns))
@@ -24,6 +25,9 @@ def plot_horizon(per_frame: dict[str, list[float]], path: str | os.PathLike) -> 
     for axis, name in zip(axes, names):
         values = per_frame[name]
         axis.plot(range(1, len(values) + 1), values, marker="o", markersize=3)
+        if trained and len(values) > trained:
+            axis.axvline(trained + 0.5, color="grey", linestyle="--", linewidth=1, label=f"trained: {trained} frames")
+            axis.legend(fontsize="small")
         axis.set_title(name)
         axis.set_xlabel("predicted frame")
         axis.xaxis.set_major_locator(MaxNLocator(integer=True))
