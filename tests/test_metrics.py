@@ -308,7 +308,7 @@ def test_accumulator_rejects_wrong_horizon_and_empty_result():
 
 
 def test_metric_names_are_the_public_contract():
-    assert METRIC_NAMES == ("mae", "mse", "rmse", "ssim", "psnr", "lpips", "fvd")
+    assert METRIC_NAMES == ("mae", "mse", "rmse", "ssim", "psnr", "lpips", "fvd", "acc")
     assert CONVENTIONS == ("standard", "openstl")
 
 

@@ -283,6 +283,16 @@ def value_range(name: str, root: str | os.PathLike | None = None) -> tuple[float
     return tuple(recorded) if recorded else None
 
 
+def climatology(name: str, split: str, root: str | os.PathLike | None = None):
+    """The training years' climatology of each target frame of ``split``'s windows (for ACC): a
+    :class:`~svqbench.data.climatology.ClimatologyLookup`, or a one-line error when the dataset has none."""
+    from svqbench.data.climatology import ClimatologyLookup
+
+    root = Path(root) if root is not None else default_root()
+    manifest = load_manifest(name, root)
+    return ClimatologyLookup(root / name, split, manifest, DatasetInfo.from_dict(manifest["info"]).frames_in)
+
+
 def latitudes(name: str, root: str | os.PathLike | None = None) -> list[float] | None:
     """Latitude (degrees) of each grid row, for latitude-weighted metrics; None for non-geographic data."""
     return load_manifest(name, root).get("latitudes")

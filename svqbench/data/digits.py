@@ -13,7 +13,6 @@ prepares the same bytes.
 from __future__ import annotations
 
 import dataclasses
-
 from pathlib import Path
 from typing import Any
 
@@ -21,8 +20,8 @@ import cv2
 import numpy as np
 
 from svqbench.data.base import DATASETS, DatasetInfo, DatasetSpec, open_frames_for_writing, write_starts
-from svqbench.errors import SvqbenchError
 from svqbench.data.videos import parse_frames
+from svqbench.errors import SvqbenchError
 
 SIZE = 64
 GLYPH = 28

@@ -8,7 +8,9 @@ extracted anywhere below it); read with xarray. Years: train 2010-2015, val 2016
 
 Values are stored float32, z-scored per channel with the mean and (population) std of the training
 split only; the statistics travel in the manifest (``normalisation``) with the grid's ``latitudes``,
-so evaluation de-normalises and can latitude-weight. (OpenSTL re-normalises val/test with their
+so evaluation de-normalises and can latitude-weight; with each frame's time (``times.npy``) and the training
+years' climatology (``climatology.npy``, :mod:`svqbench.data.climatology`) for the anomaly correlation (ACC).
+(OpenSTL re-normalises val/test with their
 own statistics: a bug not copied here.) A window never spans a gap in time. OpenSTL also drops
 each split's last time step and last window; here every complete window is kept.
 """
@@ -22,6 +24,7 @@ from typing import Any
 
 import numpy as np
 
+from svqbench.data import climatology
 from svqbench.data.archives import extract
 from svqbench.data.base import DATASETS, DatasetInfo, DatasetSpec, Normalisation, open_frames_for_writing, write_starts
 from svqbench.data.download import Source, fetch, join_url
@@ -152,6 +155,7 @@ def write_split(
     if not len(starts):
         raise SvqbenchError(f"split {split!r} (years {years[0]}-{years[1]}) has fewer than {window} consecutive steps")
     write_starts(target, split, starts)
+    climatology.write_times(target / split, times)
     counts = {
         "frames": len(times),
         "windows": int(len(starts)),
@@ -220,7 +224,12 @@ class Weather(DatasetSpec):
             counts[split], latitudes = write_split(
                 target, split, self.channels, files, span, self.every, self.info.window
             )
-        stats = channel_statistics(np.load(target / "train" / "frames.npy", mmap_mode="r"))
+        raw_train = np.load(target / "train" / "frames.npy", mmap_mode="r")
+        stats = channel_statistics(raw_train)
+        train_times = climatology.EPOCH + np.load(target / "train" / climatology.TIMES_FILE).astype("timedelta64[h]")
+        # the anomaly correlation's reference, from the training years only, in physical units (before z-scoring)
+        normals, hours = climatology.compute(raw_train, train_times, BLOCK)
+        del raw_train
         for split in years:
             normalise(target / split / "frames.npy", stats)
         shutil.rmtree(target / "_work", ignore_errors=True)
@@ -230,6 +239,7 @@ class Weather(DatasetSpec):
             "channels": [c.label for c in self.channels],
             "normalisation": {"mean": stats.mean, "std": stats.std},
             "latitudes": latitudes,
+            **climatology.write(target, normals, hours),
         }
 
 

@@ -92,7 +92,9 @@ class EvalSettings:
             name += f"/perturb={self.perturb_ratio:g}"
         return name if self.frames_out == self.horizon else f"{name}/frames={self.frames_out}"
 
-    def for_run(self, run: LoadedRun, dataset: str | None, frames: int | None, data_root: Path | None) -> "EvalSettings":
+    def for_run(
+        self, run: LoadedRun, dataset: str | None, frames: int | None, data_root: Path | None
+    ) -> "EvalSettings":
         """These settings on ``dataset`` (default the run's) over ``frames`` predicted frames (default the run's
         horizon), after checking that its clips fit the run: the same input frames and frame shape, and at least
         ``frames`` targets per window."""
@@ -117,7 +119,8 @@ class EvalSettings:
         if frames > other.frames_out:
             raise SvqbenchError(
                 f"--frames {frames}: dataset {dataset!r} has {other.frames_out} target frames per window; prepare one "
-                f"with more (svqbench prep ... --frames {trained.frames_in}:{frames} --name NAME) and pass --dataset NAME"
+                f"with more (svqbench prep ... --frames {trained.frames_in}:{frames} --name NAME) and pass "
+                "--dataset NAME"
             )
         return dataclasses.replace(
             self, dataset=dataset, trained_on=run.recipe.dataset, frames_out=frames, horizon=trained.frames_out
@@ -181,7 +184,8 @@ def evaluate(
     stats = SVQStats() if svq_stats else None
     started = time.perf_counter()
     loader = make_loader(shard, settings.batch_size, run.recipe.train.num_workers, device)
-    stream(run, settings, loader, accumulator, stats, shard.indices.start, world)
+    climate = data.climatology(settings.dataset, settings.split, data_root) if "acc" in settings.metrics else None
+    stream(run, settings, loader, accumulator, stats, shard.indices.start, world, climate)
     report = make_report(run, settings, accumulator.result(), stats, time.perf_counter() - started)
     values = world.gather_concatenated(accumulator.per_window())  # before rank > 0 returns: a collective
     if world.is_main:
@@ -228,9 +232,11 @@ def stream(
     stats: SVQStats | None,
     first_window: int,
     world: World,
+    climate: Any = None,
 ) -> None:
     """Forecast every batch (inputs (B, T_in, C, H, W) -> (B, T_out, C, H, W)) and accumulate its metrics;
-    refuses a run whose predictions are not finite; sums the ranks' metrics."""
+    refuses a run whose predictions are not finite; sums the ranks' metrics. ``climate``: the split's
+    :class:`~svqbench.data.climatology.ClimatologyLookup`, for ACC."""
     device = run.device
     non_finite = torch.zeros((), dtype=torch.float64, device=device)  # predicted values that are NaN or infinite
     with recording_svq_inputs(run.model, stats, run.recipe.model_name):
@@ -238,11 +244,13 @@ def stream(
             inputs, targets = inputs.to(device, non_blocking=True), targets.to(device, non_blocking=True)
             key = StepKey(EVAL_PERTURB_SEED, 0, first_window, len(inputs))
             inputs = perturb(inputs, settings.perturb_ratio, key)
+            windows = np.arange(first_window, first_window + len(inputs))
             first_window += len(inputs)
             with autocast(device, settings.precision):  # eval.precision: never the training precision
                 pred = forecast(run.model, inputs, settings.frames_out).frames
             non_finite += (~torch.isfinite(pred)).sum()
-            accumulator.update(pred.float(), targets[:, : settings.frames_out], inputs)
+            normals = climate.for_windows(windows, settings.frames_out) if climate is not None else None
+            accumulator.update(pred.float(), targets[:, : settings.frames_out], inputs, normals)
     if world.sum(non_finite).item():
         raise SvqbenchError(
             f"{run.checkpoint_file}: {int(non_finite.item())} predicted values are not finite "

@@ -10,6 +10,11 @@ test set is never concatenated and the overall value is exact whatever the batch
   variable as the convention says (conventions.py);
 - FVD (fvd.py): I3D features of each chosen window's predicted and true clips, one Fréchet distance over the
   split at the end; no per-frame or per-window value (it is a distance between two sets of clips).
+- latitude-weighted MAE/MSE/RMSE (WeatherBench, with latitudes): errors weighted by cos(latitude) normalised to
+  mean 1 over the grid's rows, per channel, averaged over channels (RMSE: root per channel first);
+- ACC (anomaly correlation, WeatherBench 2): per window, frame and channel, sum(w f' o') / sqrt(sum(w f'^2) sum(w
+  o'^2)) over the grid, f' and o' the forecast and truth minus the training years' climatology of the target's day
+  and hour (:mod:`svqbench.data.climatology`), w the latitude weights; averaged over channels and windows;
 - SSIM/PSNR/LPIPS: one value per frame, summed over samples. A frame predicted exactly has PSNR +inf
   under ``openstl`` (as in OpenSTL, and so has the mean over frames that include it), 100 dB (the cap)
   under ``standard``.
@@ -41,6 +46,7 @@ from svqbench.metrics.ssim import ssim_per_frame
 
 Denormalise = Callable[[torch.Tensor], torch.Tensor]
 LAT_WEIGHTED_RMSE = "lat_weighted_rmse"
+LAT_WEIGHTED = {"mae": "lat_weighted_mae", "mse": "lat_weighted_mse"}  # added beside MAE/MSE with latitudes
 IMAGE_METRICS = ("ssim", "psnr", "lpips")
 SET_METRICS = ("fvd",)  # one value for the whole split, from features of every window
 PIXEL_ERRORS = ("mae", "mse", "rmse")
@@ -162,9 +168,18 @@ class MetricAccumulator:
         else:
             self._sums[name] = value.clone()
 
-    def update(self, pred: torch.Tensor, true: torch.Tensor, inputs: torch.Tensor | None = None) -> None:
-        """Add one batch: pred, true (B, T, C, H, W); inputs (B, T_in, C, H, W), the context, used by FVD's "all"."""
+    def update(
+        self,
+        pred: torch.Tensor,
+        true: torch.Tensor,
+        inputs: torch.Tensor | None = None,
+        climate: torch.Tensor | None = None,
+    ) -> None:
+        """Add one batch: pred, true (B, T, C, H, W); inputs (B, T_in, C, H, W), the context, used by FVD's "all";
+        climate (B, T, C, H, W) in physical units, the climatology of each target frame, needed by ACC."""
         self._check(pred, true)
+        if "acc" in self.metrics and climate is None:
+            raise SvqbenchError("acc needs the climatology of the targets; this dataset has none (weather data have)")
         self._frame_shape = tuple(pred.shape[2:])
         # metrics are defined in float32/float64: an evaluation loop running under autocast must not lower them
         with torch.inference_mode(), torch.autocast(self.device.type, enabled=False):
@@ -176,6 +191,8 @@ class MetricAccumulator:
                 pred, true = self.denormalise(pred), self.denormalise(true)
                 inputs = self.denormalise(inputs) if use_inputs else None
             self._add_pixel_errors(pred, true)
+            if climate is not None and "acc" in self.metrics:
+                self._add_anomaly_correlation(pred, true, climate.to(self.device, torch.float32))
             if self.value_range is not None:
                 low, high = self.value_range
                 pred, true = (pred - low) / (high - low), (true - low) / (high - low)
@@ -202,8 +219,21 @@ class MetricAccumulator:
                 self._record_window("mse", window_mse)
             if "rmse" in self.metrics:
                 self._record_window("rmse", window_mse.sqrt())
-            if self._lat_weights is not None and "rmse" in self.metrics:
+            if self._lat_weights is not None:
                 self._add("lat_sq", _sum_per_frame_channel(squared * self._lat_weights).sum(0))
+        if self._lat_weights is not None and "mae" in self.metrics:
+            self._add("lat_abs", _sum_per_frame_channel(error.abs() * self._lat_weights).sum(0))
+
+    def _add_anomaly_correlation(self, pred: torch.Tensor, true: torch.Tensor, climate: torch.Tensor) -> None:
+        """Per window and frame: the latitude-weighted anomaly correlation, averaged over channels."""
+        weights = self._lat_weights if self._lat_weights is not None else torch.ones((), device=self.device)
+        forecast, observed = (pred - climate).double(), (true - climate).double()
+        weights = weights.double()
+        covariance = (weights * forecast * observed).sum(dim=(3, 4))
+        spread = ((weights * forecast.square()).sum(dim=(3, 4)) * (weights * observed.square()).sum(dim=(3, 4))).sqrt()
+        acc = (covariance / spread).mean(dim=2)  # (B, T): channels averaged
+        self._add("acc", acc.sum(0))
+        self._record_window("acc", acc.mean(1))
 
     def _add_frame_scores(self, pred: torch.Tensor, true: torch.Tensor) -> None:
         if not set(IMAGE_METRICS) & set(self.metrics):
@@ -276,10 +306,15 @@ class MetricAccumulator:
             frame_values, overall_value = self._reduce(name)
             per_frame[name] = frame_values.tolist()
             overall[name] = float(overall_value)
-        if "lat_sq" in self._sums:
+        if "lat_sq" in self._sums and "rmse" in self.metrics:
             frame_values, overall_value = self._rmse_of_groups(self._sums["lat_sq"], self._channel_groups(False))
             per_frame[LAT_WEIGHTED_RMSE] = frame_values.tolist()
             overall[LAT_WEIGHTED_RMSE] = float(overall_value)
+        for name, key in (("mae", "lat_abs"), ("mse", "lat_sq")):
+            if name in self.metrics and key in self._sums:  # weighted means per channel, then over channels
+                frames = self._sums[key].sum(dim=1) / (self._count * self._pixels() * self._sums[key].shape[1])
+                per_frame[LAT_WEIGHTED[name]] = frames.tolist()
+                overall[LAT_WEIGHTED[name]] = float(frames.mean())
         result = {"overall": overall, "per_frame": per_frame, "convention": self.convention.name, "count": self._count}
         if self.variables and set(PIXEL_ERRORS) & set(self.metrics):
             result["per_variable"] = self._per_variable()

@@ -23,7 +23,7 @@ from dataclasses import dataclass
 
 from svqbench.errors import SvqbenchError
 
-METRIC_NAMES = ("mae", "mse", "rmse", "ssim", "psnr", "lpips", "fvd")
+METRIC_NAMES = ("mae", "mse", "rmse", "ssim", "psnr", "lpips", "fvd", "acc")
 CONVENTIONS = ("standard", "openstl")
 
 

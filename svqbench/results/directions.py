@@ -2,9 +2,21 @@
 
 from __future__ import annotations
 
-LOWER_IS_BETTER = {"mae", "mse", "rmse", "lpips", "fvd", "lat_weighted_rmse"}
-HIGHER_IS_BETTER = {"ssim", "psnr"}
-METRIC_ORDER = ["mse", "mae", "rmse", "lat_weighted_rmse", "ssim", "psnr", "lpips", "fvd"]
+LOWER_IS_BETTER = {"mae", "mse", "rmse", "lpips", "fvd", "lat_weighted_rmse", "lat_weighted_mae", "lat_weighted_mse"}
+HIGHER_IS_BETTER = {"ssim", "psnr", "acc"}
+METRIC_ORDER = [
+    "mse",
+    "mae",
+    "rmse",
+    "lat_weighted_mse",
+    "lat_weighted_mae",
+    "lat_weighted_rmse",
+    "acc",
+    "ssim",
+    "psnr",
+    "lpips",
+    "fvd",
+]
 
 
 def metric_title(metric: str) -> str:
