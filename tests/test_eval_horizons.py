@@ -78,7 +78,10 @@ def test_fewer_frames_than_trained_and_the_same_dataset(run, long_root, isolated
     [
         (["--frames", "30"], ["--frames 30: dataset 'digits' has 10 target frames", "--dataset NAME"]),
         (["--dataset", "digits_long", "--frames", "40"], ["--frames 40: dataset 'digits_long' has 30"]),
-        (["--dataset", "digits_small"], ["--dataset digits_small: its clips are 10 input frames of 1x32x32", "1x64x64"]),
+        (
+            ["--dataset", "digits_small"],
+            ["--dataset digits_small: its clips are 10 input frames of 1x32x32", "1x64x64"],
+        ),
         (["--dataset", "nowhere"], ["nowhere"]),
         (["--frames", "0"], ["--frames 0: valid: an integer >= 1"]),
     ],

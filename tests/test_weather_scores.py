@@ -94,3 +94,36 @@ def test_acc_without_a_climatology_is_one_line(digits_root, tmp_path):
     run = train(load_recipe(str(recipe)), tmp_path / "run", CPU, data_root=digits_root)
     with pytest.raises(SvqbenchError, match="no climatology recorded .needed by acc"):
         evaluate(run, CPU, ("mae", "acc"), data_root=digits_root, update_leaderboard=False)
+
+
+def test_arrays_with_latitudes_and_times_get_the_same_scores(tmp_path, isolated_leaderboards):
+    """``prep arrays`` of a netCDF with lat and time coordinates records both and the climatology: eval's ACC and
+    latitude-weighted errors work on it as on WeatherBench."""
+    import pandas as pd
+
+    steps = 24 * 6
+    rng = np.random.default_rng(0)
+    lat = np.linspace(-60.0, 60.0, 16)
+    xr.Dataset(
+        {"t2m": (("time", "lat", "lon"), (280 + rng.standard_normal((steps, 16, 16))).astype(np.float32))},
+        coords={"time": pd.date_range("2021-03-01", periods=steps, freq="h"), "lat": lat, "lon": np.arange(16.0)},
+    ).to_netcdf(tmp_path / "field.nc", engine="h5netcdf")
+    data.prepare("arrays", root=tmp_path, src=tmp_path / "field.nc", folder_name="field", frames="4:4")
+    manifest = data.load_manifest("field", tmp_path)
+    assert manifest["latitudes"] == pytest.approx(lat.tolist()) and manifest["climatology"]["kind"] == "day_hour"
+    assert (tmp_path / "field" / "test" / "times.npy").is_file()
+    recipe = tmp_path / "persistence.yaml"
+    recipe.write_text("dataset: field\nmodel: {name: persistence}\ntrain: {batch_size: 8, num_workers: 0}\n")
+    run = train(load_recipe(str(recipe)), tmp_path / "run", CPU, data_root=tmp_path)
+    report = evaluate(run, CPU, ("mse", "acc"), data_root=tmp_path, update_leaderboard=False)
+    assert {"acc", "lat_weighted_mse"} <= set(report["overall"]) and -1 <= report["overall"]["acc"] <= 1
+
+
+def test_monthly_data_get_a_climatology_per_calendar_month():
+    from svqbench.data.climatology import compute
+
+    times = np.arange("2000-01", "2004-01", dtype="datetime64[M]").astype("datetime64[h]")
+    frames = np.arange(len(times), dtype=np.float32)[:, None, None, None] * np.ones((1, 1, 2, 2), np.float32)
+    normals, hours = compute(frames, times)
+    assert hours == () and normals.shape == (12, 1, 1, 2, 2)
+    np.testing.assert_allclose(normals[:, 0, 0, 0, 0], [np.mean([m + 12 * y for y in range(4)]) for m in range(12)])

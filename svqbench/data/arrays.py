@@ -28,6 +28,7 @@ from typing import Any
 
 import numpy as np
 
+from svqbench.data import climatology
 from svqbench.data.base import DATASETS, DatasetInfo, DatasetSpec, write_split
 from svqbench.data.download import file_hash
 from svqbench.data.videos import parse_frames
@@ -47,6 +48,7 @@ class Source:
     times: np.ndarray | None
     channels: list[str]
     variables: list[str]
+    latitudes: list[float] | None = None  # of the grid's rows, from a lat/latitude coordinate of a netCDF or zarr
 
 
 def read_source(path: Path, names: list[str]) -> Source:
@@ -204,7 +206,12 @@ def _read_xarray(path: Path, names: list[str]) -> Source:
             if time in dataset.coords and np.issubdtype(dataset[time].dtype, np.datetime64)
             else None
         )
-    return Source(_stack(path, arrays, names), times if arrays[0].ndim == 4 else None, labels, names)
+        rows = dataset[names[0]].dims[-2]
+        latitudes = (
+            [float(v) for v in dataset[rows].values] if rows in ("lat", "latitude") and rows in dataset.coords else None
+        )
+    one_sequence = arrays[0].ndim == 4
+    return Source(_stack(path, arrays, names), times if one_sequence else None, labels, names, latitudes)
 
 
 def parse_split(
@@ -386,12 +393,18 @@ class Arrays(DatasetSpec):
             blocks[name] = block
         kind = value_kind(list(blocks.values()))
         extra: dict[str, Any] = {}
+        if source.latitudes is not None:
+            extra["latitudes"] = source.latitudes
+        if kind == "physical" and source.times is not None:  # ACC's reference: the training years, physical units
+            start, stop = ranges["train"]
+            normals, hours = climatology.compute(blocks["train"], source.times[start:stop])
+            extra.update(climatology.write(target, normals, hours))
         if kind == "physical":
             mean, std = channel_statistics(blocks["train"])
-            extra = {
-                "normalisation": {"mean": mean.tolist(), "std": std.tolist()},
-                "value_range": [float(blocks["train"].min()), float(blocks["train"].max())],
-            }
+            extra.update(
+                normalisation={"mean": mean.tolist(), "std": std.tolist()},
+                value_range=[float(blocks["train"].min()), float(blocks["train"].max())],
+            )
             shape = (-1, 1, 1)
             blocks = {n: ((b - mean.reshape(shape)) / std.reshape(shape)).astype(np.float32) for n, b in blocks.items()}
         elif kind == "unit":
@@ -452,4 +465,5 @@ class Arrays(DatasetSpec):
             record.update(write_split(target, split, block, np.arange(0, len(block) - window + 1, stride)))
             if times is not None:
                 record.update(first_time=str(times[span[0]])[:19], last_time=str(times[span[1] - 1])[:19])
+                climatology.write_times(target / split, times[span[0] : span[1]])
         return record

@@ -3,10 +3,11 @@
 WeatherBench 2's definition (Rasp et al. 2024, "climatology"): for each day of year and hour of day, the mean over
 every training time step whose day of year lies within a window of 61 days centred on it (wrapping around the year)
 and whose hour is that hour: the data of several years and of neighbouring days pooled, which smooths the seasonal
-cycle. Without hours (daily or coarser data), one value per day of year; data without timestamps get no
+cycle. Daily data have one hour (one value per day of year). Monthly data (steps of 28 days or more) get one value
+per calendar month instead, the mean of the training years' same month. Data without timestamps get no
 climatology (and no ACC). Stored with the prepared data (``climatology.npy``, physical units, float32, shape
-(366, hours, C, H, W); the hours of day in the manifest), so ``eval`` needs no training data; each split keeps the
-timestamp of every frame (``times.npy``, hours since 1970-01-01T00 UTC, int64).
+(366, hours, C, H, W), or (12, 1, C, H, W) per month; the kind and hours in the manifest), so ``eval`` needs no
+training data; each split keeps the timestamp of every frame (``times.npy``, hours since 1970-01-01T00 UTC).
 """
 
 from __future__ import annotations
@@ -40,9 +41,32 @@ def hours_of(times: np.ndarray) -> tuple[int, ...]:
     return tuple(int(h) for h in np.unique(day_and_hour(times)[1]))
 
 
+def monthly(times: np.ndarray) -> bool:
+    """Whether ``times`` step by a month or more (then the climatology is per calendar month)."""
+    steps = np.diff(np.asarray(times, dtype="datetime64[h]")).astype(np.int64)
+    return len(steps) > 0 and float(np.median(steps)) >= 28 * 24
+
+
+def month_of(times: np.ndarray) -> np.ndarray:
+    months = np.asarray(times, dtype="datetime64[M]")
+    return (months - months.astype("datetime64[Y]")).astype(np.int64)
+
+
 def compute(frames: np.ndarray, times: np.ndarray, block: int = 2048) -> tuple[np.ndarray, tuple[int, ...]]:
     """The climatology of training ``frames`` (T, C, H, W) in physical units at ``times`` (T,): (366, hours, C, H, W)
-    float32 and the hours. Sums are pooled in float64 over blocks of time steps, then over the 61-day window."""
+    float32 and the hours (or, for monthly data, (12, 1, C, H, W) and no hours). Sums are pooled in float64 over
+    blocks of time steps, then over the 61-day window."""
+    if monthly(times):
+        month = month_of(times)
+        sums = np.zeros((12, 1, *frames.shape[1:]), np.float64)
+        counts = np.zeros((12, 1) + (1,) * (frames.ndim - 1), np.int64)
+        for m in range(12):
+            chosen = np.flatnonzero(month == m)
+            if len(chosen):
+                sums[m, 0] = np.asarray(frames[chosen], np.float64).sum(axis=0)
+                counts[m, 0] = len(chosen)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            return (sums / counts).astype(np.float32), ()
     days, hour = day_and_hour(times)
     hours = hours_of(times)
     slot = np.searchsorted(np.asarray(hours), hour)
@@ -79,7 +103,10 @@ def _moving_sum(values: np.ndarray, width: int) -> np.ndarray:
 def write(target: Path, climatology: np.ndarray, hours: tuple[int, ...]) -> dict[str, Any]:
     """Store it in a prepared folder; returns the manifest's record."""
     np.save(target / CLIMATOLOGY_FILE, climatology)
-    return {"climatology": {"file": CLIMATOLOGY_FILE, "hours": list(hours), "window_days": WINDOW_DAYS}}
+    if not hours:
+        return {"climatology": {"file": CLIMATOLOGY_FILE, "kind": "month"}}
+    record = {"file": CLIMATOLOGY_FILE, "kind": "day_hour", "hours": list(hours), "window_days": WINDOW_DAYS}
+    return {"climatology": record}
 
 
 def write_times(split_dir: Path, times: np.ndarray) -> None:
@@ -99,13 +126,17 @@ class ClimatologyLookup:
                 f"svqbench; re-run its prep with --force, or leave acc out"
             )
         self.climatology = np.load(folder / record["file"], mmap_mode="r")
-        self.hours = np.asarray(record["hours"])
+        self.by_month = record.get("kind") == "month"
+        self.hours = np.asarray(record.get("hours", [0]))
         self.times = EPOCH + np.load(times_path).astype("timedelta64[h]")
         self.starts = np.load(folder / split / "starts.npy")
         self.frames_in = frames_in
 
     def for_windows(self, indices: np.ndarray, frames: int) -> torch.Tensor:
         at = self.starts[np.asarray(indices)][:, None] + self.frames_in + np.arange(frames)[None, :]
+        if self.by_month:
+            values = np.asarray(self.climatology[month_of(self.times[at.ravel()]), 0], np.float32)
+            return torch.from_numpy(values.reshape(*at.shape, *values.shape[1:]))
         days, hour = day_and_hour(self.times[at.ravel()])
         slots = np.searchsorted(self.hours, hour)
         if not np.array_equal(self.hours[np.minimum(slots, len(self.hours) - 1)], hour):
