@@ -98,6 +98,9 @@ def prep(
     size: Optional[int] = typer.Option(None, "--size", help="videos: frame size in pixels"),
     frames: Optional[str] = typer.Option(None, "--frames", help="videos, arrays: input:target frames, e.g. 10:10"),
     var: List[str] = typer.Option([], "--var", help="arrays: an array or variable of the file (repeat: channels)"),
+    target: List[str] = typer.Option(
+        [], "--target", help="arrays, weather: predict only these channels from all of them (repeat), e.g. t2m"
+    ),
     split: Optional[str] = typer.Option(None, "--split", help="arrays: 0.8,0.1,0.1 or train=A:B,val=C:D,test=E:F"),
     opt: List[str] = typer.Option([], "--opt", help="any other dataset option key=value, e.g. --opt train=512"),
     verify: bool = typer.Option(False, "--verify", help="recompute the checksums of the prepared folder instead"),
@@ -128,6 +131,7 @@ def prep(
         "size": size,
         "frames": frames,
         "var": ",".join(var) or None,
+        "targets": ",".join(target) or None,
         "split": split,
     }
     options.update({key: value for key, value in named.items() if value is not None})

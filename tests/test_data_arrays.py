@@ -240,3 +240,104 @@ def test_bad_arrays_are_one_line_errors(tmp_path, monkeypatch):
     one_line_error(invoke(*prep, "series.npy", "--split", "0.8,0.3"), "three fractions")
     one_line_error(invoke(*prep, "missing.npy"), "--src missing.npy: no such file")
     one_line_error(invoke(*prep, "series.npy", "--var", "a"), "--var is for .npz")
+
+
+def write_three_variables(path, steps: int = 96, size: int = 16) -> None:
+    import xarray as xr
+
+    rng = np.random.default_rng(0)
+    fields = {
+        name: (("time", "lat", "lon"), (base + rng.standard_normal((steps, size, size))).astype(np.float32))
+        for name, base in (("t2m", 280.0), ("u10", 0.0), ("v10", 2.0))
+    }
+    xr.Dataset(
+        fields,
+        coords={
+            "time": pd.date_range("2020-01-01", periods=steps, freq="h"),
+            "lat": np.linspace(-40, 40, size),
+            "lon": np.arange(float(size)),
+        },
+    ).to_netcdf(path, engine="h5netcdf")
+
+
+def test_a_model_reads_three_variables_and_predicts_one_target(tmp_path, monkeypatch, isolated_leaderboards):
+    """``prep arrays --var t2m --var u10 --var v10 --target t2m``: SimVP reads 3 channels and predicts t2m; metrics,
+    floors and units follow the target; a recurrent model refuses it."""
+    monkeypatch.chdir(tmp_path)
+    write_three_variables(tmp_path / "field.nc")
+    prepped = invoke(
+        "prep",
+        "arrays",
+        "--root",
+        "data",
+        "--src",
+        "field.nc",
+        "--name",
+        "field",
+        "--frames",
+        "4:4",
+        "--var",
+        "t2m",
+        "--var",
+        "u10",
+        "--var",
+        "v10",
+        "--target",
+        "t2m",
+    )
+    assert prepped.exit_code == 0, prepped.output
+    info = data.info("field", tmp_path / "data")
+    assert info.channels == 3 and info.targets == (0,)
+    inputs, targets = data.create("field", "test", tmp_path / "data")[0]
+    assert inputs.shape[1] == 3 and targets.shape[1] == 1
+    trained = invoke(
+        "train", "videos/simvp", "--set", "dataset=field", "--root", "data", "--run-dir", "runs/field", *TINY
+    )
+    assert trained.exit_code == 0, trained.output
+    assert invoke("eval", "runs/field", "--root", "data", "--metrics", "mae,mse,rmse").exit_code == 0
+    report = json.loads((tmp_path / "runs" / "field" / "metrics.json").read_text())
+    assert list(report["per_variable"]) == ["t2m"]  # the one predicted variable, in kelvin
+    floor = invoke(
+        "train",
+        "videos/persistence",
+        "--set",
+        "dataset=field",
+        "--root",
+        "data",
+        "--run-dir",
+        "runs/floor",
+        "--device",
+        "cpu",
+    )
+    assert floor.exit_code == 0, floor.output
+    assert invoke("eval", "runs/floor", "--root", "data", "--metrics", "mae").exit_code == 0
+    from svqbench.engine.runs import LoadedRun
+    from svqbench.models import forecast
+
+    run = LoadedRun(tmp_path / "runs" / "floor", torch.device("cpu"))
+    batch = inputs[None]
+    repeated = forecast(run.model, batch, 4).frames
+    assert repeated.shape == (1, 4, 1, 16, 16) and torch.equal(repeated[0, 0, 0], batch[0, -1, 0])
+    (tmp_path / "predrnn.yaml").write_text(
+        "dataset: field\nmodel: {name: predrnn, num_hidden: [8, 8], patch_size: 4}\n"
+        "train: {max_steps: 1, batch_size: 4, num_workers: 0}\n"
+    )
+    refused = invoke("train", "predrnn.yaml", "--root", "data", "--run-dir", "runs/recurrent", "--device", "cpu")
+    one_line_error(refused, "feeds its own predictions back", "1 target channel(s) of 3")
+    unknown = invoke(
+        "prep",
+        "arrays",
+        "--root",
+        "data",
+        "--src",
+        "field.nc",
+        "--name",
+        "bad",
+        "--frames",
+        "4:4",
+        "--var",
+        "t2m",
+        "--target",
+        "q",
+    )
+    one_line_error(unknown, "--target q: not a channel of field.nc; valid: t2m")

@@ -257,10 +257,21 @@ def known_shape(name: str, root: str | os.PathLike | None = None) -> DatasetInfo
     return None
 
 
+def targets(manifest: dict[str, Any]) -> list[int]:
+    """The channels a dataset's models predict: its ``targets``, else every channel."""
+    info = manifest["info"]
+    return list(info.get("targets") or range(info["channels"]))
+
+
 def denormaliser(name: str, root: str | os.PathLike | None = None) -> Callable[[torch.Tensor], torch.Tensor] | None:
-    """(B,T,C,H,W) z-scored -> physical units, for datasets prepared with training statistics; else None."""
-    stats = load_manifest(name, root).get("normalisation")
-    return Normalisation(**stats).denormalise if stats else None
+    """(B,T,C_out,H,W) z-scored predictions or targets (the target channels) -> physical units, for datasets prepared
+    with training statistics; else None."""
+    manifest = load_manifest(name, root)
+    stats = manifest.get("normalisation")
+    if not stats:
+        return None
+    chosen = targets(manifest)
+    return Normalisation([stats["mean"][c] for c in chosen], [stats["std"][c] for c in chosen]).denormalise
 
 
 def variables(name: str, root: str | os.PathLike | None = None) -> tuple[str, ...]:
@@ -270,10 +281,15 @@ def variables(name: str, root: str | os.PathLike | None = None) -> tuple[str, ..
     """
     manifest = load_manifest(name, root)
     stored = manifest["info"].get("variables")
-    if stored is not None:
-        return tuple(stored)
     spec = manifest.get("spec", name)
-    return DATASETS.get(spec).info.variables if spec in DATASETS else ()
+    names = tuple(stored) if stored is not None else DATASETS.get(spec).info.variables if spec in DATASETS else ()
+    if not names or not manifest["info"].get("targets"):
+        return names
+    # with target channels: the variables whose whole block is predicted, when they cover the targets exactly
+    width = manifest["info"]["channels"] // len(names)
+    chosen = set(targets(manifest))
+    kept = [v for i, v in enumerate(names) if set(range(i * width, (i + 1) * width)) <= chosen]
+    return tuple(kept) if len(kept) * width == len(chosen) else ()
 
 
 def value_range(name: str, root: str | os.PathLike | None = None) -> tuple[float, float] | None:
@@ -290,7 +306,8 @@ def climatology(name: str, split: str, root: str | os.PathLike | None = None):
 
     root = Path(root) if root is not None else default_root()
     manifest = load_manifest(name, root)
-    return ClimatologyLookup(root / name, split, manifest, DatasetInfo.from_dict(manifest["info"]).frames_in)
+    facts = DatasetInfo.from_dict(manifest["info"])
+    return ClimatologyLookup(root / name, split, manifest, facts.frames_in, targets(manifest))
 
 
 def latitudes(name: str, root: str | os.PathLike | None = None) -> list[float] | None:

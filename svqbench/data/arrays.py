@@ -214,6 +214,21 @@ def _read_xarray(path: Path, names: list[str]) -> Source:
     return Source(_stack(path, arrays, names), times if one_sequence else None, labels, names, latitudes)
 
 
+def target_channels(text: str, labels: list[str], src: Path, count: int | None = None) -> list[int]:
+    """``--target t2m`` -> the indices of those channels among ``labels`` (all ``count`` channels when empty)."""
+    if not text:
+        return list(range(len(labels) if count is None else count))
+    chosen = []
+    for name in (part.strip() for part in text.split(",") if part.strip()):
+        matching = [i for i, label in enumerate(labels) if label == name or label.startswith(f"{name}_")]
+        if not matching:
+            raise SvqbenchError(f"--target {name}: not a channel of {src}; valid: {', '.join(labels)}")
+        chosen += [i for i in matching if i not in chosen]
+    if not chosen:
+        raise SvqbenchError(f"--target {text!r}: name one or more of {', '.join(labels)}")
+    return sorted(chosen)
+
+
 def parse_split(
     text: str, length: int, gap: int, times: np.ndarray | None, unit: str
 ) -> tuple[dict[str, tuple[int, int]], list[str]]:
@@ -362,7 +377,10 @@ class Arrays(DatasetSpec):
         var: str = "",
         split: str = "0.8,0.1,0.1",
         stride: int = 1,
+        targets: str = "",
     ) -> dict[str, Any]:
+        """``targets``: comma list of the channels (variables, or ``NAME_LEVEL`` labels) the models predict from all
+        of them; default every channel."""
         if src is None:
             raise SvqbenchError("prep arrays needs --src FILE: a .npy, .npz, netCDF (.nc) file or a zarr store")
         if stride < 1:
@@ -392,6 +410,7 @@ class Arrays(DatasetSpec):
             check_finite(block, src, name, start)
             blocks[name] = block
         kind = value_kind(list(blocks.values()))
+        chosen = target_channels(targets, source.channels, src, blocks["train"].shape[-3])
         extra: dict[str, Any] = {}
         if source.latitudes is not None:
             extra["latitudes"] = source.latitudes
@@ -403,7 +422,10 @@ class Arrays(DatasetSpec):
             mean, std = channel_statistics(blocks["train"])
             extra.update(
                 normalisation={"mean": mean.tolist(), "std": std.tolist()},
-                value_range=[float(blocks["train"].min()), float(blocks["train"].max())],
+                value_range=[
+                    float(blocks["train"][..., chosen, :, :].min()),
+                    float(blocks["train"][..., chosen, :, :].max()),
+                ],
             )
             shape = (-1, 1, 1)
             blocks = {n: ((b - mean.reshape(shape)) / std.reshape(shape)).astype(np.float32) for n, b in blocks.items()}
@@ -426,7 +448,9 @@ class Arrays(DatasetSpec):
             variables=tuple(source.variables)
             if kind == "physical" and len(source.variables) > 1 and per_variable * len(source.variables) == channels
             else (),
-            description=f"arrays from {src.name}",
+            description=f"arrays from {src.name}"
+            + (f"; predicts {', '.join(source.channels[c] for c in chosen)}" if targets else ""),
+            targets=tuple(chosen) if targets else (),
             protocol=f"{'whole sequences' if sequences else 'contiguous blocks, one window apart'}: {split}",
         )
         source_record = {"file": src.name, "sha256": file_hash(src)} if src.is_file() else {"file": src.name}

@@ -53,6 +53,8 @@ class DatasetInfo:
     variables: tuple[str, ...] = ()
     description: str = ""
     protocol: str = ""
+    # the channels a model predicts (indices into the input channels) when not all: targets read out only those
+    targets: tuple[int, ...] = ()
 
     @property
     def window(self) -> int:
@@ -70,7 +72,7 @@ class DatasetInfo:
     def from_dict(cls, d: dict[str, Any]) -> "DatasetInfo":
         known = {f.name for f in dataclasses.fields(cls)}
         kw = {k: v for k, v in d.items() if k in known}
-        for key in ("metrics", "splits", "variables"):
+        for key in ("metrics", "splits", "variables", "targets"):
             if key in kw:
                 kw[key] = tuple(kw[key])
         return cls(**kw)
@@ -200,7 +202,8 @@ class WindowDataset(Dataset):
         x = torch.from_numpy(clip.astype(np.float32))
         if clip.dtype == np.uint8:
             x = x.div_(255.0)
-        return x[: self.info.frames_in], x[self.info.frames_in :]
+        targets = x[self.info.frames_in :]
+        return x[: self.info.frames_in], targets[:, list(self.info.targets)] if self.info.targets else targets
 
 
 @dataclass

@@ -117,7 +117,7 @@ class ClimatologyLookup:
     """The climatology of each target frame of a split's windows. ``for_windows(indices, frames)``: window indices
     (B,) -> (B, frames, C, H, W) float32 in physical units, the targets' day of year and hour."""
 
-    def __init__(self, folder: Path, split: str, manifest: dict[str, Any], frames_in: int):
+    def __init__(self, folder: Path, split: str, manifest: dict[str, Any], frames_in: int, channels: list[int]):
         record = manifest.get("climatology")
         times_path = folder / split / TIMES_FILE
         if not record or not times_path.is_file():
@@ -131,15 +131,16 @@ class ClimatologyLookup:
         self.times = EPOCH + np.load(times_path).astype("timedelta64[h]")
         self.starts = np.load(folder / split / "starts.npy")
         self.frames_in = frames_in
+        self.channels = channels  # the target channels
 
     def for_windows(self, indices: np.ndarray, frames: int) -> torch.Tensor:
         at = self.starts[np.asarray(indices)][:, None] + self.frames_in + np.arange(frames)[None, :]
         if self.by_month:
-            values = np.asarray(self.climatology[month_of(self.times[at.ravel()]), 0], np.float32)
+            values = np.asarray(self.climatology[month_of(self.times[at.ravel()]), 0][:, self.channels], np.float32)
             return torch.from_numpy(values.reshape(*at.shape, *values.shape[1:]))
         days, hour = day_and_hour(self.times[at.ravel()])
         slots = np.searchsorted(self.hours, hour)
         if not np.array_equal(self.hours[np.minimum(slots, len(self.hours) - 1)], hour):
             raise SvqbenchError("a target frame falls at an hour of day the training years never had: no climatology")
-        values = np.asarray(self.climatology[days, slots], np.float32)
+        values = np.asarray(self.climatology[days, slots][:, self.channels], np.float32)
         return torch.from_numpy(values.reshape(*at.shape, *values.shape[1:]))

@@ -17,6 +17,7 @@ each split's last time step and last window; here every complete window is kept.
 
 from __future__ import annotations
 
+import dataclasses
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
@@ -206,9 +207,15 @@ class Weather(DatasetSpec):
         val: str = "2016",
         test: str = "2017-2018",
         url: str = "",
+        targets: str = "",
     ) -> dict[str, Any]:
         """``url``: a mirror folder (with or without a trailing ``/``) holding the ``<variable>_5.625deg.zip``
-        archives."""
+        archives. ``targets``: comma list of channel labels (``u10``; ``t500``) the models predict from every channel
+        (default all)."""
+        from svqbench.data.arrays import target_channels
+
+        labels = [c.label for c in self.channels]
+        chosen = target_channels(targets, labels, Path(self.info.name)) if targets else []
         years = {
             "train": parse_years("train", train),
             "val": parse_years("val", val),
@@ -240,6 +247,7 @@ class Weather(DatasetSpec):
             "normalisation": {"mean": stats.mean, "std": stats.std},
             "latitudes": latitudes,
             **climatology.write(target, normals, hours),
+            **({"info": dataclasses.replace(self.info, targets=tuple(chosen))} if chosen else {}),
         }
 
 

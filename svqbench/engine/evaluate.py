@@ -110,6 +110,11 @@ class EvalSettings:
             data.load_manifest(dataset, data_root)  # prepared, with a one-line hint when not
             mine = (trained.frames_in, trained.channels, trained.height, trained.width)
             theirs = (other.frames_in, other.channels, other.height, other.width)
+            if tuple(other.targets) != tuple(trained.targets):
+                raise SvqbenchError(
+                    f"--dataset {dataset}: its target channels are {list(other.targets) or 'all'}, the run "
+                    f"{run.dir.name} predicts {list(trained.targets) or 'all'}"
+                )
             if mine != theirs:
                 shape = "{} input frames of {}x{}x{}"
                 raise SvqbenchError(
@@ -250,7 +255,8 @@ def stream(
                 pred = forecast(run.model, inputs, settings.frames_out).frames
             non_finite += (~torch.isfinite(pred)).sum()
             normals = climate.for_windows(windows, settings.frames_out) if climate is not None else None
-            accumulator.update(pred.float(), targets[:, : settings.frames_out], inputs, normals)
+            context = inputs[:, :, list(run.info.targets)] if run.info.targets else inputs  # the target channels' past
+            accumulator.update(pred.float(), targets[:, : settings.frames_out], context, normals)
     if world.sum(non_finite).item():
         raise SvqbenchError(
             f"{run.checkpoint_file}: {int(non_finite.item())} predicted values are not finite "

@@ -18,13 +18,15 @@ from svqbench.models import forecast
 
 @torch.no_grad()
 def predict_sample(run: LoadedRun, index: int, split: str = "test", data_root: Path | None = None):
-    """(inputs (T_in,C,H,W), truth (T_out,C,H,W), prediction (T_out,C,H,W)) for one window of a split."""
+    """(inputs (T_in,C_out,H,W), truth (T_out,C_out,H,W), prediction (T_out,C_out,H,W)) for one window of a split;
+    with target channels, the inputs shown are their target channels (what the truth and prediction continue)."""
     dataset = data.create(run.recipe.dataset, split, data_root)
     if not 0 <= index < len(dataset):
         raise SvqbenchError(f"--index {index}: split {split!r} has {len(dataset)} samples (0..{len(dataset) - 1})")
     inputs, truth = dataset[index]
     pred = forecast(run.model, inputs[None].to(run.device), run.info.frames_out).frames[0]
-    return inputs, truth, pred.float().cpu()
+    shown = inputs[:, list(run.info.targets)] if run.info.targets else inputs
+    return shown, truth, pred.float().cpu()
 
 
 def run_label(run: LoadedRun) -> str:

@@ -45,6 +45,7 @@ from svqbench.models import (  # noqa: F401
     simvp,
 )
 from svqbench.models.base import MODELS, Forecast
+from svqbench.models.recurrent import RecurrentForecaster
 from svqbench.models.shape import ClipShape
 
 
@@ -98,8 +99,16 @@ def create_model(name: str, shape: Any, **args: Any) -> nn.Module:
     """Build registered model ``name`` for clips of ``shape`` (a :class:`ClipShape`, or anything with its
     five attributes, such as a ``DatasetInfo``); unknown arguments are errors."""
     check_model_args(name, args, source=f"model {name}")
+    clip = ClipShape.of(shape)
     if MODELS.built_in(name):
-        return MODELS.get(name)(ClipShape.of(shape), **args)
+        model = MODELS.get(name)(clip, **args)
+        if not clip.predicts_inputs and isinstance(model, RecurrentForecaster):
+            raise SvqbenchError(
+                f"model {name} feeds its own predictions back as its next inputs, so it must predict every input "
+                f"channel; this dataset predicts {clip.out_channels} target channel(s) of {clip.channels}: use a "
+                "SimVP-family model, or prepare the data without --target"
+            )
+        return model
     return plugins.build(name, model_factory(name), ClipShape.of(shape), args)
 
 
@@ -127,7 +136,14 @@ def forecast(model: nn.Module, inputs: torch.Tensor, frames_out: int) -> Forecas
         passes.append(out.frames)
         aux = aux + out.aux_loss
         made += out.frames.shape[1]
-        clip = torch.cat([clip, out.frames], dim=1)[:, -frames_in:]
+        if made < frames_out and out.frames.shape[2] != clip.shape[2]:
+            raise SvqbenchError(
+                f"predicting {frames_out} frames needs another pass on the model's own predictions, but it predicts "
+                f"{out.frames.shape[2]} target channels of the {clip.shape[2]} inputs: evaluate at most "
+                f"{made} frames (--frames {made})"
+            )
+        if made < frames_out:
+            clip = torch.cat([clip, out.frames], dim=1)[:, -frames_in:]
     frames = torch.cat(passes, dim=1) if len(passes) > 1 else passes[0]
     return Forecast(frames[:, :frames_out], aux)
 

@@ -25,7 +25,7 @@ class Blank(nn.Module):
         super().__init__()
         self.frames_out = shape.frames_out
         self.max_windows = max_windows
-        self.register_buffer("median", torch.zeros(shape.channels, shape.height, shape.width))
+        self.register_buffer("median", torch.zeros(shape.out_channels, shape.height, shape.width))
 
     @torch.no_grad()
     def fit(self, train_dataset: Dataset) -> None:

@@ -125,7 +125,7 @@ class SimVP(nn.Module):
             drop=drop,
             drop_path=drop_path,
         )
-        self.decoder = Decoder(hid_S, shape.channels, N_S, spatio_kernel_dec)
+        self.decoder = Decoder(hid_S, shape.out_channels, N_S, spatio_kernel_dec)  # the target channels only
         self.latent_dim = hid_S
         self.quantizer: nn.Module | None = None
         self.post_vq = False
@@ -144,7 +144,7 @@ class SimVP(nn.Module):
         return out if isinstance(out, tuple) else (out, latent.new_zeros(()))
 
     def forward(self, inputs: torch.Tensor) -> Forecast:
-        """inputs (B, T, C, H, W) -> Forecast(frames (B, T, C, H, W), aux_loss)."""
+        """inputs (B, T, C, H, W) -> Forecast(frames (B, T, C_out, H, W), aux_loss); C_out: the target channels."""
         B, T, C, H, W = inputs.shape
         latent, skip = self.encoder(inputs.reshape(B * T, C, H, W))
         _, c, h, w = latent.shape
@@ -154,7 +154,7 @@ class SimVP(nn.Module):
         hid = self.translator(latent.reshape(B, T * c, h, w)).reshape(B * T, c, h, w)
         if self.post_vq:
             hid, aux = self._quantize(hid)
-        frames = self.decoder(hid, skip).reshape(B, T, C, H, W)
+        frames = self.decoder(hid, skip).reshape(B, T, -1, H, W)
         return Forecast(frames, aux)
 
 
