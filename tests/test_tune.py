@@ -10,6 +10,7 @@ import sys
 import time
 from pathlib import Path
 
+import pandas as pd
 import postgres_server
 import pytest
 import torch
@@ -239,3 +240,26 @@ def test_space_entries_are_checked_in_the_study_file(tmp_path):
     path.write_text(path.read_text().replace("train.lr: {uniform: [1, 0.5]}", "train.seed: {int: [1, 5]}"))
     with pytest.raises(SvqbenchError, match="the budget and the seed are the study's"):
         load_study(path)
+
+
+def test_a_baseline_study_supplies_the_defaults(study_file, digits_root, tmp_path):
+    """With tune.baseline the sweep trains only the tuned recipes (and the floors); the defaults' rows come from the
+    baseline study's leaderboard, compared with the tuned ones across seeds."""
+    baseline = tmp_path / "baseline.yaml"
+    baseline.write_text(
+        "name: base\ndataset: digits\nrecipes: [digits/persistence, digits/simvp_tiny]\nseeds: [1, 2]\n"
+        "eval: {metrics: [mae, mse], batch_size: 4}\n"
+        f"runs: {tmp_path / 'base_runs'}\nout: {tmp_path / 'out'}\n"
+    )
+    sweep(load_study(baseline), torch.device("cpu"), digits_root, echo=lambda _: None)
+    study = load_study(study_file(trials=2, pruner="none", extra=f"  baseline: {baseline}\n"))
+    tune(study, torch.device("cpu"), digits_root, echo=lambda _: None)
+    outcome = sweep(study, torch.device("cpu"), digits_root, echo=lambda _: None)
+    labels = sorted({Path(r["run_dir"]).name.rsplit("-seed", 1)[0] for r in outcome["runs"]})
+    assert labels == ["persistence", "simvp_tiny_tuned"]  # the defaults were not trained again
+    markdown = Path(outcome["markdown"]).read_text()
+    section = markdown[markdown.index("### Default against tuned settings") :]
+    row = next(line for line in section.splitlines() if line.startswith("| simvp_tiny |"))
+    assert row.count("(n=2)") == 4 and row.count("[") == 2  # mean ± std (n) of each side, an interval per metric
+    rows = pd.read_csv(outcome["csv"])
+    assert set(rows["run"].map(lambda r: r.rsplit("-seed", 1)[0])) == {"persistence", "simvp_tiny", "simvp_tiny_tuned"}

@@ -37,6 +37,7 @@ import time
 from pathlib import Path
 from typing import Any, Callable, NamedTuple
 
+import pandas as pd
 import torch
 from filelock import FileLock
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
@@ -136,6 +137,24 @@ def tuned_entries(study: Study) -> list[StudyRecipe]:
     return tuned
 
 
+def _default_entries(study: Study, tuned: list[StudyRecipe]) -> list[StudyRecipe]:
+    """The study's own entries, less those whose defaults a baseline study already ran (``tune.baseline``)."""
+    if study.tune is None or study.tune.baseline is None:
+        return study.entries
+    replaced = {entry.folder_label.removesuffix("_tuned") for entry in tuned}
+    return [entry for entry in study.entries if entry.folder_label not in replaced]
+
+
+def baseline_rows(study: Study, labels: set[str]) -> pd.DataFrame | None:
+    """The rows of ``tune.baseline``'s leaderboard whose run label (``LABEL-seedK``) is one of ``labels``: the
+    defaults the tuned recipes are compared with."""
+    if study.tune is None or study.tune.baseline is None:
+        return None
+    baseline = load_study(study.tune.baseline)
+    table = leaderboard.read(baseline.name, baseline.out)
+    return table[table["run"].astype(str).map(tuning.label_of).isin(labels)]
+
+
 class PlannedRun(NamedTuple):
     """One run of a study: its display label, seed, seeded recipe and run folder."""
 
@@ -148,7 +167,8 @@ class PlannedRun(NamedTuple):
 def plan(study: Study) -> list[PlannedRun]:
     """Every (recipe label, seed, seeded recipe, run folder), seed by seed, validated before anything runs; a tuned
     study's best recipes follow its own (:func:`tuned_entries`)."""
-    entries = [*study.entries, *tuned_entries(study)]
+    tuned = tuned_entries(study)
+    entries = [*_default_entries(study, tuned), *tuned]
     labels = [e.folder_label for e in entries]
     if len(set(labels)) != len(labels):
         twice = next(label for label in labels if labels.count(label) > 1)
@@ -374,6 +394,10 @@ def write_study_leaderboard(study: Study, run_ids: list[str]) -> dict[str, Path]
 def _write_study_leaderboard(study: Study, run_ids: list[str]) -> dict[str, Path]:
     table = leaderboard.read(study.dataset)
     table = table[table["run_id"].astype(str).isin(run_ids)]
+    labels = {label.removesuffix(tuning.TUNED_SUFFIX) for label in table["run"].astype(str).map(tuning.label_of)}
+    defaults = baseline_rows(study, labels)
+    if defaults is not None and not defaults.empty:  # the defaults' rows beside the tuned ones, from the baseline
+        table = pd.concat([defaults, table], ignore_index=True)
     if table.empty:
         raise SvqbenchError(f"study {study.name}: none of its runs is in the {study.dataset!r} leaderboard")
     out = {

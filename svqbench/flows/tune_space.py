@@ -21,6 +21,7 @@ Torch-free and Optuna-free: it is validated with the rest of the study file, bef
                                  # best/tuning.json
       reference: simvp_svq       # the model the tuned table compares the others with (default: the first)
       storage: journal:PATH      # or postgresql://USER@HOST/DB; `--storage` overrides (default: RUNS/journal.log)
+      baseline: recipes/studies/digits_small.yaml   # the defaults' runs, from that study (else the sweep trains them)
 
 Trials read only the train and validation splits; the test split is for the study's sweep of the best recipes.
 """
@@ -135,6 +136,9 @@ class TuneSpec(BaseModel):
     runs: Path | None = None
     best: Path | None = None
     storage: str | None = None  # journal:PATH or postgresql://...; --storage overrides; default RUNS/journal.log
+    # a study file whose runs are these recipes at their default settings (same seeds and budget): the sweep then
+    # trains only the tuned recipes, and the tuned table takes the defaults' rows from that study's leaderboard
+    baseline: Path | None = None
 
     @model_validator(mode="after")
     def _keys(self) -> "TuneSpec":
