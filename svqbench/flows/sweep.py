@@ -137,12 +137,23 @@ def tuned_entries(study: Study) -> list[StudyRecipe]:
     return tuned
 
 
+def trainable(recipe: Recipe) -> bool:
+    """Whether the recipe's model has weights to train (the blank and persistence floors have none)."""
+    from svqbench import data
+    from svqbench.models import create_model
+
+    shape = data.known_shape(recipe.dataset) or data.info(recipe.dataset)
+    with torch.device("meta"):
+        model = create_model(recipe.model_name, shape, **recipe.model_args)
+    return any(p.requires_grad for p in model.parameters())
+
+
 def _default_entries(study: Study, tuned: list[StudyRecipe]) -> list[StudyRecipe]:
-    """The study's own entries, less those whose defaults a baseline study already ran (``tune.baseline``)."""
+    """The study's own entries; with a baseline study (``tune.baseline``), which ran the defaults, only those with
+    nothing to tune (the floors)."""
     if study.tune is None or study.tune.baseline is None:
         return study.entries
-    replaced = {entry.folder_label.removesuffix("_tuned") for entry in tuned}
-    return [entry for entry in study.entries if entry.folder_label not in replaced]
+    return [entry for entry in study.entries if not trainable(load_recipe(entry.name, list(study.set)))]
 
 
 def baseline_rows(study: Study, labels: set[str]) -> pd.DataFrame | None:

@@ -44,7 +44,7 @@ from svqbench.engine.runs import LOCK, RunDir, RunHeld, holding_run, read_log
 from svqbench.engine.train import train
 from svqbench.errors import SvqbenchError
 from svqbench.fileio import write_json, write_text
-from svqbench.flows.sweep import Study, StudyRecipe
+from svqbench.flows.sweep import Study, StudyRecipe, trainable
 from svqbench.flows.tune_space import TuneSpec, override
 from svqbench.progress import Reporter
 from svqbench.results.tuning import EFFORT_FILE
@@ -75,17 +75,6 @@ def optuna_module():
         raise SvqbenchError('svqbench tune needs Optuna: pip install "svqbench[tune]" (optuna, psycopg)') from None
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     return optuna
-
-
-def trainable(recipe: Recipe) -> bool:
-    """Whether the recipe's model has weights to train (the blank and persistence floors have none)."""
-    from svqbench.data import known_shape
-    from svqbench.models import create_model
-
-    shape = known_shape(recipe.dataset) or data.info(recipe.dataset)
-    with torch.device("meta"):
-        model = create_model(recipe.model_name, shape, **recipe.model_args)
-    return any(p.requires_grad for p in model.parameters())
 
 
 def plan_search(study: Study, only: str | None = None, extra: tuple[str, ...] = ()) -> list[TunedRecipe]:
