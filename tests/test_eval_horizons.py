@@ -100,3 +100,19 @@ def test_prep_takes_window_lengths_and_records_them(tmp_path):
     assert inputs.shape[0] == 5 and targets.shape[0] == 15
     with pytest.raises(SvqbenchError, match="expected IN:OUT"):
         data.prepare("digits_small", root=tmp_path / "x", train=2, val=1, test=1, frames="5")
+
+
+def test_window_building_preps_take_the_window_lengths(tmp_path):
+    """WeatherBench (as KTH, KittiCaltech and the generated sets): ``--frames IN:OUT`` cuts other windows from the
+    same recordings and records them; the default keeps the dataset's own."""
+    from data_standins import weatherbench_year
+
+    for year in range(2010, 2014):
+        weatherbench_year(tmp_path / "src", "2m_temperature", "t2m", year, 40)
+    years = {"train": "2010-2011", "val": "2012", "test": "2013"}
+    data.prepare("weather_t2m", root=tmp_path, src=tmp_path / "src", frames="6:18", **years)
+    info = data.info("weather_t2m", tmp_path)
+    assert (info.frames_in, info.frames_out) == (6, 18)
+    assert data.load_manifest("weather_t2m", tmp_path)["splits"]["test"]["windows"] == 40 - 24 + 1
+    inputs, targets = data.create("weather_t2m", "test", tmp_path)[0]
+    assert inputs.shape[0] == 6 and targets.shape[0] == 18

@@ -99,6 +99,16 @@ class DatasetSpec:
     def prepare(self, target: Path, src: Path | None, **options: Any) -> dict[str, Any]:
         raise NotImplementedError
 
+    def windowed(self, frames: str) -> DatasetInfo:
+        """``info`` with the window lengths of a ``--frames IN:OUT`` option (unchanged when empty): how a window-
+        building prep takes longer (or shorter) windows than the recipe's, e.g. to evaluate past a horizon."""
+        if not frames:
+            return self.info
+        from svqbench.data.videos import parse_frames
+
+        frames_in, frames_out = parse_frames(frames)
+        return dataclasses.replace(self.info, frames_in=frames_in, frames_out=frames_out)
+
     # The independent unit that SPLIT/units.npy numbers (e.g. "source video"); "" when the dataset stores none.
     unit: ClassVar[str] = ""
 

@@ -12,7 +12,6 @@ prepares the same bytes.
 
 from __future__ import annotations
 
-import dataclasses
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +19,6 @@ import cv2
 import numpy as np
 
 from svqbench.data.base import DATASETS, DatasetInfo, DatasetSpec, open_frames_for_writing, write_starts
-from svqbench.data.videos import parse_frames
 from svqbench.errors import SvqbenchError
 
 SIZE = 64
@@ -121,10 +119,7 @@ class Digits(DatasetSpec):
     ) -> dict[str, Any]:
         """``frames`` ``IN:OUT`` (default the dataset's 10:10) sets the window: sequences of IN + OUT frames, so a
         10 -> 10 model can be evaluated on ``--frames 10:30`` data over a 30-frame horizon."""
-        info = self.info
-        if frames:
-            frames_in, frames_out = parse_frames(frames)
-            info = dataclasses.replace(info, frames_in=frames_in, frames_out=frames_out)
+        info = self.windowed(frames)
         counts = {}
         for split, n in (("train", train), ("val", val), ("test", test)):
             if n < 1:

@@ -185,8 +185,11 @@ class KittiCaltech(DatasetSpec):
         caltech_url: str = "",
         backend: str = "auto",
         workers: int = 0,
+        frames: str = "",
     ) -> dict[str, Any]:
-        window = self.info.window
+        """``frames`` ``IN:OUT``: other window lengths than 10:1."""
+        windowed = self.windowed(frames)
+        window = windowed.window
         kitti, sources = kitti_files(target, src, kitti_url)
         splits, listing = {}, {}
         splits["val"], listing["val"] = write_kitti_split(
@@ -205,4 +208,5 @@ class KittiCaltech(DatasetSpec):
         splits["test"] = write_video_split(target, "test", parts, starts)
         listing["test"] = [[video.name, n, len(s)] for video, n, s in zip(videos, lengths, starts)]
         shutil.rmtree(target / "_work", ignore_errors=True)
-        return {"sources": sources, "splits": {s: splits[s] for s in ("train", "val", "test")}, "videos": listing}
+        splits = {s: splits[s] for s in ("train", "val", "test")}
+        return {"info": windowed, "sources": sources, "splits": splits, "videos": listing}

@@ -146,9 +146,11 @@ class KTH(DatasetSpec):
         backend: str = "auto",
         workers: int = 0,
         url: str = "",
+        frames: str = "",
     ) -> dict[str, Any]:
         """``url``: a mirror folder (with or without a trailing ``/``) of the six ``<action>.zip`` archives and
-        ``00sequences.txt``."""
+        ``00sequences.txt``. ``frames`` ``IN:OUT``: other window lengths than the dataset's (10:20; kth40 10:40)."""
+        windowed = self.windowed(frames)
         if protocol not in PROTOCOLS:
             raise SvqbenchError(f"option protocol={protocol!r}; valid: {', '.join(PROTOCOLS)}")
         val = parse_persons(val_persons)
@@ -165,23 +167,25 @@ class KTH(DatasetSpec):
         splits, listing = {}, {}
         for split, persons in (("train", train), ("val", val), ("test", TEST_PERSONS)):
             chosen = [i for i, v in enumerate(videos) if int(VIDEO_NAME.match(v.name)[1]) in persons]
-            starts = [self._starts(videos[i], lengths[i], sequences) for i in chosen]
+            starts = [self._starts(videos[i], lengths[i], sequences, windowed.window) for i in chosen]
             splits[split] = write_video_split(target, split, [parts[i] for i in chosen], starts)
             splits[split]["persons"] = list(persons)
             listing[split] = [[videos[i].stem, lengths[i], len(s)] for i, s in zip(chosen, starts)]
         shutil.rmtree(target / "_work")
         held = ",".join(str(p) for p in val)
         val_text = f"val persons {held} held out of train" if holdout else f"val persons {held} also in train"
-        info = dataclasses.replace(self.info, protocol=f"{PROTOCOLS[protocol]}; {val_text}")
+        info = dataclasses.replace(windowed, protocol=f"{PROTOCOLS[protocol]}; {val_text}")
         return {"info": info, "sources": sources, "splits": splits, "videos": listing, "val_held_out": holdout}
 
-    def _starts(self, video: Path, frames: int, sequences: dict[str, list[tuple[int, int]]] | None) -> np.ndarray:
+    def _starts(
+        self, video: Path, frames: int, sequences: dict[str, list[tuple[int, int]]] | None, window: int
+    ) -> np.ndarray:
         """Window starts in one video: over all its frames, or inside its listed subsequences."""
         action = VIDEO_NAME.match(video.name)[2]
         if sequences is None:
-            return window_starts(frames, self.info.window, action)
+            return window_starts(frames, window, action)
         subsequences = sequences.get(video.name.removesuffix("_uncomp.avi"), [])
-        return subsequence_window_starts(frames, self.info.window, action, subsequences)
+        return subsequence_window_starts(frames, window, action, subsequences)
 
 
 @DATASETS.register("kth40")

@@ -208,6 +208,7 @@ class Weather(DatasetSpec):
         test: str = "2017-2018",
         url: str = "",
         targets: str = "",
+        frames: str = "",
     ) -> dict[str, Any]:
         """``url``: a mirror folder (with or without a trailing ``/``) holding the ``<variable>_5.625deg.zip``
         archives. ``targets``: comma list of channel labels (``u10``; ``t500``) the models predict from every channel
@@ -216,6 +217,7 @@ class Weather(DatasetSpec):
 
         labels = [c.label for c in self.channels]
         chosen = target_channels(targets, labels, Path(self.info.name)) if targets else []
+        windowed = self.windowed(frames)  # --frames IN:OUT: other window lengths than 12:12 (4:4)
         years = {
             "train": parse_years("train", train),
             "val": parse_years("val", val),
@@ -229,7 +231,7 @@ class Weather(DatasetSpec):
         counts, latitudes = {}, []
         for split, span in years.items():
             counts[split], latitudes = write_split(
-                target, split, self.channels, files, span, self.every, self.info.window
+                target, split, self.channels, files, span, self.every, windowed.window
             )
         raw_train = np.load(target / "train" / "frames.npy", mmap_mode="r")
         stats = channel_statistics(raw_train)
@@ -247,7 +249,7 @@ class Weather(DatasetSpec):
             "normalisation": {"mean": stats.mean, "std": stats.std},
             "latitudes": latitudes,
             **climatology.write(target, normals, hours),
-            **({"info": dataclasses.replace(self.info, targets=tuple(chosen))} if chosen else {}),
+            "info": dataclasses.replace(windowed, targets=tuple(chosen)),
         }
 
 
