@@ -6,6 +6,7 @@ User mistakes (:class:`SvqbenchError`) become one line on stderr and exit code 1
 from __future__ import annotations
 
 import functools
+import math
 import sys
 from pathlib import Path
 from typing import Callable, List, Optional
@@ -664,6 +665,9 @@ def quickstart(
         None, "--out", help="new working folder (default ./quickstart-YYYYmmdd-HHMMSS)"
     ),
     precision: str = typer.Option("auto", "--precision", help="auto (bf16 where measured faster) | fp32 | bf16"),
+    minutes: float = typer.Option(
+        3.0, "--minutes", help="wall-time budget: SVQ trains the steps that fit it, measured on this machine"
+    ),
     set_: List[str] = typer.Option(
         [], "--set", help="override a train.* or eval.* key of every quick recipe, e.g. train.max_steps=50"
     ),
@@ -674,22 +678,31 @@ def quickstart(
         "and leaderboards/digits_small.* (run from the repository root)",
     ),
 ) -> None:
-    """Prep `digits_small`, train and evaluate blank / persistence / SimVP / SimVP+SVQ, render, compare.
+    """Prep `digits_small`, train and evaluate blank / persistence / SimVP+SVQ within --minutes, render, compare.
 
-    Example: svqbench quickstart   (writes ./quickstart-YYYYmmdd-HHMMSS/, nothing else)
+    Example: svqbench quickstart   (writes ./quickstart-YYYYmmdd-HHMMSS/, nothing else)   |   svqbench quickstart
+    --minutes 10
     """
     from svqbench.engine.machine import resolve_device
     from svqbench.flows import quickstart as qs
 
     result = qs.run_quickstart(
-        resolve_device(device), root, out_dir or qs.default_folder(), out, precision, tuple(set_)
+        resolve_device(device), root, out_dir or qs.default_folder(), out, precision, tuple(set_), minutes
     )
     out.print(qs.results_table(result))
-    verdict = "beats" if result.svq_beats_floors() else "does NOT beat"
-    out.print(
-        f"SimVP+SVQ {verdict} both floors (blank, persistence) on every metric, overall and on frame +1.",
-        highlight=False,
-    )
+    if result.svq_beats_floors():
+        out.print(
+            "SimVP+SVQ beats both floors (blank, persistence) on every metric, overall and on frame +1.",
+            highlight=False,
+        )
+    else:
+        longer = math.ceil(max(2 * minutes, minutes + 5))
+        out.print(
+            f"SimVP+SVQ does NOT beat both floors (blank, persistence) on every metric after {result.steps} steps: "
+            f"{minutes:g} minutes are too short on this machine. Train longer: svqbench quickstart --minutes {longer}",
+            highlight=False,
+            soft_wrap=True,
+        )
     out.print(f"{result.folder}/{qs.GIF_NAME}  (runs/, leaderboards/ beside it)", highlight=False)
     if refresh_assets:
         for path in qs.refresh_assets(result, Path.cwd()):

@@ -106,3 +106,36 @@ def test_precision_choice():
     assert quickstart.choose_precision(torch.device("cpu"), "auto") in ("fp32", "bf16")
     with pytest.raises(SvqbenchError, match="--precision"):
         quickstart.choose_precision(torch.device("cpu"), "fp16")
+
+
+def test_steps_fit_the_budget_at_the_measured_rate():
+    assert quickstart.plan_steps(100.0, 32.0, 16) == int(100 * quickstart.SAFETY * 32 / 16)
+    assert quickstart.plan_steps(-5.0, 32.0, 16) == quickstart.MIN_STEPS  # no time left: the least that runs
+    assert quickstart.plan_steps(1e9, 32.0, 16) == quickstart.MAX_STEPS
+
+
+def test_the_budget_sets_the_steps_and_says_why(tmp_path, monkeypatch, small_root, isolated_leaderboards):
+    """--minutes: a warm-up measures the rate (here pinned), the steps follow from the time left, and the choice is
+    printed; too short a budget to beat the floors says so and names the longer command."""
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(quickstart, "measure_rate", lambda *args: 64.0)
+    monkeypatch.setattr(quickstart.QuickstartResult, "svq_beats_floors", lambda self: False)  # the short-budget case
+    result = runner_invoke(
+        "quickstart", "--root", small_root, "--device", "cpu", "--precision", "fp32", "--out", "qs", "--minutes", "0.3"
+    )
+    assert result.exit_code == 0, result.output
+    chosen = next(line for line in result.output.splitlines() if "samples/s" in line)
+    assert "CPU, fp32, 64 samples/s:" in chosen and "0.3 minutes" in chosen
+    steps = int(chosen.split("samples/s: ")[1].split(" steps")[0])
+    assert quickstart.MIN_STEPS <= steps <= int(18 * 64 / 16)  # at most what 18 s at 64 samples/s allows
+    log = (tmp_path / "qs" / "runs" / "simvp_svq" / "log.jsonl").read_text().splitlines()
+    assert f'"step": {steps},' in log[-1]
+    assert "does NOT beat" in result.output and "svqbench quickstart --minutes 6" in result.output
+    assert not (tmp_path / "qs" / ".warmup").exists()
+
+
+def test_a_budget_must_be_positive(tmp_path, small_root):
+    result = runner_invoke(
+        "quickstart", "--root", small_root, "--device", "cpu", "--out", tmp_path / "q", "--minutes", "0"
+    )
+    assert result.exit_code == 1 and "--minutes 0.0: valid: a positive number" in result.output
