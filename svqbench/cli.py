@@ -160,16 +160,27 @@ def models(
     model: List[str] = typer.Option(
         [], "--model", help="also a plugin: package.module:Factory or path/file.py:Factory"
     ),
+    recipe: Optional[str] = typer.Option(
+        None, "--recipe", help="the parameter count of this recipe's model at its dataset's shape (no data needed)"
+    ),
+    set_: List[str] = typer.Option([], "--set", help="with --recipe: override a key, e.g. model.hid_T=128"),
+    output: str = typer.Option("table", "--format", help="table | json"),
     root: Optional[Path] = ROOT,
 ) -> None:
     """List every model (built-in, installed through the `svqbench.models` entry points, and --model plugins)
-    with its parameter count (default arguments) at a dataset's clip shape.
+    with its parameter count (default arguments) at a dataset's clip shape; or one recipe's model with --recipe.
 
-    Example: svqbench models --dataset kth --model mymodel.py:MyNet
+    Example: svqbench models --dataset kth --model mymodel.py:MyNet   |   svqbench models --recipe kth/tau --format json
     """
     from svqbench.data import clip_shape
     from svqbench.models import model_catalog
     from svqbench.models.plugins import absolute_name
+
+    if output not in ("table", "json"):
+        raise SvqbenchError(f"--format {output!r}: valid: table, json")
+    if recipe is not None:
+        _recipe_parameters(recipe, set_, output, root)
+        return
 
     shape = clip_shape(dataset, root)
     table = Table(
@@ -184,6 +195,43 @@ def models(
         count = "-" if row["parameters"] is None else f"{row['parameters']:,}"
         table.add_row(row["name"], row["kind"], count, row["note"])
     out.print(table)
+
+
+def _recipe_parameters(name: str, overrides: list[str], output: str, root: Optional[Path]) -> None:
+    """``models --recipe``: one recipe's model built on the meta device at its dataset's clip shape."""
+    import json
+
+    import torch
+
+    from svqbench.config import load_recipe
+    from svqbench.data import clip_shape
+    from svqbench.models import count_parameters, create_model
+
+    loaded = load_recipe(name, overrides)
+    shape = clip_shape(loaded.dataset, root)
+    with torch.device("meta"):
+        parameters = count_parameters(create_model(loaded.model_name, shape, **loaded.model_args))
+    record = {
+        "recipe": loaded.name,
+        "model": loaded.model_name,
+        "dataset": loaded.dataset,
+        "shape": {
+            "frames_in": shape.frames_in,
+            "frames_out": shape.frames_out,
+            "channels": shape.channels,
+            "height": shape.height,
+            "width": shape.width,
+        },
+        "parameters": parameters,
+    }
+    if output == "json":
+        print(json.dumps(record))
+        return
+    out.print(
+        f"{record['recipe']} ({record['model']}) at {loaded.dataset}: {shape.frames_in}->{shape.frames_out} frames of "
+        f"{shape.channels}x{shape.height}x{shape.width}: {parameters:,} parameters",
+        highlight=False,
+    )
 
 
 @command

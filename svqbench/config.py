@@ -56,6 +56,8 @@ class TrainConfig(_Strict):
     schedule: Literal["onecycle", "cosine", "constant"] = "onecycle"
     warmup_epochs: float = Field(0.0, ge=0, description="linear warm-up before a cosine schedule")
     loss: Literal["l1", "mse", "mse_l1"] = "mse"  # mse_l1: MSE + 0.5 L1
+    # TAU's differential divergence regulariser, added to the training loss with this weight (OpenSTL's TAU: 0.1)
+    diff_div_weight: float = Field(0.0, ge=0)
     seed: int = Field(42, ge=0, le=2**32 - 1, description="numpy and torch take seeds in 0..2**32-1")
     precision: Literal["fp32", "bf16", "fp16"] = Field("fp32", description="fp16 scales the loss (CUDA only)")
     clip_grad: float = Field(0.0, ge=0, description="max gradient norm (0: no clipping)")

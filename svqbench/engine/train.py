@@ -42,7 +42,7 @@ from svqbench.engine.batches import (
 )
 from svqbench.engine.global_batchnorm import globalise_batchnorm
 from svqbench.engine.loggers import TrainingLoggers, check_installed, open_loggers
-from svqbench.engine.losses import LOSSES
+from svqbench.engine.losses import LOSSES, training_loss
 from svqbench.engine.machine import autocast, configure_backends, is_out_of_memory
 from svqbench.engine.runs import (
     RESUMABLE_KEYS,
@@ -92,7 +92,8 @@ class Setup:
     total_steps: int
     val_held_out: bool
     reporter: Reporter
-    loss_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+    loss_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor]  # train.loss: what validation measures
+    train_loss_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor]  # what a step minimises (with regularisers)
     loggers: TrainingLoggers = field(default_factory=TrainingLoggers)  # train.loggers, opened once the run is known
     # called after every validation with (step, validation loss, the bare model); may raise to stop the run
     # (a tuning trial that its pruner stops)
@@ -218,7 +219,7 @@ def train_step(setup: Setup, state: TrainState, inputs: torch.Tensor, targets: t
         state.model,
         state.optimizer,
         state.scaler,
-        setup.loss_fn,
+        setup.train_loss_fn,
         inputs,
         targets,
         step_settings(cfg),
@@ -450,6 +451,7 @@ def make_setup(
         val_held_out=data.load_manifest(recipe.dataset, data_root).get("val_held_out", True),
         reporter=reporter if world.is_main else Reporter(quiet=True),
         loss_fn=LOSSES[cfg.loss],
+        train_loss_fn=training_loss(cfg.loss, cfg.diff_div_weight),
     )
 
 
