@@ -116,3 +116,17 @@ def test_window_building_preps_take_the_window_lengths(tmp_path):
     assert data.load_manifest("weather_t2m", tmp_path)["splits"]["test"]["windows"] == 40 - 24 + 1
     inputs, targets = data.create("weather_t2m", "test", tmp_path)[0]
     assert inputs.shape[0] == 6 and targets.shape[0] == 18
+
+
+def test_load_run_forecasts_in_the_python_api(run, long_root):
+    import svqbench
+
+    forecaster = svqbench.load_run(run, device="cpu")
+    inputs, targets = data.create("digits", "test", long_root)[0]
+    one = forecaster.forecast(inputs)
+    assert one.shape == targets.shape
+    batch = forecaster.forecast(inputs[None].repeat(2, 1, 1, 1, 1), frames_out=25)  # a rollout past 10 frames
+    assert batch.shape == (2, 25, 1, 64, 64)
+    torch.testing.assert_close(batch[0, :10], one)
+    with pytest.raises(SvqbenchError, match="the run takes"):
+        forecaster.forecast(torch.zeros(2, 5, 1, 64, 64))

@@ -19,6 +19,7 @@ PACKAGE = Path(__file__).resolve().parents[1] / "svqbench"
 LEAVES = {"errors", "fileio", "registry", "progress", "keyed", "render", "__init__"}
 TIER = {
     "cli": 6,
+    "api": 6,  # the Python API's facade (svqbench.load_run), beside the CLI
     "__main__": 6,
     "flows": 5,
     "bench": 5,
