@@ -264,13 +264,22 @@ class Worker:
     quiet_training: bool = True
 
     def run(self, searched: list[TunedRecipe]) -> dict[str, Any]:
-        summary = {}
+        """Every recipe's search in turn; a recipe whose last trials other workers are running is left for later
+        (this worker goes on with the next one), then waited for, in case one of them dies."""
+        summary, pending = {}, []
         for recipe in searched:
-            summary[recipe.label] = self.search(recipe)
+            ran = self.search(recipe, wait=False)
+            if ran is None:
+                pending.append(recipe)
+                continue
+            summary[recipe.label] = ran
+            write_best_recipe(self.study, recipe, self.storage, self.echo)
+        for recipe in pending:
+            summary[recipe.label] = self.search(recipe, wait=True)
             write_best_recipe(self.study, recipe, self.storage, self.echo)
         return summary
 
-    def search(self, recipe: TunedRecipe) -> dict[str, int]:
+    def search(self, recipe: TunedRecipe, wait: bool = True) -> dict[str, int] | None:
         """Run trials of ``recipe`` until its slots are all taken and no trial is left running anywhere: first the
         trials whose worker died, then new ones."""
         optuna = optuna_module()
@@ -292,7 +301,9 @@ class Worker:
                     study.tell(trial, state=optuna.trial.TrialState.FAIL)
                     continue
             elif running:
-                time.sleep(POLL_SECONDS)  # others are running the last trials: wait, in case one dies
+                if not wait:
+                    return None  # others are running the last trials: come back once the other recipes are done
+                time.sleep(POLL_SECONDS)  # wait, in case one of them dies
                 continue
             else:
                 return {"ran_here": ran}
