@@ -263,3 +263,16 @@ def test_a_baseline_study_supplies_the_defaults(study_file, digits_root, tmp_pat
     assert row.count("(n=2)") == 4 and row.count("[") == 2  # mean ± std (n) of each side, an interval per metric
     rows = pd.read_csv(outcome["csv"])
     assert set(rows["run"].map(lambda r: r.rsplit("-seed", 1)[0])) == {"persistence", "simvp_tiny", "simvp_tiny_tuned"}
+
+
+def test_the_report_gains_a_tuning_section(study_file, digits_root):
+    """Optimisation history and parameter importances (Optuna's matplotlib plots) and the best parameters per model."""
+    from svqbench.flows.report import tuning_html
+
+    path = study_file(trials=3, pruner="none")
+    tune(load_study(path), torch.device("cpu"), digits_root, echo=lambda _: None)
+    page = tuning_html(str(path))
+    assert page.startswith("<h2>Tuning</h2>") and "<h3>simvp_tiny</h3>" in page
+    assert 'alt="history of simvp_tiny" src="data:image/png;base64,' in page
+    assert "Best: trial " in page and "train.lr = " in page
+    assert 'alt="importances of simvp_tiny" src="data:image/png;base64,' in page
