@@ -25,6 +25,16 @@ OPENSTL_KTH = {
 }
 
 
+# OpenSTL's MetaVP translators at configs/kth/simvp/SimVP_*.py, counted the same way (issue 23's second table)
+OPENSTL_KTH_TRANSLATORS = {
+    "simvp_convmixer": 1_532_481,
+    "simvp_poolformer": 12_376_641,
+    "simvp_mlpmixer": 20_262_657,
+    "simvp_van": 14_893_761,
+}
+OPENSTL_KTH.update(OPENSTL_KTH_TRANSLATORS)
+
+
 @pytest.mark.parametrize("name", sorted(OPENSTL_KTH))
 def test_models_recipe_json_prints_openstl_counts(name):
     result = CliRunner().invoke(app, ["models", "--recipe", f"kth/{name}", "--format", "json"])
@@ -71,3 +81,19 @@ def test_tau_recipes_train_with_the_regulariser():
     expected = torch.nn.functional.mse_loss(pred, true) + 0.1 * differential_divergence(pred, true)
     assert torch.allclose(loss, expected)
     assert training_loss("mse", 0.0) is torch.nn.functional.mse_loss
+
+
+@pytest.mark.parametrize("translator", ["convmixer", "poolformer", "mlpmixer", "van"])
+def test_metavp_translators_forecast_and_train(translator):
+    """Each translator maps a tiny SimVP's latents through to frames of the input's shape, and gradients reach
+    every parameter in training (drop path on)."""
+    from svqbench.data.base import DatasetInfo
+    from svqbench.models import create_model, forecast
+
+    shape = DatasetInfo("tiny", 4, 4, 1, 16, 16)
+    model = create_model("simvp", shape, hid_S=8, hid_T=16, N_S=2, N_T=2, translator=translator, drop_path=0.1)
+    inputs = torch.rand(2, 4, 1, 16, 16)
+    frames = forecast(model, inputs, 4).frames
+    assert frames.shape == (2, 4, 1, 16, 16) and torch.isfinite(frames).all()
+    frames.square().mean().backward()
+    assert all(p.grad is not None for p in model.parameters() if p.requires_grad)

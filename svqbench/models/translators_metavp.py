@@ -1,0 +1,172 @@
+"""OpenSTL's MetaVP translators beyond gSTA, TAU, ConvNeXt, Swin and MogaNet (Tan et al., "OpenSTL", NeurIPS 2023
+Datasets and Benchmarks): blocks from ConvMixer, PoolFormer, MLP-Mixer and VAN inside the same MetaTranslator, with
+OpenSTL's layer shapes, inits and drop-path schedule, so their parameter counts equal OpenSTL's at its
+``configs/kth/simvp/SimVP_*.py``. Every block maps (B, C, H, W) -> (B, C, H, W).
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor, nn
+
+from svqbench.models.translators import (
+    KeyedDropout,
+    MixMlp,
+    TranslatorSettings,
+    drop_path_or_identity,
+    init_fan_out_normal,
+    init_linear_trunc_normal,
+    register_meta_translator,
+)
+
+
+class ConvMixerBlock(nn.Module):
+    """ConvMixer (Trockman & Kolter 2022): depthwise k x k conv -> GELU -> BatchNorm with a residual, then a pointwise
+    conv -> GELU -> BatchNorm without one (as OpenSTL's block; no drop path, no dropout)."""
+
+    def __init__(self, channels: int, kernel_size: int = 11):
+        super().__init__()
+        self.conv_dw = nn.Conv2d(channels, channels, kernel_size, groups=channels, padding="same")
+        self.norm_1 = nn.BatchNorm2d(channels)
+        self.conv_pw = nn.Conv2d(channels, channels, 1)
+        self.norm_2 = nn.BatchNorm2d(channels)
+        self.act = nn.GELU()
+        self.apply(init_fan_out_normal)
+
+    def forward(self, x: Tensor) -> Tensor:
+        x = x + self.norm_1(self.act(self.conv_dw(x)))
+        return self.norm_2(self.act(self.conv_pw(x)))
+
+
+class ConvMlp(nn.Module):
+    """1x1 conv -> GELU -> dropout -> 1x1 conv -> dropout (PoolFormer's channel MLP)."""
+
+    def __init__(self, channels: int, hidden: int, drop: float):
+        super().__init__()
+        self.fc1 = nn.Conv2d(channels, hidden, 1)
+        self.act = nn.GELU()
+        self.fc2 = nn.Conv2d(hidden, channels, 1)
+        self.drop = KeyedDropout(drop)
+        for conv in (self.fc1, self.fc2):
+            nn.init.trunc_normal_(conv.weight, std=0.02)
+            nn.init.zeros_(conv.bias)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.drop(self.fc2(self.drop(self.act(self.fc1(x)))))
+
+
+class PoolFormerBlock(nn.Module):
+    """PoolFormer (Yu et al., CVPR 2022): average pooling minus identity as the token mixer, a 1x1-conv MLP, both with
+    layer scale (1e-5) and drop path; GroupNorm with one group before each."""
+
+    def __init__(self, channels: int, mlp_ratio: float, drop: float, drop_path: float, pool_size: int = 3):
+        super().__init__()
+        self.norm1 = nn.GroupNorm(1, channels)
+        self.pool = nn.AvgPool2d(pool_size, stride=1, padding=pool_size // 2, count_include_pad=False)
+        self.norm2 = nn.GroupNorm(1, channels)
+        self.mlp = ConvMlp(channels, int(channels * mlp_ratio), drop)
+        self.drop_path = drop_path_or_identity(drop_path)
+        self.layer_scale_1 = nn.Parameter(1e-5 * torch.ones(channels))
+        self.layer_scale_2 = nn.Parameter(1e-5 * torch.ones(channels))
+        for norm in (self.norm1, self.norm2):
+            nn.init.ones_(norm.weight)
+            nn.init.zeros_(norm.bias)
+
+    def forward(self, x: Tensor) -> Tensor:
+        mixed = self.norm1(x)
+        x = x + self.drop_path(self.layer_scale_1[:, None, None] * (self.pool(mixed) - mixed))
+        return x + self.drop_path(self.layer_scale_2[:, None, None] * self.mlp(self.norm2(x)))
+
+
+class LinearMlp(nn.Module):
+    """Linear -> GELU -> dropout -> linear -> dropout over the last dimension."""
+
+    def __init__(self, features: int, hidden: int, drop: float):
+        super().__init__()
+        self.fc1 = nn.Linear(features, hidden)
+        self.act = nn.GELU()
+        self.fc2 = nn.Linear(hidden, features)
+        self.drop = KeyedDropout(drop)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.drop(self.fc2(self.drop(self.act(self.fc1(x)))))
+
+
+class MixerBlock(nn.Module):
+    """MLP-Mixer (Tolstikhin et al., NeurIPS 2021) over the H*W tokens of the latent: a token MLP (hidden C/2) and a
+    channel MLP (hidden mlp_ratio * C), each after a LayerNorm (eps 1e-6) with a residual and drop path."""
+
+    def __init__(self, channels: int, tokens: int, mlp_ratio: float, drop: float, drop_path: float):
+        super().__init__()
+        self.norm1 = nn.LayerNorm(channels, eps=1e-6)
+        self.mlp_tokens = LinearMlp(tokens, int(0.5 * channels), drop)
+        self.norm2 = nn.LayerNorm(channels, eps=1e-6)
+        self.mlp_channels = LinearMlp(channels, int(mlp_ratio * channels), drop)
+        self.drop_path = drop_path_or_identity(drop_path)
+        self.apply(init_linear_trunc_normal)
+
+    def forward(self, x: Tensor) -> Tensor:
+        batch, channels, height, width = x.shape
+        x = x.flatten(2).transpose(1, 2)  # (B, H*W, C)
+        x = x + self.drop_path(self.mlp_tokens(self.norm1(x).transpose(1, 2)).transpose(1, 2))
+        x = x + self.drop_path(self.mlp_channels(self.norm2(x)))
+        return x.transpose(1, 2).reshape(batch, channels, height, width)
+
+
+class LargeKernelAttention(nn.Module):
+    """VAN's LKA: 5x5 depthwise conv -> 7x7 depthwise conv of dilation 3 -> 1x1 conv, multiplying the input."""
+
+    def __init__(self, channels: int):
+        super().__init__()
+        self.conv0 = nn.Conv2d(channels, channels, 5, padding=2, groups=channels)
+        self.conv_spatial = nn.Conv2d(channels, channels, 7, padding=9, groups=channels, dilation=3)
+        self.conv1 = nn.Conv2d(channels, channels, 1)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return x * self.conv1(self.conv_spatial(self.conv0(x)))
+
+
+class VanAttention(nn.Module):
+    """1x1 conv -> GELU -> LKA -> 1x1 conv, plus the input."""
+
+    def __init__(self, channels: int):
+        super().__init__()
+        self.proj_1 = nn.Conv2d(channels, channels, 1)
+        self.act = nn.GELU()
+        self.lka = LargeKernelAttention(channels)
+        self.proj_2 = nn.Conv2d(channels, channels, 1)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return x + self.proj_2(self.lka(self.act(self.proj_1(x))))
+
+
+class VanBlock(nn.Module):
+    """VAN (Guo et al., 2022): BatchNorm -> large-kernel attention and BatchNorm -> convolutional FFN, each with
+    layer scale (1e-2) and drop path."""
+
+    def __init__(self, channels: int, mlp_ratio: float, drop: float, drop_path: float):
+        super().__init__()
+        self.norm1 = nn.BatchNorm2d(channels)
+        self.attn = VanAttention(channels)
+        self.norm2 = nn.BatchNorm2d(channels)
+        self.mlp = MixMlp(channels, int(channels * mlp_ratio), drop)
+        self.drop_path = drop_path_or_identity(drop_path)
+        self.layer_scale_1 = nn.Parameter(1e-2 * torch.ones(channels))
+        self.layer_scale_2 = nn.Parameter(1e-2 * torch.ones(channels))
+        self.apply(init_fan_out_normal)
+
+    def forward(self, x: Tensor) -> Tensor:
+        x = x + self.drop_path(self.layer_scale_1[:, None, None] * self.attn(self.norm1(x)))
+        return x + self.drop_path(self.layer_scale_2[:, None, None] * self.mlp(self.norm2(x)))
+
+
+def _mixer(channels: int, layer: int, rate: float, settings: TranslatorSettings) -> MixerBlock:
+    tokens = settings.input_resolution[0] * settings.input_resolution[1]
+    return MixerBlock(channels, tokens, settings.mlp_ratio, settings.drop, rate)
+
+
+# OpenSTL's ConvMixer block takes no drop path and no dropout; its kernel is 11 in SimVP
+register_meta_translator("convmixer", lambda c, i, rate, s: ConvMixerBlock(c, 11))
+register_meta_translator("poolformer", lambda c, i, rate, s: PoolFormerBlock(c, s.mlp_ratio, s.drop, rate))
+register_meta_translator("mlpmixer", _mixer)
+register_meta_translator("van", lambda c, i, rate, s: VanBlock(c, s.mlp_ratio, s.drop, rate))
