@@ -1,5 +1,5 @@
 """OpenSTL's MetaVP translators beyond gSTA, TAU, ConvNeXt, Swin and MogaNet (Tan et al., "OpenSTL", NeurIPS 2023
-Datasets and Benchmarks): blocks from ConvMixer, PoolFormer, MLP-Mixer and VAN inside the same MetaTranslator, with
+Datasets and Benchmarks): blocks from ConvMixer, PoolFormer, MLP-Mixer, VAN and ViT inside the same MetaTranslator, with
 OpenSTL's layer shapes, inits and drop-path schedule, so their parameter counts equal OpenSTL's at its
 ``configs/kth/simvp/SimVP_*.py``. Every block maps (B, C, H, W) -> (B, C, H, W).
 """
@@ -160,6 +160,47 @@ class VanBlock(nn.Module):
         return x + self.drop_path(self.layer_scale_2[:, None, None] * self.mlp(self.norm2(x)))
 
 
+class SelfAttention(nn.Module):
+    """Multi-head self-attention over tokens (B, N, C): one qkv projection (with bias), scaled dot products, an output
+    projection with dropout."""
+
+    def __init__(self, channels: int, heads: int, drop: float):
+        super().__init__()
+        if channels % heads:
+            raise ValueError(f"{channels} channels do not split into {heads} attention heads")
+        self.heads = heads
+        self.qkv = nn.Linear(channels, 3 * channels)
+        self.proj = nn.Linear(channels, channels)
+        self.drop = KeyedDropout(drop)
+
+    def forward(self, x: Tensor) -> Tensor:
+        batch, tokens, channels = x.shape
+        q, k, v = self.qkv(x).reshape(batch, tokens, 3, self.heads, channels // self.heads).permute(2, 0, 3, 1, 4)
+        attended = nn.functional.scaled_dot_product_attention(q, k, v)  # (B, heads, N, C/heads)
+        return self.drop(self.proj(attended.transpose(1, 2).reshape(batch, tokens, channels)))
+
+
+class ViTBlock(nn.Module):
+    """A Vision Transformer block (Dosovitskiy et al., ICLR 2021) over the H*W tokens of the latent: LayerNorm ->
+    8-head self-attention and LayerNorm -> MLP, each with a residual and drop path (timm's ``Block``, as OpenSTL's)."""
+
+    def __init__(self, channels: int, mlp_ratio: float, drop: float, drop_path: float, heads: int = 8):
+        super().__init__()
+        self.norm1 = nn.LayerNorm(channels)
+        self.attn = SelfAttention(channels, heads, drop)
+        self.norm2 = nn.LayerNorm(channels)
+        self.mlp = LinearMlp(channels, int(channels * mlp_ratio), drop)
+        self.drop_path = drop_path_or_identity(drop_path)
+        self.apply(init_linear_trunc_normal)
+
+    def forward(self, x: Tensor) -> Tensor:
+        batch, channels, height, width = x.shape
+        x = x.flatten(2).transpose(1, 2)  # (B, H*W, C)
+        x = x + self.drop_path(self.attn(self.norm1(x)))
+        x = x + self.drop_path(self.mlp(self.norm2(x)))
+        return x.transpose(1, 2).reshape(batch, channels, height, width)
+
+
 def _mixer(channels: int, layer: int, rate: float, settings: TranslatorSettings) -> MixerBlock:
     tokens = settings.input_resolution[0] * settings.input_resolution[1]
     return MixerBlock(channels, tokens, settings.mlp_ratio, settings.drop, rate)
@@ -170,3 +211,4 @@ register_meta_translator("convmixer", lambda c, i, rate, s: ConvMixerBlock(c, 11
 register_meta_translator("poolformer", lambda c, i, rate, s: PoolFormerBlock(c, s.mlp_ratio, s.drop, rate))
 register_meta_translator("mlpmixer", _mixer)
 register_meta_translator("van", lambda c, i, rate, s: VanBlock(c, s.mlp_ratio, s.drop, rate))
+register_meta_translator("vit", lambda c, i, rate, s: ViTBlock(c, s.mlp_ratio, s.drop, rate))
