@@ -32,6 +32,7 @@ OPENSTL_KTH_TRANSLATORS = {
     "simvp_mlpmixer": 20_262_657,
     "simvp_van": 14_893_761,
     "simvp_vit": 12_699_457,
+    "simvp_uniformer": 11_785_793,
 }
 OPENSTL_KTH.update(OPENSTL_KTH_TRANSLATORS)
 
@@ -84,7 +85,7 @@ def test_tau_recipes_train_with_the_regulariser():
     assert training_loss("mse", 0.0) is torch.nn.functional.mse_loss
 
 
-@pytest.mark.parametrize("translator", ["convmixer", "poolformer", "mlpmixer", "van", "vit"])
+@pytest.mark.parametrize("translator", ["convmixer", "poolformer", "mlpmixer", "van", "vit", "uniformer"])
 def test_metavp_translators_forecast_and_train(translator):
     """Each translator maps a tiny SimVP's latents through to frames of the input's shape, and gradients reach
     every parameter in training (drop path on)."""
@@ -92,7 +93,7 @@ def test_metavp_translators_forecast_and_train(translator):
     from svqbench.models import create_model, forecast
 
     shape = DatasetInfo("tiny", 4, 4, 1, 16, 16)
-    model = create_model("simvp", shape, hid_S=8, hid_T=16, N_S=2, N_T=2, translator=translator, drop_path=0.1)
+    model = create_model("simvp", shape, hid_S=8, hid_T=16, N_S=2, N_T=3, translator=translator, drop_path=0.1)
     inputs = torch.rand(2, 4, 1, 16, 16)
     frames = forecast(model, inputs, 4).frames
     assert frames.shape == (2, 4, 1, 16, 16) and torch.isfinite(frames).all()

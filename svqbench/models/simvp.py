@@ -19,7 +19,7 @@ import torch
 from torch import nn
 
 from svqbench.errors import SvqbenchError
-from svqbench.models import translators_metavp  # noqa: F401  (registers convmixer, poolformer, mlpmixer, van, vit)
+from svqbench.models import translators_metavp  # noqa: F401  (registers the MetaVP translators)
 from svqbench.models.base import MODELS, Forecast
 from svqbench.models.bottleneck import BottleneckMLP
 from svqbench.models.quantizers import build_quantizer

@@ -1,5 +1,6 @@
 """OpenSTL's MetaVP translators beyond gSTA, TAU, ConvNeXt, Swin and MogaNet (Tan et al., "OpenSTL", NeurIPS 2023
-Datasets and Benchmarks): blocks from ConvMixer, PoolFormer, MLP-Mixer, VAN and ViT inside the same MetaTranslator, with
+Datasets and Benchmarks): blocks from ConvMixer, PoolFormer, MLP-Mixer, VAN, ViT and UniFormer inside the same
+MetaTranslator, with
 OpenSTL's layer shapes, inits and drop-path schedule, so their parameter counts equal OpenSTL's at its
 ``configs/kth/simvp/SimVP_*.py``. Every block maps (B, C, H, W) -> (B, C, H, W).
 """
@@ -11,12 +12,14 @@ from torch import Tensor, nn
 
 from svqbench.models.translators import (
     KeyedDropout,
+    MetaTranslator,
     MixMlp,
     TranslatorSettings,
     drop_path_or_identity,
     init_fan_out_normal,
     init_linear_trunc_normal,
     register_meta_translator,
+    register_translator,
 )
 
 
@@ -201,6 +204,73 @@ class ViTBlock(nn.Module):
         return x.transpose(1, 2).reshape(batch, channels, height, width)
 
 
+class UniFormerConvBlock(nn.Module):
+    """UniFormer's local block (Li et al., ICLR 2022): a depthwise 3x3 position embedding, then BatchNorm -> 1x1 ->
+    depthwise 5x5 -> 1x1 and BatchNorm -> 1x1-conv MLP, each with a residual and drop path."""
+
+    def __init__(self, channels: int, mlp_ratio: float, drop: float, drop_path: float):
+        super().__init__()
+        self.pos_embed = nn.Conv2d(channels, channels, 3, padding=1, groups=channels)
+        self.norm1 = nn.BatchNorm2d(channels)
+        self.conv1 = nn.Conv2d(channels, channels, 1)
+        self.attn = nn.Conv2d(channels, channels, 5, padding=2, groups=channels)
+        self.conv2 = nn.Conv2d(channels, channels, 1)
+        self.norm2 = nn.BatchNorm2d(channels)
+        hidden = int(channels * mlp_ratio)
+        self.mlp = nn.Sequential(
+            nn.Conv2d(channels, hidden, 1),
+            nn.GELU(),
+            KeyedDropout(drop),
+            nn.Conv2d(hidden, channels, 1),
+            KeyedDropout(drop),
+        )
+        self.drop_path = drop_path_or_identity(drop_path)
+        self.apply(init_fan_out_normal)
+
+    def forward(self, x: Tensor) -> Tensor:
+        x = x + self.pos_embed(x)
+        x = x + self.drop_path(self.conv2(self.attn(self.conv1(self.norm1(x)))))
+        return x + self.drop_path(self.mlp(self.norm2(x)))
+
+
+class UniFormerAttentionBlock(nn.Module):
+    """UniFormer's global block: a depthwise 3x3 position embedding, then LayerNorm -> 8-head self-attention and
+    LayerNorm -> MLP over the tokens, each with layer scale (1e-6), a residual and drop path."""
+
+    def __init__(self, channels: int, mlp_ratio: float, drop: float, drop_path: float, heads: int = 8):
+        super().__init__()
+        self.pos_embed = nn.Conv2d(channels, channels, 3, padding=1, groups=channels)
+        self.norm1 = nn.LayerNorm(channels)
+        self.attn = SelfAttention(channels, heads, drop)
+        self.norm2 = nn.LayerNorm(channels)
+        self.mlp = LinearMlp(channels, int(channels * mlp_ratio), drop)
+        self.drop_path = drop_path_or_identity(drop_path)
+        self.gamma_1 = nn.Parameter(1e-6 * torch.ones(channels))
+        self.gamma_2 = nn.Parameter(1e-6 * torch.ones(channels))
+        self.apply(init_linear_trunc_normal)
+
+    def forward(self, x: Tensor) -> Tensor:
+        x = x + self.pos_embed(x)
+        batch, channels, height, width = x.shape
+        x = x.flatten(2).transpose(1, 2)
+        x = x + self.drop_path(self.gamma_1 * self.attn(self.norm1(x)))
+        x = x + self.drop_path(self.gamma_2 * self.mlp(self.norm2(x)))
+        return x.transpose(1, 2).reshape(batch, channels, height, width)
+
+
+def _uniformer(channels_in: int, channels_hid: int, depth: int, drop_path: float, settings: TranslatorSettings):
+    """UniFormer's blocks as OpenSTL stacks them: attention where a block keeps its width (the middle ones),
+    convolution where it changes it (the first and the last)."""
+    widths = [channels_in] + [channels_hid] * (depth - 1) + [channels_in]
+
+    def block(channels: int, layer: int, rate: float) -> nn.Module:
+        if layer > 0 and widths[layer] == widths[layer + 1]:
+            return UniFormerAttentionBlock(channels, settings.mlp_ratio, settings.drop, rate)
+        return UniFormerConvBlock(channels, settings.mlp_ratio, settings.drop, rate)
+
+    return MetaTranslator(channels_in, channels_hid, depth, drop_path, block)
+
+
 def _mixer(channels: int, layer: int, rate: float, settings: TranslatorSettings) -> MixerBlock:
     tokens = settings.input_resolution[0] * settings.input_resolution[1]
     return MixerBlock(channels, tokens, settings.mlp_ratio, settings.drop, rate)
@@ -212,3 +282,4 @@ register_meta_translator("poolformer", lambda c, i, rate, s: PoolFormerBlock(c, 
 register_meta_translator("mlpmixer", _mixer)
 register_meta_translator("van", lambda c, i, rate, s: VanBlock(c, s.mlp_ratio, s.drop, rate))
 register_meta_translator("vit", lambda c, i, rate, s: ViTBlock(c, s.mlp_ratio, s.drop, rate))
+register_translator("uniformer", _uniformer)
