@@ -93,7 +93,7 @@ def test_parameter_count_matches_openstl_zoo(dataset, name, millions):
 
 
 def test_unknown_translator_lists_valid_names():
-    with pytest.raises(SvqbenchError, match="convnext, gsta, incepu"):
+    with pytest.raises(SvqbenchError, match="convmixer, convnext, gsta, hornet, incepu"):
         TRANSLATORS.get("transformer")
 
 

@@ -33,6 +33,7 @@ OPENSTL_KTH_TRANSLATORS = {
     "simvp_van": 14_893_761,
     "simvp_vit": 12_699_457,
     "simvp_uniformer": 11_785_793,
+    "simvp_hornet": 15_261_441,
 }
 OPENSTL_KTH.update(OPENSTL_KTH_TRANSLATORS)
 
@@ -85,7 +86,7 @@ def test_tau_recipes_train_with_the_regulariser():
     assert training_loss("mse", 0.0) is torch.nn.functional.mse_loss
 
 
-@pytest.mark.parametrize("translator", ["convmixer", "poolformer", "mlpmixer", "van", "vit", "uniformer"])
+@pytest.mark.parametrize("translator", ["convmixer", "poolformer", "mlpmixer", "van", "vit", "uniformer", "hornet"])
 def test_metavp_translators_forecast_and_train(translator):
     """Each translator maps a tiny SimVP's latents through to frames of the input's shape, and gradients reach
     every parameter in training (drop path on)."""

@@ -1,6 +1,6 @@
 """OpenSTL's MetaVP translators beyond gSTA, TAU, ConvNeXt, Swin and MogaNet (Tan et al., "OpenSTL", NeurIPS 2023
-Datasets and Benchmarks): blocks from ConvMixer, PoolFormer, MLP-Mixer, VAN, ViT and UniFormer inside the same
-MetaTranslator, with
+Datasets and Benchmarks): blocks from ConvMixer, PoolFormer, MLP-Mixer, VAN, ViT, UniFormer and HorNet inside the
+same MetaTranslator, with
 OpenSTL's layer shapes, inits and drop-path schedule, so their parameter counts equal OpenSTL's at its
 ``configs/kth/simvp/SimVP_*.py``. Every block maps (B, C, H, W) -> (B, C, H, W).
 """
@@ -11,6 +11,7 @@ import torch
 from torch import Tensor, nn
 
 from svqbench.models.translators import (
+    ChannelLayerNorm,
     KeyedDropout,
     MetaTranslator,
     MixMlp,
@@ -271,6 +272,51 @@ def _uniformer(channels_in: int, channels_hid: int, depth: int, drop_path: float
     return MetaTranslator(channels_in, channels_hid, depth, drop_path, block)
 
 
+class RecursiveGatedConv(nn.Module):
+    """HorNet's g^n conv (order 4): a 1x1 projection to 2C, a 7x7 depthwise conv over all but the first C/8 of them,
+    then gating by each order's share, widening C/8 -> C/4 -> C/2 -> C through 1x1 convs, and a 1x1 output."""
+
+    def __init__(self, channels: int, order: int = 4):
+        super().__init__()
+        self.dims = [channels // 2**i for i in range(order)][::-1]
+        self.proj_in = nn.Conv2d(channels, 2 * channels, 1)
+        self.dwconv = nn.Conv2d(sum(self.dims), sum(self.dims), 7, padding=3, groups=sum(self.dims))
+        self.proj_out = nn.Conv2d(channels, channels, 1)
+        self.pws = nn.ModuleList(nn.Conv2d(self.dims[i], self.dims[i + 1], 1) for i in range(order - 1))
+
+    def forward(self, x: Tensor) -> Tensor:
+        gate, rest = torch.split(self.proj_in(x), (self.dims[0], sum(self.dims)), dim=1)
+        orders = torch.split(self.dwconv(rest), self.dims, dim=1)
+        x = gate * orders[0]
+        for widen, order in zip(self.pws, orders[1:]):
+            x = widen(x) * order
+        return self.proj_out(x)
+
+
+class HorNetBlock(nn.Module):
+    """HorNet (Rao et al., NeurIPS 2022): LayerNorm -> g^n conv and LayerNorm -> MLP over the channels, each with layer
+    scale (1e-6), a residual and drop path (LayerNorms with eps 1e-6)."""
+
+    def __init__(self, channels: int, mlp_ratio: float, drop_path: float):
+        super().__init__()
+        self.norm1 = ChannelLayerNorm(channels, eps=1e-6)
+        self.gnconv = RecursiveGatedConv(channels)
+        self.norm2 = nn.LayerNorm(channels, eps=1e-6)
+        self.pwconv1 = nn.Linear(channels, int(mlp_ratio * channels))
+        self.act = nn.GELU()
+        self.pwconv2 = nn.Linear(int(mlp_ratio * channels), channels)
+        self.gamma1 = nn.Parameter(1e-6 * torch.ones(channels))
+        self.gamma2 = nn.Parameter(1e-6 * torch.ones(channels))
+        self.drop_path = drop_path_or_identity(drop_path)
+        self.apply(init_fan_out_normal)
+        self.apply(init_linear_trunc_normal)
+
+    def forward(self, x: Tensor) -> Tensor:
+        x = x + self.drop_path(self.gamma1[:, None, None] * self.gnconv(self.norm1(x)))
+        mlp = self.gamma2 * self.pwconv2(self.act(self.pwconv1(self.norm2(x.permute(0, 2, 3, 1)))))
+        return x + self.drop_path(mlp.permute(0, 3, 1, 2))
+
+
 def _mixer(channels: int, layer: int, rate: float, settings: TranslatorSettings) -> MixerBlock:
     tokens = settings.input_resolution[0] * settings.input_resolution[1]
     return MixerBlock(channels, tokens, settings.mlp_ratio, settings.drop, rate)
@@ -283,3 +329,5 @@ register_meta_translator("mlpmixer", _mixer)
 register_meta_translator("van", lambda c, i, rate, s: VanBlock(c, s.mlp_ratio, s.drop, rate))
 register_meta_translator("vit", lambda c, i, rate, s: ViTBlock(c, s.mlp_ratio, s.drop, rate))
 register_translator("uniformer", _uniformer)
+# OpenSTL's HorNet block takes no dropout: `drop` does not apply
+register_meta_translator("hornet", lambda c, i, rate, s: HorNetBlock(c, s.mlp_ratio, rate))
