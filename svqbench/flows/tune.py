@@ -332,7 +332,10 @@ class Worker:
             started = trial.datetime_start.timestamp() if trial.datetime_start else time.time()
             if time.time() - started < grace:
                 continue
-            lock = FileLock(str(self.run_dir(recipe, original_number(trial)) / LOCK))
+            run_dir = self.run_dir(recipe, original_number(trial))
+            if not run_dir.is_dir():  # nothing of it here (a journal carried to another machine): rerun it
+                return trial
+            lock = FileLock(str(run_dir / LOCK))
             try:
                 lock.acquire(timeout=0)
             except Timeout:
