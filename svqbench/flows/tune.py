@@ -562,7 +562,7 @@ def write_best_recipe(study: Study, recipe: TunedRecipe, storage: Any, echo: Cal
         f"{recipe.entry.name} in study {study.name} (svqbench tune): trial {found.number}, validation "
         f"{spec.objective.metric} {found.value:.6g} after {spec.steps} steps\n"
         f"# ({found.user_attrs.get('run_dir', '')}, run {found.user_attrs.get('run_id', '')}); the recipe's own "
-        "budget applies. Retrain over the study's seeds with: svqbench sweep STUDY.yaml\n"
+        f"budget applies. `svqbench sweep` of the study file retrains it over the study's seeds {list(study.seeds)}\n"
     )
     path = spec.best_dir(study.name) / f"{recipe.label}.yaml"
     write_text(path, header + yaml.safe_dump(content, sort_keys=False))
