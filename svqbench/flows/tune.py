@@ -325,8 +325,8 @@ class Worker:
         return sum(1 for t in slot_trials(trials) if t.number < trial.number)
 
     def _orphan(self, recipe: TunedRecipe, running: list[Any]) -> Any | None:
-        """A running trial whose worker is gone (its run lock is free, and it is older than the grace period),
-        locked for us; or None."""
+        """A running trial whose worker is gone (older than the grace period, and its run lock free or its run folder
+        absent), or None; :meth:`run_trial` then takes the lock (waiting out a worker that only just let it go)."""
         grace = float(os.environ.get(GRACE_ENV, "30"))
         for trial in running:
             started = trial.datetime_start.timestamp() if trial.datetime_start else time.time()
