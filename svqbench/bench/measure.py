@@ -44,7 +44,7 @@ from svqbench.bench.roofline import counted_flops, device_peak, roofline
 from svqbench.config import Recipe, validate_recipe
 from svqbench.data.base import DatasetInfo
 from svqbench.engine.allocator import keep_freed_memory
-from svqbench.engine.losses import LOSSES
+from svqbench.engine.losses import training_loss
 from svqbench.engine.machine import autocast
 from svqbench.engine.step import StepSettings, optimiser_step
 from svqbench.errors import SvqbenchError
@@ -174,6 +174,7 @@ def training_step_runner(
     batch_size: int,
     device: torch.device,
     seed: int = 0,
+    diff_div_weight: float = 0.0,
 ) -> Callable[[], None]:
     """A closure running training's own optimiser step (:func:`~svqbench.engine.step.optimiser_step`: the
     training forward with scheduled sampling, keyed draws, auxiliary loss, grad scaler) with Adam on a fixed
@@ -183,9 +184,10 @@ def training_step_runner(
     scaler = torch.amp.GradScaler(device.type, enabled=variant.precision == "fp16")
     settings = StepSettings(seed, variant.precision)
     steps = iter(range(1 << 62))
+    loss = training_loss(loss_name, diff_div_weight)  # what training minimises, regularisers included
 
     def step() -> None:
-        optimiser_step(model, model, optimizer, scaler, LOSSES[loss_name], inputs, targets, settings, next(steps))
+        optimiser_step(model, model, optimizer, scaler, loss, inputs, targets, settings, next(steps))
 
     return step
 
@@ -221,7 +223,9 @@ def profile_model(
     runners = {"inference": infer}
     trainable = any(p.requires_grad for p in model.parameters())  # blank, persistence: nothing to train
     if trainable:
-        runners["train"] = training_step_runner(model, variant, recipe.train.loss, info, batch_size, device)
+        runners["train"] = training_step_runner(
+            model, variant, recipe.train.loss, info, batch_size, device, diff_div_weight=recipe.train.diff_div_weight
+        )
     seconds = interleaved_min_seconds(runners, device, repeats)
     profile = {
         "parameters": count_parameters(model),
@@ -302,6 +306,7 @@ def compare_training(
                 "task": "train_step",
                 "variant": asdict(variant),
                 "loss": recipe.train.loss,
+                "diff_div_weight": recipe.train.diff_div_weight,
                 "info": info.to_dict(),
                 "batch_size": batch_size,
                 "device": str(device),
@@ -384,7 +389,9 @@ def _run_job(job: dict[str, Any]) -> dict[str, float]:
         if variant.reuse_memory:
             keep_freed_memory()
         model = build_variant(variant, info, device)
-        step = training_step_runner(model, variant, job["loss"], info, job["batch_size"], device)
+        step = training_step_runner(
+            model, variant, job["loss"], info, job["batch_size"], device, diff_div_weight=job["diff_div_weight"]
+        )
     result: dict[str, float] = {}
     before = _reset_peak_memory(device) if job["memory"] else 0.0
     step()
@@ -419,7 +426,17 @@ def measure_roofline(
     if "train_step_s" in profile:
         variant = Variant("recipe", recipe.model_name, recipe.model_args, precision=precision)
         model = build_variant(variant, info, device)
-        train_flops = counted_flops(training_step_runner(model, variant, recipe.train.loss, info, batch_size, device))
+        train_flops = counted_flops(
+            training_step_runner(
+                model,
+                variant,
+                recipe.train.loss,
+                info,
+                batch_size,
+                device,
+                diff_div_weight=recipe.train.diff_div_weight,
+            )
+        )
     return roofline(
         peak, train_flops, profile.get("train_step_s"), profile["flops"] * batch_size, profile["inference_s"]
     )
