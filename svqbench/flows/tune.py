@@ -570,19 +570,28 @@ def write_best_recipe(study: Study, recipe: TunedRecipe, storage: Any, echo: Cal
     return path
 
 
+def trained_steps(trial: Any, budget: int) -> int:
+    """The steps a trial trained, from the storage (so a journal carried to another machine counts them all):
+    the budget for a complete trial, else its last reported step, or its run log's when that folder is here."""
+    if trial.state == optuna_module().trial.TrialState.COMPLETE:
+        return budget
+    steps = max(trial.intermediate_values, default=0)
+    if trial.user_attrs.get("run_dir"):
+        log = read_log(RunDir(Path(trial.user_attrs["run_dir"])).log)
+        steps = max([steps, *(r.get("step", 0) for r in log)])
+    return int(steps)
+
+
 def effort(study: Study, storage: Any, searched: list[TunedRecipe]) -> list[dict[str, Any]]:
     """Per recipe: slots used, completed, pruned, failed, retried, the steps trained, the best value and params."""
     optuna = optuna_module()
+    spec_steps = _spec(study).steps
     state = optuna.trial.TrialState
     rows = []
     for recipe in searched:
         trials = optuna_study(study, recipe, storage).get_trials(deepcopy=False)
         final = outcomes(trials)
-        steps = 0
-        for trial in final.values():
-            if trial.user_attrs.get("run_dir"):
-                log = read_log(RunDir(Path(trial.user_attrs["run_dir"])).log)
-                steps += max((r.get("step", 0) for r in log), default=0)
+        steps = sum(trained_steps(trial, spec_steps) for trial in final.values())
         best = best_trial(optuna_study(study, recipe, storage))
         rows.append(
             {
@@ -667,7 +676,7 @@ def tune(
         raise SvqbenchError(f"--trials {trials}: valid: an integer >= 1")
     worker = Worker(study, spec, storage, device, data_root, echo, count, quiet_training)
     worker.run(searched)
-    rows = effort(study, storage, searched)
+    rows = effort(study, storage, plan_search(study, None, extra))  # every model's effort, whichever this worker ran
     write_json(
         spec.best_dir(study.name) / EFFORT_FILE, {"study": study.name, "spec": spec_summary(spec), "effort": rows}
     )
