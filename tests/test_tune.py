@@ -267,6 +267,7 @@ def test_a_baseline_study_supplies_the_defaults(study_file, digits_root, tmp_pat
     assert row.count("(n=2)") == 4 and row.count("[") == 2  # mean ± std (n) of each side, an interval per metric
     rows = pd.read_csv(outcome["csv"])
     assert set(rows["run"].map(lambda r: r.rsplit("-seed", 1)[0])) == {"persistence", "simvp_tiny", "simvp_tiny_tuned"}
+    assert len(rows) == 3 * len(study.seeds)  # the floors once: the study's own, not the baseline's as well
 
 
 def test_the_report_gains_a_tuning_section(study_file, digits_root):

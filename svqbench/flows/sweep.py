@@ -405,8 +405,11 @@ def write_study_leaderboard(study: Study, run_ids: list[str]) -> dict[str, Path]
 def _write_study_leaderboard(study: Study, run_ids: list[str]) -> dict[str, Path]:
     table = leaderboard.read(study.dataset)
     table = table[table["run_id"].astype(str).isin(run_ids)]
-    labels = {label.removesuffix(tuning.TUNED_SUFFIX) for label in table["run"].astype(str).map(tuning.label_of)}
-    defaults = baseline_rows(study, labels)
+    own = set(table["run"].astype(str).map(tuning.label_of))
+    # the defaults of the tuned recipes, from the baseline; not what this study ran itself (the floors)
+    defaults = baseline_rows(
+        study, {label.removesuffix(tuning.TUNED_SUFFIX) for label in own if label.endswith(tuning.TUNED_SUFFIX)} - own
+    )
     if defaults is not None and not defaults.empty:  # the defaults' rows beside the tuned ones, from the baseline
         table = pd.concat([defaults, table], ignore_index=True)
     if table.empty:
