@@ -90,6 +90,9 @@ class TrainConfig(_Strict):
         False, description="bitwise reproducible on CUDA (slower); see svqbench/engine/machine.py"
     )
     compile: bool = Field(False, description="torch.compile the model for training")
+    channels_last: bool = Field(
+        False, description="the model's 4-D weights in channels-last memory order (faster convolutions on CPUs)"
+    )
 
 
 class EvalConfig(_Strict):

@@ -271,3 +271,35 @@ def test_torchrun_two_processes_train_and_evaluate_like_one(tmp_path, uneven_roo
     for group in ("overall", "per_frame"):
         for name, value in alone[group].items():
             assert together[group][name] == pytest.approx(value, rel=1e-6, abs=1e-6), (group, name)
+
+
+def test_channels_last_trains_the_same_model_and_resumes(tmp_path, digits_root, monkeypatch):
+    """train.channels_last keeps every 4-D weight channels-last during training (what makes it faster on CPUs),
+    trains the model of the default layout up to float rounding, and its checkpoints resume and evaluate."""
+    from svqbench.engine import train as engine
+
+    seen = []
+    build = engine.build_state
+    monkeypatch.setattr(engine, "build_state", lambda s, model, meta: seen.append(model) or build(s, model, meta))
+    plain = train(
+        load_recipe(str(write_recipe(tmp_path, schedule="constant"))),
+        tmp_path / "plain",
+        CPU,
+        digits_root,
+        reporter=Reporter(quiet=True),
+    )
+    recipe = load_recipe(str(write_recipe(tmp_path, schedule="constant", channels_last=True)), ["train.max_steps=4"])
+    half = train(recipe, tmp_path / "cl", CPU, digits_root, reporter=Reporter(quiet=True))
+    weights = [p for p in seen[-1].parameters() if p.dim() == 4]
+    assert weights and all(p.is_contiguous(memory_format=torch.channels_last) for p in weights)
+    assert not all(p.is_contiguous() for p in weights)  # really another layout (not 1x1 kernels only)
+    resumed = load_recipe(str(tmp_path / "cl" / "recipe.yaml"), ["train.max_steps=8"])
+    train(resumed, half, CPU, digits_root, resume=True, reporter=Reporter(quiet=True))
+    left, right = load_checkpoint(plain / "last.pt")["model"], load_checkpoint(half / "last.pt")["model"]
+    assert load_checkpoint(half / "last.pt")["step"] == 8
+    floats = [key for key, value in left.items() if value.is_floating_point()]
+    difference = sum(float((left[k].double() - right[k].double()).square().sum()) for k in floats)
+    relative = (difference / sum(float(left[k].double().square().sum()) for k in floats)) ** 0.5
+    print(f"channels-last vs default layout after 8 steps: {relative:.2e}")
+    assert relative < 1e-3
+    assert evaluate(half, CPU, ["mae"], data_root=digits_root)["overall"]["mae"] > 0

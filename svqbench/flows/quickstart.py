@@ -109,11 +109,19 @@ def choose_precision(device: torch.device, precision: str) -> str:
     return "bf16" if bf16_support(device).use_autocast else "fp32"
 
 
+def speed_levers(device: torch.device, precision: str) -> list[str]:
+    """The settings that speed up training on ``device`` at no cost in quality: channels-last weights for fp32 on a
+    CPU (``scripts/quickstart_levers.py``: 1.57x on AVX2 kernels, 1.34x on AVX-512; no gain under bf16 autocast).
+    torch.compile is not one: its first call (16-37 s) repays only after 400-800 steps, most of a 3-minute budget."""
+    return ["train.channels_last=true"] if device.type == "cpu" and precision == "fp32" else []
+
+
 def machine_kind(device: torch.device, precision: str) -> str:
-    """``AVX2 CPU, fp32`` / ``AVX512 CPU, bf16`` / ``NVIDIA H100, bf16``: what the speed depends on."""
+    """``AVX2 CPU, fp32, channels-last`` / ``AVX512 CPU, bf16`` / ``NVIDIA H100, bf16``: what the speed depends on."""
     if device.type == "cuda":
         return f"{torch.cuda.get_device_name(device)}, {precision}"
-    return f"{torch.backends.cpu.get_cpu_capability()} CPU, {precision}"
+    levers = ", channels-last" if speed_levers(device, precision) else ""
+    return f"{torch.backends.cpu.get_cpu_capability()} CPU, {precision}{levers}"
 
 
 def plan_steps(seconds_left: float, samples_per_s: float, batch_size: int) -> int:
@@ -127,7 +135,7 @@ def measure_rate(recipe_name: str, precision: str, device: torch.device, root: P
     timed over the second half (a validation on one batch between the halves splits the log)."""
     half = WARMUP_STEPS // 2
     warmup = [f"train.max_steps={WARMUP_STEPS}", f"train.val_every={half}", "train.val_samples=16"]
-    recipe = load_recipe(recipe_name, [f"train.precision={precision}", *warmup])
+    recipe = load_recipe(recipe_name, [f"train.precision={precision}", *speed_levers(device, precision), *warmup])
     run_dir = folder / ".warmup"
     try:
         train(recipe, run_dir, device, data_root=root, reporter=Reporter(quiet=True))
@@ -171,7 +179,8 @@ def run_quickstart(
             if name == RECIPES[-1]:
                 budget = _svq_budget(result, device, root, folder, overrides, started, max(evaluations))
                 console.print(f"[bold]2/4[/] {result.choice}")
-            recipe = load_recipe(f"{DATASET}/{name}", [f"train.precision={precision}", *budget, *overrides])
+            settings = [f"train.precision={precision}", *speed_levers(device, precision), *budget, *overrides]
+            recipe = load_recipe(f"{DATASET}/{name}", settings)
             run_dir = folder / "runs" / name
             console.print(f"[bold]2/4[/] training {recipe.name} -> {run_dir}")
             train(recipe, run_dir, device, data_root=root, reporter=Reporter())
