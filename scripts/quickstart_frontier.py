@@ -6,6 +6,10 @@ overrides, evaluates it on the whole test split and prints one line per budget: 
 machine's.
 
     python scripts/quickstart_frontier.py --steps 500,1000,1500 --set train.precision=bf16 --device cpu
+    python scripts/quickstart_frontier.py --minutes 1,2,3 --set train.precision=fp32 --set train.channels_last=true
+
+``--minutes`` budgets training time as the quickstart does: the warm-up's measured samples/s (16 real steps in
+the ``--set`` precision) turns each budget into the steps that fit it (the quickstart's own ``plan_steps``).
 """
 
 from __future__ import annotations
@@ -23,13 +27,26 @@ from svqbench.engine.evaluate import evaluate
 from svqbench.engine.machine import resolve_device
 from svqbench.engine.train import train
 from svqbench.errors import SvqbenchError
+from svqbench.flows.quickstart import measure_rate, plan_steps
 from svqbench.progress import Reporter
+
+
+def budgets(args: argparse.Namespace, device, work: Path) -> list[int]:
+    """The step budgets: ``--steps`` as given, or the steps that fit each of ``--minutes`` at the measured rate."""
+    if args.minutes is None:
+        return [int(s) for s in args.steps.split(",")]
+    recipe = load_recipe(args.recipe, args.set)
+    rate = measure_rate(args.recipe, args.set, device, args.root, work)
+    steps = [plan_steps(float(m) * 60, rate, recipe.train.batch_size) for m in args.minutes.split(",")]
+    print(f"{rate:.1f} samples/s in {recipe.train.precision}: {args.minutes} min -> {steps} steps", flush=True)
+    return steps
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--recipe", default="digits_small/simvp_svq")
     parser.add_argument("--steps", default="500,1000", help="comma list of training budgets (optimiser steps)")
+    parser.add_argument("--minutes", default=None, help="comma list of training minutes (instead of --steps)")
     parser.add_argument("--set", action="append", default=[], help="KEY=VALUE overrides shared by every budget")
     parser.add_argument("--device", default="auto")
     parser.add_argument("--root", type=Path, default=None, help="data root (default: $SVQBENCH_DATA or ./data)")
@@ -39,7 +56,7 @@ def main() -> None:
     data.prepare("digits_small", root=args.root)
     lines = []
     with tempfile.TemporaryDirectory() as work:
-        for steps in [int(s) for s in args.steps.split(",")]:
+        for steps in budgets(args, device, Path(work)):
             base = load_recipe(args.recipe, args.set)
             windows = base.train.train_samples or len(data.create(base.dataset, "train", args.root))
             per_epoch = max(1, windows // base.train.batch_size)

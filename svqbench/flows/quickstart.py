@@ -130,12 +130,13 @@ def plan_steps(seconds_left: float, samples_per_s: float, batch_size: int) -> in
     return max(MIN_STEPS, min(MAX_STEPS, fitting))
 
 
-def measure_rate(recipe_name: str, precision: str, device: torch.device, root: Path | None, folder: Path) -> float:
-    """Training samples/s of the quick SVQ recipe on ``device``: WARMUP_STEPS real steps in a throwaway run folder,
-    timed over the second half (a validation on one batch between the halves splits the log)."""
+def measure_rate(recipe_name: str, settings: list[str], device: torch.device, root: Path | None, folder: Path) -> float:
+    """Training samples/s of ``recipe_name`` under ``settings`` (``--set`` strings) on ``device``: WARMUP_STEPS real
+    steps in a throwaway run folder, timed over the second half (a validation on one batch between the halves
+    splits the log)."""
     half = WARMUP_STEPS // 2
     warmup = [f"train.max_steps={WARMUP_STEPS}", f"train.val_every={half}", "train.val_samples=16"]
-    recipe = load_recipe(recipe_name, [f"train.precision={precision}", *speed_levers(device, precision), *warmup])
+    recipe = load_recipe(recipe_name, [*settings, *warmup])
     run_dir = folder / ".warmup"
     try:
         train(recipe, run_dir, device, data_root=root, reporter=Reporter(quiet=True))
@@ -214,7 +215,8 @@ def _svq_budget(
         result.steps = recipe.train.max_steps
         result.choice = f"{result.steps} steps, as --set train.max_steps says"
         return ()
-    rate = measure_rate(name, result.precision, device, root, folder)
+    levers = [f"train.precision={result.precision}", *speed_levers(device, result.precision)]
+    rate = measure_rate(name, levers, device, root, folder)
     recipe = load_recipe(name, list(overrides))
     test_windows = len(data.create(DATASET, "test", root))
     # evaluation: the floors' (metrics on every window) plus the model's forward passes (about a third of a step)
