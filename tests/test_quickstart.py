@@ -8,6 +8,7 @@ import os
 import pandas as pd
 import pytest
 import torch
+import yaml
 from PIL import Image
 from rich.console import Console
 from typer.testing import CliRunner
@@ -125,13 +126,15 @@ def test_the_budget_sets_the_steps_and_says_why(tmp_path, monkeypatch, small_roo
     )
     assert result.exit_code == 0, result.output
     chosen = next(line for line in result.output.splitlines() if "samples/s" in line)
-    assert "CPU, fp32, 64 samples/s:" in chosen and "0.3 minutes" in chosen
+    assert "CPU, fp32, channels-last, 64 samples/s:" in chosen and "0.3 minutes" in chosen  # fp32 on a CPU
     steps = int(chosen.split("samples/s: ")[1].split(" steps")[0])
     assert quickstart.MIN_STEPS <= steps <= int(18 * 64 / 16)  # at most what 18 s at 64 samples/s allows
     log = (tmp_path / "qs" / "runs" / "simvp_svq" / "log.jsonl").read_text().splitlines()
     assert f'"step": {steps},' in log[-1]
     assert "does NOT beat" in result.output and "svqbench quickstart --minutes 6" in result.output
     assert not (tmp_path / "qs" / ".warmup").exists()
+    trained = yaml.safe_load((tmp_path / "qs" / "runs" / "simvp_svq" / "recipe.yaml").read_text())
+    assert trained["train"]["channels_last"]
 
 
 def test_a_budget_must_be_positive(tmp_path, small_root):
