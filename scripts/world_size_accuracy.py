@@ -19,11 +19,10 @@ from pathlib import Path
 import torch
 import yaml
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO / "tests"))
-from ddp_gradients import relative_difference, step_gradients  # noqa: E402
+from svqbench.bench.step_gradients import relative_difference, step_gradients
+from svqbench.config import load_recipe
 
-from svqbench.config import load_recipe  # noqa: E402
+REPO = Path(__file__).resolve().parents[1]
 
 ISSUE_SETTING = ["model.translator=gsta", "model.drop_path=0.1", "train.seed=5"]
 
@@ -40,8 +39,8 @@ def main() -> None:
         recipe.write_text(yaml.safe_dump(load_recipe(args.recipe, args.set or ISSUE_SETTING).to_dict()))
         out = Path(folder) / "two_processes.pt"
         subprocess.run(
-            [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2"]
-            + [str(REPO / "tests" / "ddp_gradients.py"), str(recipe), str(args.root), str(args.batch), str(out)],
+            [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", "-m"]
+            + ["svqbench.bench.step_gradients", str(recipe), str(args.root), str(args.batch), str(out)],
             env={**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"},
             check=True,
         )

@@ -223,9 +223,9 @@ def test_two_processes_compute_the_step_as_accurately_as_one(tmp_path, digits_ro
     a float64 computation of the same step, the 2-process gradient is as accurate as the 1-process one, and the two
     differ by no more than float32's own error. 1 vs 2 threads is no floor here: on AVX2 oneDNN sums a convolution's
     weight gradient in the same order at both thread counts, so both carry the same error (README, "What the world
-    size changes")."""
-    from ddp_gradients import relative_difference as rel
-    from ddp_gradients import step_gradients
+    size changes"); the step: svqbench/bench/step_gradients.py)."""
+    from svqbench.bench.step_gradients import relative_difference as rel
+    from svqbench.bench.step_gradients import step_gradients
 
     recipe = tmp_path / "larger.yaml"
     model = {"name": "simvp_svq", "translator": "gsta", "drop_path": 0.1, "hid_S": 16, "hid_T": 64, "N_S": 2}
@@ -235,8 +235,8 @@ def test_two_processes_compute_the_step_as_accurately_as_one(tmp_path, digits_ro
     batch = 12
     out = tmp_path / "two_processes.pt"
     launched = subprocess.run(
-        [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2"]
-        + [str(REPO / "tests" / "ddp_gradients.py"), str(recipe), str(digits_root), str(batch), str(out)],
+        [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", "-m"]
+        + ["svqbench.bench.step_gradients", str(recipe), str(digits_root), str(batch), str(out)],
         env={**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"},
         capture_output=True,
         text=True,

@@ -4,7 +4,8 @@
 model's auxiliary loss) on the first ``batch`` training windows and returns ``{parameter name: gradient}`` in
 float64. Under torchrun each rank takes its slice of that batch through DistributedDataParallel with global
 BatchNorm, as training does, and rank 0 saves the averaged gradients:
-``torchrun --nproc_per_node 2 tests/ddp_gradients.py RECIPE DATA_ROOT BATCH OUT.pt``.
+``torchrun --nproc_per_node 2 -m svqbench.bench.step_gradients RECIPE DATA_ROOT BATCH OUT.pt``.
+``scripts/world_size_accuracy.py`` prints the comparison; ``tests/test_world_size.py`` asserts it.
 """
 
 from __future__ import annotations
