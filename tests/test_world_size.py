@@ -264,5 +264,6 @@ def test_two_processes_compute_the_step_as_accurately_as_one(tmp_path, digits_ro
             f"{error(two):.2e}, 2 vs 1 {error(two, one):.2e}"
         )
         assert 0 < float32_error < 1e-3
-        assert error(two) <= 3 * float32_error
-        assert error(two, one) <= 10 * float32_error
+        floor = max(float32_error, 1e-6)  # a part whose float32 error is near rounding of one sum: not below that
+        assert error(two) <= 3 * floor
+        assert error(two, one) <= 10 * floor
