@@ -1,7 +1,7 @@
 """PhyDNet (Le Guen & Thome 2020): a PhyCell (physical dynamics as a learned PDE, corrected by the
 observation) beside a ConvLSTM (the residual), on a shared convolutional encoder/decoder. Structure and sizes
-as OpenSTL's ``phydnet`` model (its fixed widths: 64 encoded channels, F = 49 filters of 7x7, ConvLSTM
-128, 128, 64); on the machinery of :mod:`svqbench.models.recurrent` (scheduled sampling keyed per sample and
+as OpenSTL's ``phydnet`` model (its widths: 64 encoded channels, F = 49 filters of 7x7, ConvLSTM
+128, 128, 64; ``num_hidden`` sets the ConvLSTM's, OpenSTL's by default); on the machinery of :mod:`svqbench.models.recurrent` (scheduled sampling keyed per sample and
 step, test-time rollout on its own predictions).
 
 The moment constraint: the PhyCell's 7x7 filters, for each of the 64 input channels, are mapped to their
@@ -33,7 +33,7 @@ from svqbench.models.shape import ClipShape
 ENCODED = 64  # the encoder's channels and the PhyCell's state
 PHYSICS_FILTERS = 49  # F's hidden channels: one per 7x7 moment
 PHYSICS_KERNEL = 7
-RESIDUAL_HIDDEN = (128, 128, 64)
+RESIDUAL_HIDDEN = (128, 128, 64)  # OpenSTL's ConvLSTM widths
 
 
 def conv_stage(nin: int, nout: int, stride: int) -> nn.Sequential:
@@ -85,7 +85,7 @@ def moment_matrix(size: int) -> Tensor:
 
 
 class PhyDNet(RecurrentForecaster):
-    def __init__(self, shape: ClipShape, patch_size: int, schedule: SamplingSchedule):
+    def __init__(self, shape: ClipShape, patch_size: int, num_hidden: tuple[int, ...], schedule: SamplingSchedule):
         channels = shape.channels
         decoder = nn.Sequential(
             upconv_stage(2 * 32, 32, 2),
@@ -102,14 +102,16 @@ class PhyDNet(RecurrentForecaster):
         self.encoder_physics = nn.Sequential(conv_stage(ENCODED, ENCODED, 1), conv_stage(ENCODED, ENCODED, 1))
         self.encoder_residual = nn.Sequential(conv_stage(ENCODED, ENCODED, 1), conv_stage(ENCODED, ENCODED, 1))
         self.decoder_physics = nn.Sequential(upconv_stage(ENCODED, ENCODED, 1), upconv_stage(ENCODED, ENCODED, 1))
-        self.decoder_residual = nn.Sequential(upconv_stage(ENCODED, ENCODED, 1), upconv_stage(ENCODED, ENCODED, 1))
+        residual_out = num_hidden[-1]  # the residual decoder reads the last ConvLSTM's output
+        self.decoder_residual = nn.Sequential(upconv_stage(residual_out, ENCODED, 1), upconv_stage(ENCODED, ENCODED, 1))
         self.phycell = PhyCell()
-        inputs = (ENCODED, *RESIDUAL_HIDDEN[:-1])
-        self.residual_cells = nn.ModuleList(ResidualLSTMCell(k, n) for k, n in zip(inputs, RESIDUAL_HIDDEN))
+        self.residual_hidden = tuple(num_hidden)
+        inputs = (ENCODED, *num_hidden[:-1])
+        self.residual_cells = nn.ModuleList(ResidualLSTMCell(k, n) for k, n in zip(inputs, num_hidden))
         self.register_buffer("moments", moment_matrix(PHYSICS_KERNEL), persistent=False)
 
     def initial_state(self, batch: int, like: Tensor) -> dict[str, list[Tensor]]:
-        hidden = [like.new_zeros(batch, n, *self.grid) for n in RESIDUAL_HIDDEN]
+        hidden = [like.new_zeros(batch, n, *self.grid) for n in self.residual_hidden]
         return {"physics": [like.new_zeros(batch, ENCODED, *self.grid)], "h": list(hidden), "c": list(hidden)}
 
     def advance(self, x: Tensor, state: dict[str, list[Tensor]], training_terms: list[Tensor]) -> Tensor:
@@ -137,10 +139,16 @@ class PhyDNet(RecurrentForecaster):
 
 @MODELS.register("phydnet")
 @with_sampling_options()
-def phydnet(shape: ClipShape, patch_size: int = 4, *, schedule: SamplingSchedule) -> PhyDNet:
-    """PhyDNet (OpenSTL's fixed widths); ``patch_size`` 2 or 4 is the encoder's downsampling."""
+def phydnet(
+    shape: ClipShape, patch_size: int = 4, num_hidden: list[int] = RESIDUAL_HIDDEN, *, schedule: SamplingSchedule
+) -> PhyDNet:
+    """PhyDNet; ``patch_size`` 2 or 4 is the encoder's downsampling, ``num_hidden`` the ConvLSTM's widths (the
+    residual decoder reads the last one's output; OpenSTL's 128, 128, 64 by default)."""
+    widths = tuple(num_hidden) if isinstance(num_hidden, (list, tuple)) else ()
+    if not widths or not all(isinstance(n, int) and not isinstance(n, bool) and n > 0 for n in widths):
+        raise SvqbenchError(f"model.num_hidden={num_hidden!r}: expected a list of positive channel counts, e.g. [128, 128, 64]")
     if patch_size not in (2, 4) or shape.height % patch_size or shape.width % patch_size:
         raise SvqbenchError(
             f"model.patch_size={patch_size}; valid: 2 or 4, dividing the frame size {shape.height}x{shape.width}"
         )
-    return PhyDNet(shape, patch_size, schedule)
+    return PhyDNet(shape, patch_size, widths, schedule)
