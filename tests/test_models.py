@@ -23,6 +23,7 @@ SMALL_ARGS = {
     "e3d_lstm": RECURRENT_TINY,
     "mau": {**RECURRENT_TINY, "sr_size": 2, "tau": 2},
     "phydnet": {"patch_size": 2},
+    "swinlstm": {"embed_dim": 4, "depths_downsample": [1, 2], "depths_upsample": [2, 1], "num_heads": [1, 2]},
     "simvp_mlp": {**TINY_MODEL, "svq_hidden": 16},
 }
 

@@ -42,6 +42,7 @@ from svqbench.models import (  # noqa: F401
     recurrent_eidetic,
     recurrent_mau,
     recurrent_phydnet,
+    recurrent_swin,
     simvp,
 )
 from svqbench.models.base import MODELS, Forecast

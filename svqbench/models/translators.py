@@ -440,20 +440,41 @@ class WindowAttention(nn.Module):
         index = offsets[..., 0] * (2 * window - 1) + offsets[..., 1]
         self.register_buffer("relative_position_index", index, persistent=False)
 
-    def forward(self, windows: Tensor) -> Tensor:
-        """(windows, tokens, C) -> same."""
+    def forward(self, windows: Tensor, mask: Tensor | None = None) -> Tensor:
+        """(windows, tokens, C) -> same. ``mask`` (windows per map, tokens, tokens), when given, is added to the
+        scores of every map's windows (the windows come map-major, as :class:`SwinBlock` cuts them)."""
         count, tokens, channels = windows.shape
         q, k, v = self.qkv(windows).view(count, tokens, 3, self.heads, -1).permute(2, 0, 3, 1, 4)
         bias = self.relative_position_bias_table[self.relative_position_index].permute(2, 0, 1)
+        if mask is not None:  # (maps, windows per map, heads, tokens, tokens) scores
+            per_map = mask.shape[0]
+            q, k, v = (t.view(count // per_map, per_map, *t.shape[1:]) for t in (q, k, v))
+            bias = bias + mask[:, None]
         attended = nn.functional.scaled_dot_product_attention(q, k, v, attn_mask=bias.to(q.dtype))
+        attended = attended.reshape(count, self.heads, tokens, -1)
         return self.proj_drop(self.proj(attended.transpose(1, 2).reshape(count, tokens, channels)))
+
+
+def shifted_window_mask(height: int, width: int, window: int, shift: int) -> Tensor:
+    """(windows, window^2, window^2): 0 between tokens of one region of the cyclically shifted map, -100
+    (timm's value) between tokens that the shift brought together from different regions."""
+    region = torch.zeros(height, width)
+    bands = (slice(0, -window), slice(-window, -shift), slice(-shift, None))
+    for i, rows in enumerate(bands):
+        for j, cols in enumerate(bands):
+            region[rows, cols] = 3 * i + j
+    windows = region.view(height // window, window, width // window, window).permute(0, 2, 1, 3)
+    windows = windows.reshape(-1, window * window)
+    different = windows[:, None, :] != windows[:, :, None]
+    return torch.zeros(different.shape).masked_fill(different, -100.0)
 
 
 class SwinBlock(nn.Module):
     """Swin block on a (B, C, H, W) map; maps not divisible by the window are zero-padded (as timm does).
 
-    As in OpenSTL, shifted windows are attended without the cross-boundary mask, so tokens wrapped
-    around by the cyclic shift attend to each other.
+    As in OpenSTL's SimVP, shifted windows are attended without the cross-boundary mask, so tokens wrapped
+    around by the cyclic shift attend to each other, and the window follows :func:`swin_window`. Other
+    models pass ``window`` = (size, shift) and ``masked=True`` for timm's Swin block, which masks them.
     """
 
     def __init__(
@@ -465,9 +486,16 @@ class SwinBlock(nn.Module):
         drop: float,
         drop_path: float,
         heads: int = 8,
+        window: tuple[int, int] | None = None,
+        masked: bool = False,
     ):
         super().__init__()
-        self.window, self.shift = swin_window(input_resolution, layer_index)
+        self.window, self.shift = window if window is not None else swin_window(input_resolution, layer_index)
+        mask = None
+        if masked and self.shift:
+            padded = [size + (-size) % self.window for size in input_resolution]
+            mask = shifted_window_mask(*padded, self.window, self.shift)
+        self.register_buffer("shift_mask", mask, persistent=False)
         self.norm1 = nn.LayerNorm(channels)
         self.attn = WindowAttention(channels, self.window, heads, drop)
         self.drop_path = drop_path_or_identity(drop_path)
@@ -489,7 +517,7 @@ class SwinBlock(nn.Module):
         rows, cols = x.shape[1] // w, x.shape[2] // w
         windows = x.view(batch, rows, w, cols, w, channels).permute(0, 1, 3, 2, 4, 5)
         windows = windows.reshape(-1, w * w, channels)
-        x = self.attn(windows).view(batch, rows, cols, w, w, channels).permute(0, 1, 3, 2, 4, 5)
+        x = self.attn(windows, self.shift_mask).view(batch, rows, cols, w, w, channels).permute(0, 1, 3, 2, 4, 5)
         x = x.reshape(batch, rows * w, cols * w, channels)
         if self.shift:
             x = torch.roll(x, shifts=(self.shift, self.shift), dims=(1, 2))
