@@ -506,6 +506,32 @@ def fold(
     )
 
 
+@command(name="import-openstl")
+def import_openstl(
+    checkpoint: Path = typer.Argument(..., help="OpenSTL's .pth state dict or Lightning .ckpt"),
+    recipe: str = typer.Option(..., "--recipe", help="the recipe the checkpoint was trained as, e.g. kth/mim"),
+    set_: List[str] = typer.Option([], "--set", help="override a key as for train: --set model.num_hidden=[64,64]"),
+    run_dir: Path = typer.Option(..., "--run-dir", help="the run folder to write"),
+    force: bool = typer.Option(False, "--force", help="replace the run already in --run-dir"),
+    root: Optional[Path] = ROOT,
+    device: str = DEVICE,
+) -> None:
+    """Import an OpenSTL checkpoint as a run folder that eval, render, predict, compare and report use.
+
+    Example: svqbench import-openstl mmnist_simvp_gsta.pth --recipe mmnist/simvp --run-dir runs/openstl-simvp
+    """
+    from svqbench.engine.machine import resolve_device
+    from svqbench.interop.openstl import check_forecast, import_checkpoint
+
+    report = import_checkpoint(checkpoint, recipe, run_dir, set_, root, force)
+    frames = check_forecast(report["run_dir"], resolve_device(device))
+    out.print(
+        f"{report['run_dir']}\n{report['model']}: {report['keys']} tensors, {report['parameters']:,} parameters "
+        f"from {checkpoint} (sha256 {report['sha256'][:12]}); forecasts {frames} on {device}",
+        highlight=False,
+    )
+
+
 @command(name="leaderboard")
 def leaderboard_(
     dataset: Optional[str] = typer.Argument(None, help="dataset name (default: every leaderboard)"),

@@ -366,9 +366,17 @@ def leaderboard_row(run: LoadedRun, report: dict[str, Any], manifest: dict[str, 
         "evaluated_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "path": str(run.dir.resolve()),  # the leaderboard stores it relative to its own folder
         **plugin_columns(meta.get("model_plugin")),
+        **imported_columns(meta.get("imported")),
         **({"trusted_src": "; ".join(manifest["trusted_src"])} if manifest.get("trusted_src") else {}),
         **report["overall"],
     }
+
+
+def imported_columns(record: dict[str, Any] | None) -> dict[str, Any]:
+    """Weights svqbench did not train (``import-openstl``): where from, and the source file's sha256."""
+    if not record:
+        return {}
+    return {"imported_weights": f"{record['format']} sha256:{record['sha256'][:12]}"}
 
 
 def plugin_columns(record: dict[str, Any] | None) -> dict[str, Any]:
