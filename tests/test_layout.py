@@ -23,6 +23,7 @@ TIER = {
     "__main__": 6,
     "flows": 5,
     "bench": 5,
+    "interop": 5,  # OpenSTL checkpoints -> run folders, on the engine's run folder
     "engine": 4,
     "results": 3,
     "config": 2,
@@ -33,6 +34,10 @@ TIER = {
 SAME_TIER_APART = {
     ("flows", "bench"),
     ("bench", "flows"),
+    ("flows", "interop"),
+    ("interop", "flows"),
+    ("bench", "interop"),
+    ("interop", "bench"),
     ("models", "metrics"),
     ("models", "data"),
     ("metrics", "models"),
