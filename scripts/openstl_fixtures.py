@@ -34,8 +34,16 @@ SEED = 2026
 
 def openstl_config(**options):
     base = dict(
-        in_shape=(T, C, H, W), pre_seq_length=T, aft_seq_length=T, total_length=2 * T, patch_size=2,
-        filter_size=3, stride=1, layer_norm=0, device="cpu", reverse_scheduled_sampling=0,
+        in_shape=(T, C, H, W),
+        pre_seq_length=T,
+        aft_seq_length=T,
+        total_length=2 * T,
+        patch_size=2,
+        filter_size=3,
+        stride=1,
+        layer_norm=0,
+        device="cpu",
+        reverse_scheduled_sampling=0,
     )
     base.update(options)
     return SimpleNamespace(**base)
@@ -43,14 +51,24 @@ def openstl_config(**options):
 
 def recurrent(cls_name, svq, **options):
     """A recurrent model of OpenSTL's, 2 layers of 8, and the svqbench keys of the same network."""
+
     def build():
         import openstl.models as om
 
         return getattr(om, cls_name)(2, [8, 8], openstl_config(**options))
 
-    model = {"num_hidden": [8, 8], "filter_size": options.get("filter_size", 3), "patch_size": options.get("patch_size", 2)}
-    return {"build": build, "call": "recurrent", "options": options, "openstl": f"{cls_name}(2, [8, 8], configs)",
-            "model": {**svq, **model}}
+    model = {
+        "num_hidden": [8, 8],
+        "filter_size": options.get("filter_size", 3),
+        "patch_size": options.get("patch_size", 2),
+    }
+    return {
+        "build": build,
+        "call": "recurrent",
+        "options": options,
+        "openstl": f"{cls_name}(2, [8, 8], configs)",
+        "model": {**svq, **model},
+    }
 
 
 def simvp(translator):
@@ -59,8 +77,13 @@ def simvp(translator):
 
         return om.SimVP_Model((T, C, H, W), hid_S=8, hid_T=16, N_S=2, N_T=2, model_type=translator)
 
-    return {"build": build, "call": "simvp", "options": {}, "openstl": f"SimVP_Model(model_type={translator!r})",
-            "model": {"name": "simvp", "translator": translator, "hid_S": 8, "hid_T": 16, "N_S": 2, "N_T": 2}}
+    return {
+        "build": build,
+        "call": "simvp",
+        "options": {},
+        "openstl": f"SimVP_Model(model_type={translator!r})",
+        "model": {"name": "simvp", "translator": translator, "hid_S": 8, "hid_T": 16, "N_S": 2, "N_T": 2},
+    }
 
 
 def phydnet():
@@ -69,14 +92,22 @@ def phydnet():
 
         return om.PhyDNet_Model(openstl_config(patch_size=4))
 
-    return {"build": build, "call": "phydnet", "options": {"patch_size": 4}, "openstl": "PhyDNet_Model(configs)",
-            "model": {"name": "phydnet", "patch_size": 4}, "bf16_weights": True}
+    return {
+        "build": build,
+        "call": "phydnet",
+        "options": {"patch_size": 4},
+        "openstl": "PhyDNet_Model(configs)",
+        "model": {"name": "phydnet", "patch_size": 4},
+        "bf16_weights": True,
+    }
 
 
 def swinlstm(variant):
     """OpenSTL's SwinLSTM at window 4 on the 8x8 patch grid: shifted, masked windows and merged levels (d)."""
-    sizes = {"d": {"embed_dim": 4, "depths_downsample": [2, 3], "depths_upsample": [3, 2], "num_heads": [2, 2]},
-             "b": {"embed_dim": 8, "depths": 4, "num_heads": 2}}[variant]
+    sizes = {
+        "d": {"embed_dim": 4, "depths_downsample": [2, 3], "depths_upsample": [3, 2], "num_heads": [2, 2]},
+        "b": {"embed_dim": 8, "depths": 4, "num_heads": 2},
+    }[variant]
 
     def build():
         import openstl.models as om
@@ -86,8 +117,13 @@ def swinlstm(variant):
             return om.SwinLSTM_D_Model(sizes["depths_downsample"], sizes["depths_upsample"], sizes["num_heads"], cfg)
         return om.SwinLSTM_B_Model(SimpleNamespace(**vars(cfg), depths=sizes["depths"], num_heads=sizes["num_heads"]))
 
-    return {"build": build, "call": "swinlstm", "options": {}, "openstl": f"SwinLSTM_{variant.upper()}_Model",
-            "model": {"name": "swinlstm", "variant": variant, "patch_size": 2, "window_size": 4, **sizes}}
+    return {
+        "build": build,
+        "call": "swinlstm",
+        "options": {},
+        "openstl": f"SwinLSTM_{variant.upper()}_Model",
+        "model": {"name": "swinlstm", "variant": variant, "patch_size": 2, "window_size": 4, **sizes},
+    }
 
 
 FIXTURES = {
@@ -98,14 +134,32 @@ FIXTURES = {
     "mim": recurrent("MIM_Model", {"name": "mim"}),
     "e3d_lstm": recurrent("E3DLSTM_Model", {"name": "e3d_lstm", "stride": 1}, filter_size=5),
     "mau": recurrent(
-        "MAU_Model", {"name": "mau", "sr_size": 2, "tau": 2, "cell_mode": "normal", "model_mode": "normal"},
-        patch_size=1, sr_size=2, tau=2, cell_mode="normal", model_mode="normal",
+        "MAU_Model",
+        {"name": "mau", "sr_size": 2, "tau": 2, "cell_mode": "normal", "model_mode": "normal"},
+        patch_size=1,
+        sr_size=2,
+        tau=2,
+        cell_mode="normal",
+        model_mode="normal",
     ),
     "phydnet": phydnet(),
     **{
         f"simvp_{t}": simvp(t)
-        for t in ("gsta", "incepu", "tau", "mlpmixer", "convmixer", "uniformer", "poolformer", "van", "hornet",
-                  "convnext", "moganet", "vit", "swin")
+        for t in (
+            "gsta",
+            "incepu",
+            "tau",
+            "mlpmixer",
+            "convmixer",
+            "uniformer",
+            "poolformer",
+            "van",
+            "hornet",
+            "convnext",
+            "moganet",
+            "vit",
+            "swin",
+        )
     },
     "swinlstm_d": swinlstm("d"),
     "swinlstm_b": swinlstm("b"),
@@ -124,7 +178,12 @@ def redraw(model: torch.nn.Module, generator: torch.Generator) -> None:
                 tensor.copy_(torch.rand(tensor.shape, generator=generator) + 0.5)
             elif leaf in ("running_mean", "bias"):
                 tensor.copy_(torch.randn(tensor.shape, generator=generator) * 0.1)
-            elif tensor.dim() <= 1 or "layer_scale" in name or "gamma" in leaf or tensor.shape.count(1) >= tensor.dim() - 1:
+            elif (
+                tensor.dim() <= 1
+                or "layer_scale" in name
+                or "gamma" in leaf
+                or tensor.shape.count(1) >= tensor.dim() - 1
+            ):
                 tensor.copy_(torch.rand(tensor.shape, generator=generator) * 0.5 + 0.5)
             else:  # a weight: fan-in scaled, as PyTorch's default
                 fan_in = tensor[0].numel()
@@ -164,9 +223,12 @@ def openstl_commit() -> str | None:
     import openstl
 
     try:
-        return subprocess.run(
-            ["git", "rev-parse", "HEAD"], cwd=Path(openstl.__file__).parent, capture_output=True, text=True
-        ).stdout.strip() or None
+        return (
+            subprocess.run(
+                ["git", "rev-parse", "HEAD"], cwd=Path(openstl.__file__).parent, capture_output=True, text=True
+            ).stdout.strip()
+            or None
+        )
     except OSError:
         return None
 
@@ -224,7 +286,9 @@ def main() -> None:
             "timm": timm.__version__,
             "torch": torch.__version__,
             "parameters": sum(p.numel() for p in model.parameters()),
-            "weights": "17 levels per tensor, exact in bf16 (stored as bf16 in checkpoint.pth.gz, computed in fp32)" if spec.get("bf16_weights") else "fp32",
+            "weights": "17 levels per tensor, exact in bf16 (stored as bf16 in checkpoint.pth.gz, computed in fp32)"
+            if spec.get("bf16_weights")
+            else "fp32",
         }
         (folder / "fixture.json").write_text(json.dumps(record, indent=2) + "\n")
         print(f"{name}: {record['parameters']:,} parameters, outputs {tuple(outputs.shape)}")

@@ -57,8 +57,8 @@ def recipe_for(name: str, folder: Path, **model_changes) -> Path:
 def test_every_model_openstl_also_has_has_a_fixture():
     models = {json.loads((FIXTURES / n / "fixture.json").read_text())["model"]["name"] for n in NAMES}
     translators = {n.removeprefix("simvp_") for n in NAMES if n.startswith("simvp_")}
-    assert {"convlstm", "predrnn", "predrnn_v2", "predrnn_pp", "mim", "e3d_lstm", "mau", "phydnet", "swinlstm"} <= models
-    assert {"gsta", "incepu", "tau", "vit", "mlpmixer", "convmixer", "uniformer", "poolformer", "van", "hornet"} <= translators
+    assert set("convlstm predrnn predrnn_v2 predrnn_pp mim e3d_lstm mau phydnet swinlstm".split()) <= models
+    assert set("gsta incepu tau vit mlpmixer convmixer uniformer poolformer van hornet".split()) <= translators
 
 
 @pytest.mark.parametrize("name", NAMES)
@@ -125,14 +125,32 @@ def test_the_imported_run_evaluates_like_a_trained_one_and_its_row_says_imported
     runner = CliRunner()
     result = runner.invoke(
         app,
-        ["import-openstl", "mau/checkpoint.pth", "--recipe", str(recipe_for("mau", tmp_path)), "--root", str(root),
-         "--run-dir", "runs/mau", "--device", "cpu"],
+        [
+            "import-openstl",
+            "mau/checkpoint.pth",
+            "--recipe",
+            str(recipe_for("mau", tmp_path)),
+            "--root",
+            str(root),
+            "--run-dir",
+            "runs/mau",
+            "--device",
+            "cpu",
+        ],
     )
     assert result.exit_code == 0, result.output
     assert "forecasts 4x1x16x16 frames on cpu" in result.output
     again = one_line_refusal(
-        ["import-openstl", "mau/checkpoint.pth", "--recipe", str(recipe_for("mau", tmp_path)), "--root", str(root),
-         "--run-dir", "runs/mau"]
+        [
+            "import-openstl",
+            "mau/checkpoint.pth",
+            "--recipe",
+            str(recipe_for("mau", tmp_path)),
+            "--root",
+            str(root),
+            "--run-dir",
+            "runs/mau",
+        ]
     )
     assert "already holds a run" in again
     result = runner.invoke(app, ["eval", "runs/mau", "--root", str(root), "--device", "cpu"])

@@ -26,8 +26,8 @@ from svqbench.data import info as dataset_info
 from svqbench.data.checks import file_digest
 from svqbench.engine.runs import (
     RunDir,
-    holds_run,
     holding_run,
+    holds_run,
     refuse_links,
     remove_run,
     run_meta,
@@ -58,8 +58,10 @@ def read_checkpoint(path: Path) -> dict[str, torch.Tensor]:
             "dict or a Lightning .ckpt, loadable with torch.load(weights_only=True)"
         ) from None
     state = loaded.get("state_dict", loaded) if isinstance(loaded, dict) else None
-    if not isinstance(state, dict) or not state or not all(
-        isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in state.items()
+    if (
+        not isinstance(state, dict)
+        or not state
+        or not all(isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in state.items())
     ):
         raise SvqbenchError(
             f"{path}: holds no state dict (a mapping of names to tensors, or one under 'state_dict'); "

@@ -1,8 +1,9 @@
 """PhyDNet (Le Guen & Thome 2020): a PhyCell (physical dynamics as a learned PDE, corrected by the
 observation) beside a ConvLSTM (the residual), on a shared convolutional encoder/decoder. Structure and sizes
 as OpenSTL's ``phydnet`` model (its widths: 64 encoded channels, F = 49 filters of 7x7, ConvLSTM
-128, 128, 64; ``num_hidden`` sets the ConvLSTM's, OpenSTL's by default); on the machinery of :mod:`svqbench.models.recurrent` (scheduled sampling keyed per sample and
-step, test-time rollout on its own predictions).
+128, 128, 64; ``num_hidden`` sets the ConvLSTM's, OpenSTL's by default); on the machinery of
+:mod:`svqbench.models.recurrent` (scheduled sampling keyed per sample and step, test-time rollout on its own
+predictions).
 
 The moment constraint: the PhyCell's 7x7 filters, for each of the 64 input channels, are mapped to their
 moment matrices (K2M, m = M k M^T with M[i, j] = (j - 3)^i / i!), and the MSE of the 49 matrices to the
@@ -146,7 +147,9 @@ def phydnet(
     residual decoder reads the last one's output; OpenSTL's 128, 128, 64 by default)."""
     widths = tuple(num_hidden) if isinstance(num_hidden, (list, tuple)) else ()
     if not widths or not all(isinstance(n, int) and not isinstance(n, bool) and n > 0 for n in widths):
-        raise SvqbenchError(f"model.num_hidden={num_hidden!r}: expected a list of positive channel counts, e.g. [128, 128, 64]")
+        raise SvqbenchError(
+            f"model.num_hidden={num_hidden!r}: expected a list of positive channel counts, e.g. [128, 128, 64]"
+        )
     if patch_size not in (2, 4) or shape.height % patch_size or shape.width % patch_size:
         raise SvqbenchError(
             f"model.patch_size={patch_size}; valid: 2 or 4, dividing the frame size {shape.height}x{shape.width}"
