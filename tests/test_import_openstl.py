@@ -123,35 +123,12 @@ def test_the_imported_run_evaluates_like_a_trained_one_and_its_row_says_imported
     monkeypatch.chdir(tmp_path)
     shutil.copytree(FIXTURES / "mau", tmp_path / "mau")
     runner = CliRunner()
-    result = runner.invoke(
-        app,
-        [
-            "import-openstl",
-            "mau/checkpoint.pth",
-            "--recipe",
-            str(recipe_for("mau", tmp_path)),
-            "--root",
-            str(root),
-            "--run-dir",
-            "runs/mau",
-            "--device",
-            "cpu",
-        ],
-    )
+    command = ["import-openstl", "mau/checkpoint.pth", "--recipe", str(recipe_for("mau", tmp_path))]
+    command += ["--root", str(root), "--run-dir", "runs/mau"]
+    result = runner.invoke(app, [*command, "--device", "cpu"])
     assert result.exit_code == 0, result.output
     assert "forecasts 4x1x16x16 frames on cpu" in result.output
-    again = one_line_refusal(
-        [
-            "import-openstl",
-            "mau/checkpoint.pth",
-            "--recipe",
-            str(recipe_for("mau", tmp_path)),
-            "--root",
-            str(root),
-            "--run-dir",
-            "runs/mau",
-        ]
-    )
+    again = one_line_refusal(command)
     assert "already holds a run" in again
     result = runner.invoke(app, ["eval", "runs/mau", "--root", str(root), "--device", "cpu"])
     assert result.exit_code == 0, result.output
