@@ -177,6 +177,13 @@ def test_committed_study_file_is_valid():
         "convlstm",
         "predrnn",
         "predrnn_v2",
+        "predrnn_pp",
+        "mim",
+        "e3d_lstm",
+        "mau",
+        "phydnet",
+        "tau",
+        "swinlstm",
     )
     assert set(names) == {f"digits_small/{model}" for model in models}
 
